@@ -1,0 +1,3 @@
+module spindlepeers
+
+go 1.19

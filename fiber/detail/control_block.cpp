@@ -1,0 +1,115 @@
+#include "fiber/detail/control_block.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <new>
+
+#include "fiber/detail/context.h"
+
+namespace spindle::detail {
+
+thread_local control_block* tls_current_fiber __attribute__((tls_model("initial-exec"))) =
+    nullptr;
+
+namespace {
+std::atomic<std::uint64_t> g_next_id{1};
+std::atomic<std::size_t> g_next_fls_index{0};
+
+// POSIX's PTHREAD_DESTRUCTOR_ITERATIONS: destructors that keep creating
+// fiber-local values are not run forever.
+constexpr int fls_destructor_rounds = 4;
+
+void destroy_slots(std::vector<fls_slot>& slots) noexcept {
+  for (int round = 0; round < fls_destructor_rounds; ++round) {
+    bool any = false;
+    for (auto& slot : slots) {
+      if (slot.value == nullptr) continue;
+      void* value = slot.value;
+      slot.value = nullptr;
+      any = true;
+      slot.destroy(value);
+    }
+    if (!any) break;
+  }
+  slots.clear();
+  slots.shrink_to_fit();
+}
+
+// Fiber-local values of a plain thread, destroyed when it exits.
+struct thread_fls {
+  std::vector<fls_slot> slots;
+  ~thread_fls() { destroy_slots(slots); }
+};
+}  // namespace
+
+control_block::control_block() noexcept { new (ctx_storage_) continuation(); }
+
+control_block::~control_block() { context_of(this).~continuation(); }
+
+void control_block::destroy_fiber_locals() noexcept { destroy_slots(fls_); }
+
+std::uint64_t next_fiber_id() noexcept {
+  return g_next_id.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::size_t next_fls_index() noexcept {
+  return g_next_fls_index.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::vector<fls_slot>& current_fls_slots() {
+  if (control_block* cb = tls_current_fiber) return cb->fls_;
+  thread_local thread_fls fls;
+  return fls.slots;
+}
+
+namespace {
+// A tiny formatter for the signal-safe diagnostic.
+struct line_buffer {
+  char data[512];
+  std::size_t len = 0;
+  void put(const char* s) noexcept {
+    while (*s != '\0' && len < sizeof(data) - 1) data[len++] = *s++;
+  }
+  void put(const char* s, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n && len < sizeof(data) - 1; ++i) data[len++] = s[i];
+  }
+  void put_unsigned(unsigned long long v) noexcept {
+    char digits[24];
+    int n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    while (n > 0 && len < sizeof(data) - 1) data[len++] = digits[--n];
+  }
+};
+}  // namespace
+
+void write_fiber_diagnostic(const char* what, const control_block* cb,
+                            const char* detail) noexcept {
+  line_buffer b;
+  b.put("spindle: ");
+  b.put(what);
+  b.put(" in fiber '");
+  if (cb != nullptr && !cb->name_.empty()) {
+    b.put(cb->name_.data(), cb->name_.size());
+  } else {
+    b.put("(unnamed)");
+  }
+  b.put("' (id ");
+  b.put_unsigned(cb != nullptr ? cb->id_ : 0);
+  b.put(", stack size ");
+  b.put_unsigned(cb != nullptr ? cb->stack_.size() : 0);
+  b.put(" bytes)");
+  if (detail != nullptr && *detail != '\0') {
+    b.put(": ");
+    b.put(detail);
+  }
+  b.put("\n");
+  b.data[b.len] = '\0';
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, b.data, b.len);
+}
+
+}  // namespace spindle::detail

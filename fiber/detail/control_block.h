@@ -1,0 +1,152 @@
+// The control block: everything the runtime knows about one fiber.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "fiber/detail/stack.h"
+
+namespace spindle::detail {
+
+class worker;
+class control_block;
+
+// A fiber's scheduling state. Every transition is an atomic store or CAS on
+// control_block::state_; the arrows below are the only ones allowed, and the
+// thread that performs a transition into `runnable` is the only one that
+// may put the fiber in a run queue. That makes a lost wakeup (nobody
+// enqueues) and a double resume (two enqueue) impossible by construction.
+//
+//   runnable --(a worker pops and switches to it)--> running
+//   running  --(yield: after the switch out)--> runnable
+//   running  --(prepare_park)--> parking
+//   parking  --(cancel_park)--> running
+//   parking  --(unpark, any thread)--> notified
+//   parking  --(after the switch out)--> parked
+//   notified --(after the switch out)--> runnable (enqueued by the switcher)
+//   notified --(cancel_park)--> running
+//   parked   --(unpark, any thread)--> runnable (enqueued by the unparker)
+//   running  --(its function returned)--> finished
+enum class fiber_state : std::uint32_t {
+  // In a run queue (or being put in one). ctx_ holds its continuation.
+  runnable,
+  // Executing on a worker thread.
+  running,
+  // Still running, but registered with whatever will wake it: from here an
+  // unpark() may come at any moment, even before it has switched out.
+  parking,
+  // An unpark() arrived while it was parking; the worker switching it out
+  // makes it runnable instead of parked.
+  notified,
+  // Switched out, continuation saved, waiting for exactly one unpark().
+  parked,
+  // Its function returned; the stack is gone. Terminal.
+  finished,
+};
+
+// One fiber-local value: the object and how to destroy it.
+struct fls_slot {
+  void* value = nullptr;
+  void (*destroy)(void*) = nullptr;
+};
+
+// The control block of a fiber, heap-allocated together with the fiber's
+// callable (see fiber_record in fiber/fiber.h). Reference counted: one
+// reference for the running fiber, one for its joinable handle.
+class control_block {
+ public:
+  control_block() noexcept;
+  control_block(const control_block&) = delete;
+  control_block& operator=(const control_block&) = delete;
+
+  // run() calls the fiber's function and destroys it (and its arguments)
+  // before returning, so that their destructors run on the fiber. An
+  // exception is caught and kept in exception_.
+  virtual void run() noexcept {}
+
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // Runs and frees the fiber-local values, repeating while destructors
+  // create new ones (at most a few rounds, as POSIX does for thread keys).
+  void destroy_fiber_locals() noexcept;
+
+  // ---- Identity (immutable after spawn) ----
+  std::uint64_t id_ = 0;
+  std::string name_;
+
+  // ---- Scheduling ----
+  // The run-queue link; owned by whichever queue holds the fiber.
+  control_block* next_ = nullptr;
+  std::atomic<fiber_state> state_{fiber_state::runnable};
+  // The saved context while the fiber is not running. Written only by the
+  // worker that switches the fiber out, before it publishes parked or
+  // runnable (release); read by the worker that switches to it after
+  // taking it from a run queue (acquire).
+  // Raw storage for a detail::continuation (one pointer), so that this
+  // header does not pull Boost.Context into users' code; accessed through
+  // context_of() in fiber/detail/context.h.
+  alignas(void*) unsigned char ctx_storage_[sizeof(void*)];
+  // The worker the fiber last ran on: wakes are sent there.
+  worker* worker_ = nullptr;
+  stack stack_;
+
+  // True for a plain thread's stand-in (see sched/park.h): it blocks on a
+  // condition variable instead of switching.
+  bool is_thread_ = false;
+
+  // ---- Join and detach ----
+  // nullptr: nobody waits yet; a control_block*: that fiber waits in
+  // join(); joiner_detached; joiner_finished. The finishing fiber and the
+  // joiner (or detacher) each exchange it once: whoever comes second sees
+  // the other's mark, so exactly one of them completes the hand-over.
+  std::atomic<control_block*> joiner_{nullptr};
+  std::exception_ptr exception_;  // set before joiner_ becomes finished
+
+  // ---- Fiber-local storage; touched only by the fiber itself ----
+  std::vector<fls_slot> fls_;
+
+  // ---- Sanitizer bookkeeping ----
+  void* asan_fake_stack_ = nullptr;
+  const void* asan_stack_bottom_ = nullptr;  // for the worker's own stack
+  std::size_t asan_stack_size_ = 0;
+  void* tsan_fiber_ = nullptr;
+
+ protected:
+  virtual ~control_block();
+
+ private:
+  std::atomic<int> refs_{1};
+};
+
+// Markers stored in control_block::joiner_ besides a waiting fiber.
+inline control_block* const joiner_detached = reinterpret_cast<control_block*>(1);
+inline control_block* const joiner_finished = reinterpret_cast<control_block*>(2);
+
+// The fiber running on this thread, or nullptr on a thread that is not
+// running a fiber (a plain thread, or a worker in its scheduling loop).
+// initial-exec so that the stack-overflow signal handler may read it.
+extern thread_local control_block* tls_current_fiber
+    __attribute__((tls_model("initial-exec")));
+
+// A fresh fiber id; ids are never reused.
+std::uint64_t next_fiber_id() noexcept;
+
+// The fiber-local slots of the calling context: the running fiber's, or
+// the calling plain thread's own (destroyed when the thread exits).
+std::vector<fls_slot>& current_fls_slots();
+
+// A fresh fiber-local index; indices are never reused.
+std::size_t next_fls_index() noexcept;
+
+// Writes "spindle: <what> in fiber '<name>' (id N, stack size S bytes)"
+// and more to stderr without allocating; safe in a signal handler.
+void write_fiber_diagnostic(const char* what, const control_block* cb,
+                            const char* detail) noexcept;
+
+}  // namespace spindle::detail

@@ -1,0 +1,91 @@
+// Sanitizer annotations for stack switches. Every switch between fibers
+// (and between a fiber and a worker's own thread stack) tells ASan and TSan
+// about it; without this ASan reports false stack-buffer overflows on reused
+// stacks and in exceptions thrown on fibers, and TSan mixes up the
+// happens-before of fibers that migrate between threads.
+//
+// ASan protocol (compiler-rt's common_interface_defs.h):
+//   start_switch(&fake_stack_of_current, bottom_of_target, size_of_target)
+//   ... switch ...
+//   finish_switch(fake_stack_of_now_current, &bottom_of_previous, &size_of_previous)
+// A fiber about to end passes nullptr as its fake-stack slot so that ASan
+// frees its fake stack.
+#pragma once
+
+#include <cstddef>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SPINDLE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPINDLE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define SPINDLE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SPINDLE_TSAN 1
+#endif
+#endif
+
+#if SPINDLE_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if SPINDLE_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+namespace spindle::detail {
+
+inline void asan_start_switch(void** fake_stack_save, const void* bottom,
+                              std::size_t size) noexcept {
+#if SPINDLE_ASAN
+  __sanitizer_start_switch_fiber(fake_stack_save, bottom, size);
+#else
+  (void)fake_stack_save, (void)bottom, (void)size;
+#endif
+}
+
+inline void asan_finish_switch(void* fake_stack_save, const void** bottom_old,
+                               std::size_t* size_old) noexcept {
+#if SPINDLE_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack_save, bottom_old, size_old);
+#else
+  (void)fake_stack_save, (void)bottom_old, (void)size_old;
+#endif
+}
+
+inline void* tsan_create_fiber() noexcept {
+#if SPINDLE_TSAN
+  return __tsan_create_fiber(0);
+#else
+  return nullptr;
+#endif
+}
+
+inline void* tsan_current_fiber() noexcept {
+#if SPINDLE_TSAN
+  return __tsan_get_current_fiber();
+#else
+  return nullptr;
+#endif
+}
+
+inline void tsan_switch_to(void* fiber) noexcept {
+#if SPINDLE_TSAN
+  __tsan_switch_to_fiber(fiber, 0);
+#else
+  (void)fiber;
+#endif
+}
+
+inline void tsan_destroy_fiber(void* fiber) noexcept {
+#if SPINDLE_TSAN
+  if (fiber != nullptr) __tsan_destroy_fiber(fiber);
+#else
+  (void)fiber;
+#endif
+}
+
+}  // namespace spindle::detail

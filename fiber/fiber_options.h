@@ -1,0 +1,21 @@
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace spindle {
+
+// fiber_options are the per-fiber settings that std::thread has no place
+// for. Pass them as the first argument of spindle::fiber or spindle::go:
+//
+//   spindle::fiber f({.name = "reader", .stack_size = 64 * 1024}, read_loop, fd);
+struct fiber_options {
+  // A name for diagnostics (overflow and uncaught-exception reports,
+  // this_fiber::get_name()). Copied; may be empty.
+  std::string_view name = {};
+  // Usable stack bytes, rounded up to whole pages (at least 16 KiB).
+  // 0 means the runtime's default (spindle::options::stack_size).
+  std::size_t stack_size = 0;
+};
+
+}  // namespace spindle

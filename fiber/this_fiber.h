@@ -1,0 +1,58 @@
+// spindle::this_fiber: the calling fiber's view of itself, shaped like
+// std::this_thread (and aliased as spindle::this_thread).
+#pragma once
+
+#include <chrono>
+#include <string_view>
+
+#include "fiber/fiber.h"
+
+namespace spindle::this_fiber {
+
+// get_id() is the calling fiber's id. On a plain thread (not a fiber) it is
+// an id unique to that thread, drawn from the same sequence, so ported
+// std::thread code that keys maps by this_thread::get_id() keeps working.
+// Any thread.
+fiber::id get_id() noexcept;
+
+// get_name() is the name the calling fiber was given ("" if none, and on a
+// plain thread). The view is valid while the fiber runs. Any thread.
+std::string_view get_name() noexcept;
+
+// yield() lets the worker run other runnable fibers (and poll timers and
+// I/O if it is due) before this one continues. On a plain thread it is
+// std::this_thread::yield(). Any thread.
+void yield() noexcept;
+
+// sleep_until() parks the calling fiber until `deadline` has passed; it
+// never returns early. A deadline in the past returns at once (without
+// yielding). On a plain thread it is std::this_thread::sleep_until(). Any
+// thread.
+void sleep_until(std::chrono::steady_clock::time_point deadline);
+
+template <class Clock, class Duration>
+void sleep_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+  // Other clocks are converted to steady_clock once, as Boost.Fiber's
+  // sleep_until does; a change of the system clock during the sleep is not
+  // followed.
+  const auto now = Clock::now();
+  if (deadline <= now) return;
+  sleep_until(std::chrono::steady_clock::now() +
+              std::chrono::ceil<std::chrono::steady_clock::duration>(deadline - now));
+}
+
+// sleep_for() parks the calling fiber for at least `duration`. Any thread.
+template <class Rep, class Period>
+void sleep_for(const std::chrono::duration<Rep, Period>& duration) {
+  if (duration <= duration.zero()) return;
+  sleep_until(std::chrono::steady_clock::now() +
+              std::chrono::ceil<std::chrono::steady_clock::duration>(duration));
+}
+
+}  // namespace spindle::this_fiber
+
+namespace spindle {
+// spindle::this_thread is spindle::this_fiber, as spindle::thread is
+// spindle::fiber.
+namespace this_thread = this_fiber;
+}  // namespace spindle

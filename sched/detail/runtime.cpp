@@ -1,0 +1,203 @@
+// The runtime: starting and stopping workers, spawning and joining fibers.
+#include <exception>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <typeinfo>
+
+#include "fiber/detail/overflow.h"
+#include "fiber/detail/sanitizer.h"
+#include "sched/detail/worker.h"
+#include "sched/park.h"
+#include "sched/spawn.h"
+
+namespace spindle::detail {
+namespace {
+
+// The running runtime, for plain threads that spawn into it. Also
+// serializes the last fiber's exit against spawns from plain threads, so
+// that a fiber is never handed to a runtime that has decided to stop.
+std::mutex g_runtime_mu;
+runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
+
+// The function every fiber starts in, on its own stack.
+continuation fiber_entry(control_block* cb, continuation&& from) noexcept {
+  this_worker()->after_switch(std::move(from));
+  cb->run();
+  cb->destroy_fiber_locals();
+  // Hand the result over: exactly one of us and the joiner (or detach())
+  // sees the other's mark in joiner_.
+  control_block* joiner = cb->joiner_.exchange(joiner_finished, std::memory_order_acq_rel);
+  if (joiner == joiner_detached) {
+    if (cb->exception_) report_uncaught(cb);
+  } else if (joiner != nullptr) {
+    unpark(joiner);
+  }
+  cb->state_.store(fiber_state::finished, std::memory_order_relaxed);
+  worker* w = this_worker();
+  w->rt().fiber_finished();
+  return w->finish_current();
+}
+
+void start_fiber(runtime& rt, worker& target, control_block* cb, std::string_view name,
+                 std::size_t stack_size, bool joinable, bool local) {
+  stack s = allocate_stack(stack_size != 0 ? stack_size : rt.opts().stack_size);
+  try {
+    cb->name_ = name;
+  } catch (...) {
+    release_stack(s);
+    throw;
+  }
+  cb->stack_ = s;
+  cb->id_ = next_fiber_id();
+  context_of(cb) = make_continuation(
+      s, [cb](continuation&& from) { return fiber_entry(cb, std::move(from)); });
+  cb->tsan_fiber_ = tsan_create_fiber();
+  if (joinable) {
+    cb->add_ref();
+  } else {
+    cb->joiner_.store(joiner_detached, std::memory_order_relaxed);
+  }
+  cb->worker_ = &target;
+  cb->state_.store(fiber_state::runnable, std::memory_order_relaxed);
+  if (local) {
+    target.schedule_local(cb);
+  } else {
+    target.schedule_remote(cb);
+  }
+}
+
+}  // namespace
+
+runtime::runtime(const options& opts) : opts_(opts) {
+  workers_.reserve(opts.workers);
+  for (unsigned i = 0; i < opts.workers; ++i) {
+    workers_.push_back(std::make_unique<worker>(*this, i));
+  }
+}
+
+runtime::~runtime() = default;
+
+void runtime::fiber_finished() noexcept {
+  if (live_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  {
+    std::lock_guard lock(g_runtime_mu);
+    // A plain thread may have spawned in between (under the same lock).
+    if (live_.load(std::memory_order_acquire) != 0) return;
+    stopping_.store(true, std::memory_order_release);
+  }
+  for (auto& w : workers_) w->wake();
+}
+
+void runtime::run() noexcept {
+  install_overflow_handler();
+  std::vector<std::thread> threads;
+  threads.reserve(workers_.size());
+  for (std::size_t i = 1; i < workers_.size(); ++i) {
+    worker* w = workers_[i].get();
+    threads.emplace_back([w] { w->loop(); });
+  }
+  workers_[0]->loop();
+  for (auto& t : threads) t.join();
+}
+
+void spawn(control_block* cb, std::string_view name, std::size_t stack_size, bool joinable) {
+  if (worker* w = this_worker(); w != nullptr) {
+    // On a worker (from a fiber, which keeps the runtime alive): start on
+    // this worker.
+    w->rt().fiber_started();
+    try {
+      start_fiber(w->rt(), *w, cb, name, stack_size, joinable, true);
+    } catch (...) {
+      w->rt().fiber_finished();
+      throw;
+    }
+    return;
+  }
+  // From a plain thread: into the running runtime, if any.
+  std::lock_guard lock(g_runtime_mu);
+  if (g_runtime == nullptr || g_runtime->stopping()) {
+    throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
+                            "spindle: no runtime is running; start fibers inside spindle::run()");
+  }
+  g_runtime->fiber_started();
+  try {
+    start_fiber(*g_runtime, g_runtime->worker_at(0), cb, name, stack_size, joinable, false);
+  } catch (...) {
+    // Cannot be the last fiber: we hold g_runtime_mu, and fiber_finished()
+    // takes it before stopping; undo without stopping.
+    g_runtime->fiber_finished();
+    throw;
+  }
+}
+
+void join(control_block* cb) noexcept {
+  if (cb->joiner_.load(std::memory_order_acquire) == joiner_finished) return;  // fast path
+  control_block* self = current_waiter();
+  prepare_park(self);
+  control_block* expected = nullptr;
+  if (cb->joiner_.compare_exchange_strong(expected, self, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+    park(self);  // the finishing fiber unparks us
+    // Pair with the finisher's exchange (release) so that exception_ and
+    // everything the fiber did is visible.
+    (void)cb->joiner_.load(std::memory_order_acquire);
+  } else {
+    cancel_park(self);  // it finished meanwhile (expected == joiner_finished)
+  }
+}
+
+void report_uncaught(control_block* cb) noexcept {
+  std::string what = "an exception not derived from std::exception";
+  try {
+    std::rethrow_exception(cb->exception_);
+  } catch (const std::exception& e) {
+    what = std::string(typeid(e).name()) + ": " + e.what();
+  } catch (...) {
+  }
+  write_fiber_diagnostic("uncaught exception", cb, what.c_str());
+  std::terminate();
+}
+
+void run_main(control_block* main, const options& opts) {
+  struct release_on_exit {
+    control_block* cb;
+    ~release_on_exit() { cb->release(); }
+  } guard{main};
+  if (this_worker() != nullptr || tls_current_fiber != nullptr) {
+    throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
+                            "spindle::run: called on a fiber or a worker thread");
+  }
+  options o = opts;
+  if (o.workers == 0) o.workers = std::max(1u, std::thread::hardware_concurrency());
+  runtime rt(o);
+  {
+    std::lock_guard lock(g_runtime_mu);
+    if (g_runtime != nullptr) {
+      throw std::system_error(std::make_error_code(std::errc::device_or_resource_busy),
+                              "spindle::run: a runtime is already running");
+    }
+    g_runtime = &rt;
+  }
+  try {
+    rt.fiber_started();
+    start_fiber(rt, rt.worker_at(0), main, "main", 0, /*joinable=*/true, /*local=*/true);
+  } catch (...) {
+    std::lock_guard lock(g_runtime_mu);
+    g_runtime = nullptr;
+    throw;
+  }
+  rt.run();
+  {
+    std::lock_guard lock(g_runtime_mu);
+    g_runtime = nullptr;
+  }
+  // main finished before the runtime stopped; run() holds the reference
+  // that start_fiber() took for a joinable fiber, guard the creator's.
+  std::exception_ptr e = std::move(main->exception_);
+  main->release();
+  if (e) std::rethrow_exception(e);
+}
+
+}  // namespace spindle::detail

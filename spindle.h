@@ -1,0 +1,12 @@
+// Spindle's whole public API in one include:
+//
+//   #include <spindle.h>
+//
+// Each module's headers can also be included on their own.
+#pragma once
+
+#include "fiber/fiber.h"
+#include "fiber/fiber_local.h"
+#include "fiber/fiber_options.h"
+#include "fiber/this_fiber.h"
+#include "sched/scheduler.h"
