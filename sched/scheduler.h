@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 
 #include "fiber/detail/fiber_record.h"
@@ -41,6 +42,7 @@ void run_main(control_block* main, const options& opts);
 //
 // Plain thread only.
 template <class F, class... Args>
+  requires(!std::is_same_v<std::remove_cvref_t<F>, options>)
 void run(F&& main, Args&&... args) {
   auto* cb = new detail::fiber_record_for<F, Args...>(std::forward<F>(main),
                                                       std::forward<Args>(args)...);

@@ -111,6 +111,14 @@ class control_block {
   // ---- Fiber-local storage; touched only by the fiber itself ----
   std::vector<fls_slot> fls_;
 
+  // ---- The C++ runtime's per-thread exception state, per fiber ----
+  // __cxa_eh_globals (Itanium C++ ABI): the stack of exceptions being
+  // handled and the count of those in flight. Swapped at every switch so
+  // that a fiber that switches inside a catch block (or during unwinding)
+  // keeps its own std::current_exception() and std::uncaught_exceptions().
+  void* eh_caught_ = nullptr;
+  unsigned int eh_uncaught_ = 0;
+
   // ---- Sanitizer bookkeeping ----
   void* asan_fake_stack_ = nullptr;
   const void* asan_stack_bottom_ = nullptr;  // for the worker's own stack

@@ -35,6 +35,7 @@
 // sleeping_ flag says it may be blocked (libev coalesces sends).
 #include "sched/detail/worker.h"
 
+#include <cxxabi.h>
 #include <ev.h>
 
 #include <cassert>
@@ -102,6 +103,25 @@ void on_timer(struct ev_loop*, ev_timer* w, int) {
 
 void on_async(struct ev_loop*, ev_async*, int) {
   // Nothing: the loop drains the inbox after every ev_run.
+}
+
+// The layout of __cxa_eh_globals fixed by the Itanium C++ ABI (2.5.2);
+// <cxxabi.h> declares the type but not its members.
+struct eh_globals {
+  void* caught_exceptions;
+  unsigned int uncaught_exceptions;
+};
+
+// Moves the thread's exception state from the context switching away into
+// its control block, and the target's into the thread.
+void swap_exception_state(control_block* from, const control_block* to) noexcept {
+  auto* g = reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
+  if (from != nullptr) {
+    from->eh_caught_ = g->caught_exceptions;
+    from->eh_uncaught_ = g->uncaught_exceptions;
+  }
+  g->caught_exceptions = to->eh_caught_;
+  g->uncaught_exceptions = to->eh_uncaught_;
 }
 
 const void* stack_bottom(const control_block* cb, bool is_loop) noexcept {
@@ -232,6 +252,7 @@ void worker::switch_to(control_block* from, control_block* to, switch_action act
     to->worker_ = this;
     to->state_.store(fiber_state::running, std::memory_order_relaxed);
   }
+  swap_exception_state(from, to);
   asan_start_switch(&from->asan_fake_stack_, stack_bottom(to, to_loop), stack_extent(to, to_loop));
   tsan_switch_to(to->tsan_fiber_);
   continuation from_ctx = std::move(context_of(to)).resume();
@@ -332,6 +353,7 @@ continuation worker::finish_current() noexcept {
     next->worker_ = this;
     next->state_.store(fiber_state::running, std::memory_order_relaxed);
   }
+  swap_exception_state(nullptr, next);  // a finished fiber handles no exception
   // nullptr: the fiber's ASan fake stack dies with it.
   asan_start_switch(nullptr, stack_bottom(next, to_loop), stack_extent(next, to_loop));
   tsan_switch_to(next->tsan_fiber_);

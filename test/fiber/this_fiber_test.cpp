@@ -1,0 +1,154 @@
+#include "fiber/this_fiber.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sched/scheduler.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using spindle::fiber;
+using std::chrono::steady_clock;
+
+TEST(ThisFiberTest, YieldRunsTheOtherRunnableFibersInRoundRobinOrder) {
+  std::vector<int> order;
+  spindle::run([&order] {
+    std::vector<fiber> fibers;
+    for (int id = 0; id < 3; ++id) {
+      fibers.emplace_back([&order, id] {
+        for (int round = 0; round < 3; ++round) {
+          order.push_back(id);
+          spindle::this_fiber::yield();
+        }
+      });
+    }
+    for (auto& f : fibers) f.join();
+  });
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 0, 1, 2, 0, 1, 2}));
+}
+
+TEST(ThisFiberTest, YieldWithNothingElseRunnableReturns) {
+  int yields = 0;
+  spindle::run([&yields] {
+    for (int i = 0; i < 10'000; ++i) {
+      spindle::this_fiber::yield();
+      ++yields;
+    }
+  });
+  EXPECT_EQ(yields, 10'000);
+}
+
+TEST(ThisFiberTest, SleepersWakeInDeadlineOrder) {
+  // Spawned in an order unrelated to their deadlines.
+  const std::vector<int> delays_ms = {40, 10, 30, 0, 20, 50, 5};
+  std::vector<int> woke;
+  spindle::run([&] {
+    std::vector<fiber> fibers;
+    const auto base = steady_clock::now();
+    for (int d : delays_ms) {
+      fibers.emplace_back([&woke, base, d] {
+        spindle::this_fiber::sleep_until(base + std::chrono::milliseconds(d));
+        woke.push_back(d);
+      });
+    }
+    for (auto& f : fibers) f.join();
+  });
+  EXPECT_EQ(woke, (std::vector<int>{0, 5, 10, 20, 30, 40, 50}));
+}
+
+TEST(ThisFiberTest, SleepForNeverReturnsEarly) {
+  spindle::run([] {
+    for (auto d : {1ms, 3ms, 7ms}) {
+      const auto start = steady_clock::now();
+      spindle::this_fiber::sleep_for(d);
+      EXPECT_GE(steady_clock::now() - start, d);
+    }
+  });
+}
+
+TEST(ThisFiberTest, SleepUntilAcceptsOtherClocks) {
+  spindle::run([] {
+    const auto deadline = std::chrono::system_clock::now() + 5ms;
+    spindle::this_fiber::sleep_until(deadline);
+    EXPECT_GE(std::chrono::system_clock::now(), deadline);
+    // A deadline in the past returns at once.
+    spindle::this_fiber::sleep_until(steady_clock::now() - 1s);
+    spindle::this_fiber::sleep_for(-5ms);
+  });
+}
+
+TEST(ThisFiberTest, ASleepingFiberLetsOthersRun) {
+  std::vector<std::string> events;
+  spindle::run([&events] {
+    fiber sleeper([&events] {
+      events.push_back("sleep");
+      spindle::this_fiber::sleep_for(20ms);
+      events.push_back("wake");
+    });
+    fiber runner([&events] { events.push_back("run"); });
+    sleeper.join();
+    runner.join();
+  });
+  EXPECT_EQ(events, (std::vector<std::string>{"sleep", "run", "wake"}));
+}
+
+TEST(ThisFiberTest, AYieldingFiberDoesNotStarveTimers) {
+  // If the worker never polled libev while fibers keep yielding, the
+  // sleeper's timer would never fire and this would hang.
+  spindle::run([] {
+    std::atomic<bool> woke{false};
+    fiber sleeper([&woke] {
+      spindle::this_fiber::sleep_for(5ms);
+      woke = true;
+    });
+    fiber spinner([&woke] {
+      while (!woke.load()) spindle::this_fiber::yield();
+    });
+    while (!woke.load()) spindle::this_fiber::yield();
+    sleeper.join();
+    spinner.join();
+  });
+}
+
+TEST(ThisFiberTest, ManySleepersWithTheSameDeadlineAllWake) {
+  std::atomic<int> woke{0};
+  spindle::run([&woke] {
+    const auto deadline = steady_clock::now() + 10ms;
+    for (int i = 0; i < 10'000; ++i) {
+      spindle::go([&woke, deadline] {
+        spindle::this_fiber::sleep_until(deadline);
+        woke.fetch_add(1);
+      });
+    }
+  });
+  EXPECT_EQ(woke.load(), 10'000);
+}
+
+TEST(ThisFiberTest, GetIdOnAPlainThreadIsStableAndDistinctPerThread) {
+  const fiber::id mine = spindle::this_fiber::get_id();
+  EXPECT_NE(mine, fiber::id());
+  EXPECT_EQ(spindle::this_fiber::get_id(), mine);
+  fiber::id other;
+  std::thread t([&other] { other = spindle::this_fiber::get_id(); });
+  t.join();
+  EXPECT_NE(other, mine);
+  EXPECT_NE(other, fiber::id());
+}
+
+TEST(ThisFiberTest, OnAPlainThreadSleepAndYieldBehaveLikeStdThisThread) {
+  const auto start = steady_clock::now();
+  spindle::this_thread::sleep_for(2ms);
+  EXPECT_GE(steady_clock::now() - start, 2ms);
+  spindle::this_thread::yield();
+  EXPECT_EQ(spindle::this_thread::get_name(), "");
+}
+
+}  // namespace

@@ -1,0 +1,27 @@
+// The test runner: GoogleTest's main plus a check after every test that
+// no fiber stack is still handed out (every fiber has finished and given
+// its stack back), as marl checks its allocator after each test.
+#include <gtest/gtest.h>
+
+#include "fiber/detail/stack.h"
+
+namespace {
+
+class stack_leak_check : public testing::EmptyTestEventListener {
+  void OnTestEnd(const testing::TestInfo& info) override {
+    if (info.result()->Failed()) return;  // a failed test may leave fibers parked
+    const auto stats = spindle::detail::get_stack_stats();
+    EXPECT_EQ(stats.in_use, 0u) << "fiber stacks still in use after " << info.name();
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  // Death tests fork a process that may have worker threads: re-execute
+  // the binary instead of forking a multithreaded one.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  testing::UnitTest::GetInstance()->listeners().Append(new stack_leak_check);
+  return RUN_ALL_TESTS();
+}
