@@ -161,9 +161,13 @@ void report_uncaught(control_block* cb) noexcept {
 }
 
 void run_main(control_block* main, const options& opts) {
-  struct release_on_exit {
+  // Until main is handed to the runtime, it is ours to free.
+  struct release_unless_started {
     control_block* cb;
-    ~release_on_exit() { cb->release(); }
+    bool started = false;
+    ~release_unless_started() {
+      if (!started) cb->release();
+    }
   } guard{main};
   if (this_worker() != nullptr || tls_current_fiber != nullptr) {
     throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
@@ -183,6 +187,7 @@ void run_main(control_block* main, const options& opts) {
   try {
     rt.fiber_started();
     start_fiber(rt, rt.worker_at(0), main, "main", 0, /*joinable=*/true, /*local=*/true);
+    guard.started = true;  // main's own reference now belongs to the fiber
   } catch (...) {
     std::lock_guard lock(g_runtime_mu);
     g_runtime = nullptr;
@@ -194,7 +199,7 @@ void run_main(control_block* main, const options& opts) {
     g_runtime = nullptr;
   }
   // main finished before the runtime stopped; run() holds the reference
-  // that start_fiber() took for a joinable fiber, guard the creator's.
+  // that start_fiber() took for a joinable fiber (as a handle would).
   std::exception_ptr e = std::move(main->exception_);
   main->release();
   if (e) std::rethrow_exception(e);
