@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "fiber/detail/control_block.h"
+#include "sched/detail/worker.h"
 #include "sched/park.h"
 
 namespace spindle::this_fiber {
@@ -21,8 +22,8 @@ std::string_view get_name() noexcept {
 }
 
 void yield() noexcept {
-  if (detail::tls_current_fiber != nullptr) {
-    detail::yield_current();
+  if (detail::control_block* self = detail::tls_current_fiber) {
+    self->worker_->yield();
   } else {
     std::this_thread::yield();
   }

@@ -10,7 +10,7 @@
 
 namespace spindle::detail {
 
-thread_local control_block* tls_current_fiber __attribute__((tls_model("initial-exec"))) =
+constinit thread_local control_block* tls_current_fiber __attribute__((tls_model("initial-exec"))) =
     nullptr;
 
 namespace {

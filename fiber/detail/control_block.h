@@ -76,29 +76,38 @@ class control_block {
   // create new ones (at most a few rounds, as POSIX does for thread keys).
   void destroy_fiber_locals() noexcept;
 
-  // ---- Identity (immutable after spawn) ----
-  std::uint64_t id_ = 0;
-  std::string name_;
-
-  // ---- Scheduling ----
+  // ---- Scheduling: the fields a switch touches, in one cache line ----
+  // (after the vtable pointer).
   // The run-queue link; owned by whichever queue holds the fiber.
   control_block* next_ = nullptr;
-  std::atomic<fiber_state> state_{fiber_state::runnable};
-  // The saved context while the fiber is not running. Written only by the
-  // worker that switches the fiber out, before it publishes parked or
-  // runnable (release); read by the worker that switches to it after
-  // taking it from a run queue (acquire).
-  // Raw storage for a detail::continuation (one pointer), so that this
-  // header does not pull Boost.Context into users' code; accessed through
-  // context_of() in fiber/detail/context.h.
+  // The saved context while the fiber is not running: raw storage for a
+  // detail::continuation (one pointer), so that this header does not pull
+  // Boost.Context into users' code; accessed through context_of() in
+  // fiber/detail/context.h. Written only by the worker that switches the
+  // fiber out, before it publishes parked or runnable (release); read by
+  // the worker that switches to it after taking it from a run queue.
   alignas(void*) unsigned char ctx_storage_[sizeof(void*)];
-  // The worker the fiber last ran on: wakes are sent there.
+  // The worker the fiber runs on, or last ran on: wakes are sent there.
+  // Written by the worker that switches to the fiber, before the switch.
   worker* worker_ = nullptr;
-  stack stack_;
-
+  // The C++ runtime's per-thread exception state, per fiber:
+  // __cxa_eh_globals (Itanium C++ ABI), the stack of exceptions being
+  // handled and the count of those in flight. Swapped at every switch so
+  // that a fiber that switches inside a catch block (or during unwinding)
+  // keeps its own std::current_exception() and std::uncaught_exceptions().
+  void* eh_caught_ = nullptr;
+  unsigned int eh_uncaught_ = 0;
+  std::atomic<fiber_state> state_{fiber_state::runnable};
+  // stack_.guard == guard_kind::canary, kept here for the switch path.
+  bool check_canary_ = false;
   // True for a plain thread's stand-in (see sched/park.h): it blocks on a
   // condition variable instead of switching.
   bool is_thread_ = false;
+
+  // ---- Identity (immutable after spawn) ----
+  std::uint64_t id_ = 0;
+  std::string name_;
+  stack stack_;
 
   // ---- Join and detach ----
   // nullptr: nobody waits yet; a control_block*: that fiber waits in
@@ -110,14 +119,6 @@ class control_block {
 
   // ---- Fiber-local storage; touched only by the fiber itself ----
   std::vector<fls_slot> fls_;
-
-  // ---- The C++ runtime's per-thread exception state, per fiber ----
-  // __cxa_eh_globals (Itanium C++ ABI): the stack of exceptions being
-  // handled and the count of those in flight. Swapped at every switch so
-  // that a fiber that switches inside a catch block (or during unwinding)
-  // keeps its own std::current_exception() and std::uncaught_exceptions().
-  void* eh_caught_ = nullptr;
-  unsigned int eh_uncaught_ = 0;
 
   // ---- Sanitizer bookkeeping ----
   void* asan_fake_stack_ = nullptr;
@@ -139,7 +140,8 @@ inline control_block* const joiner_finished = reinterpret_cast<control_block*>(2
 // The fiber running on this thread, or nullptr on a thread that is not
 // running a fiber (a plain thread, or a worker in its scheduling loop).
 // initial-exec so that the stack-overflow signal handler may read it.
-extern thread_local control_block* tls_current_fiber
+// constinit: no dynamic initialization, so no TLS wrapper call per access.
+extern thread_local constinit control_block* tls_current_fiber
     __attribute__((tls_model("initial-exec")));
 
 // A fresh fiber id; ids are never reused.

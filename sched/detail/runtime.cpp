@@ -35,7 +35,8 @@ continuation fiber_entry(control_block* cb, continuation&& from) noexcept {
     unpark(joiner);
   }
   cb->state_.store(fiber_state::finished, std::memory_order_relaxed);
-  worker* w = this_worker();
+  // Not this_worker(): see worker::switch_to on thread_locals across switches.
+  worker* w = cb->worker_;
   w->rt().fiber_finished();
   return w->finish_current();
 }
@@ -50,6 +51,7 @@ void start_fiber(runtime& rt, worker& target, control_block* cb, std::string_vie
     throw;
   }
   cb->stack_ = s;
+  cb->check_canary_ = s.guard == guard_kind::canary;
   cb->id_ = next_fiber_id();
   context_of(cb) = make_continuation(
       s, [cb](continuation&& from) { return fiber_entry(cb, std::move(from)); });

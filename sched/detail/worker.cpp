@@ -113,15 +113,24 @@ struct eh_globals {
 };
 
 // Moves the thread's exception state from the context switching away into
-// its control block, and the target's into the thread.
-void swap_exception_state(control_block* from, const control_block* to) noexcept {
-  auto* g = reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
-  if (from != nullptr) {
-    from->eh_caught_ = g->caught_exceptions;
-    from->eh_uncaught_ = g->uncaught_exceptions;
+// its control block, and the target's into the thread. `g` is the worker
+// thread's __cxa_eh_globals, looked up once per worker (the lookup goes
+// through __tls_get_addr). Invariant: a running context's eh_ fields are
+// zero, so the common case (no exception anywhere) writes nothing.
+inline void swap_exception_state(eh_globals* g, control_block* from, control_block* to) noexcept {
+  void* caught = g->caught_exceptions;
+  const unsigned int uncaught = g->uncaught_exceptions;
+  if ((caught != nullptr) | (uncaught != 0) | (to->eh_caught_ != nullptr) |
+      (to->eh_uncaught_ != 0)) [[unlikely]] {
+    if (from != nullptr) {
+      from->eh_caught_ = caught;
+      from->eh_uncaught_ = uncaught;
+    }
+    g->caught_exceptions = to->eh_caught_;
+    g->uncaught_exceptions = to->eh_uncaught_;
+    to->eh_caught_ = nullptr;
+    to->eh_uncaught_ = 0;
   }
-  g->caught_exceptions = to->eh_caught_;
-  g->uncaught_exceptions = to->eh_uncaught_;
 }
 
 const void* stack_bottom(const control_block* cb, bool is_loop) noexcept {
@@ -141,7 +150,7 @@ __attribute__((noinline)) worker* this_worker() noexcept {
 }
 
 worker::worker(runtime& rt, unsigned index)
-    : rt_(rt), index_(index), async_(std::make_unique<ev_async>()), loop_cb_(new loop_context) {
+    : loop_cb_(new loop_context), rt_(rt), index_(index), async_(std::make_unique<ev_async>()) {
   // EVFLAG_NOSIGMASK: signals are not libev's business here (spindle's
   // signal channel, in io/, uses its own loop).
   loop_ = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
@@ -163,6 +172,7 @@ worker::~worker() {
 
 void worker::loop() noexcept {
   tls_worker = this;
+  eh_globals_ = abi::__cxa_get_globals();
   alt_signal_stack alt_stack;
   current_ = loop_cb_;
   loop_cb_->tsan_fiber_ = tsan_current_fiber();
@@ -230,8 +240,8 @@ void worker::schedule_remote(control_block* cb) noexcept {
 void worker::wake() noexcept { ev_async_send(loop_, async_.get()); }
 
 control_block* worker::pick_next() noexcept {
-  drain_inbox();
-  if (++switches_since_check_ >= poll_check_interval) {
+  if (inbox_nonempty_.load(std::memory_order_relaxed)) drain_inbox();
+  if (++switches_since_check_ >= poll_check_interval) [[unlikely]] {
     switches_since_check_ = 0;
     if (std::chrono::steady_clock::now() - last_poll_ >= max_poll_interval) {
       poll_due_ = true;
@@ -241,9 +251,9 @@ control_block* worker::pick_next() noexcept {
   return run_queue_.pop_front();
 }
 
-void worker::switch_to(control_block* from, control_block* to, switch_action action) noexcept {
+inline void worker::switch_to(control_block* from, control_block* to, switch_action action) noexcept {
   const bool to_loop = to == loop_cb_;
-  if (from != loop_cb_) check_canary(from);
+  if (from->check_canary_) [[unlikely]] check_canary(from);
   pending_from_ = from;
   pending_action_ = action;
   current_ = to;
@@ -252,16 +262,22 @@ void worker::switch_to(control_block* from, control_block* to, switch_action act
     to->worker_ = this;
     to->state_.store(fiber_state::running, std::memory_order_relaxed);
   }
-  swap_exception_state(from, to);
+  swap_exception_state(static_cast<eh_globals*>(eh_globals_), from, to);
   asan_start_switch(&from->asan_fake_stack_, stack_bottom(to, to_loop), stack_extent(to, to_loop));
   tsan_switch_to(to->tsan_fiber_);
   continuation from_ctx = std::move(context_of(to)).resume();
   // Back on `from`'s stack, possibly on another worker's thread: `this`
-  // may be stale, so ask the thread.
-  this_worker()->after_switch(std::move(from_ctx));
+  // may be stale. The worker that resumed a fiber wrote itself into the
+  // fiber's worker_ first; the loop context never moves. (Not a
+  // thread_local read: a compiler may keep a thread_local's address across
+  // this call, which is wrong once the fiber has migrated.)
+  worker* w = from == loop_cb_ ? this : from->worker_;
+  w->after_switch_inline(std::move(from_ctx));
 }
 
-void worker::after_switch(continuation&& from_ctx) noexcept {
+void worker::after_switch(continuation&& from_ctx) noexcept { after_switch_inline(std::move(from_ctx)); }
+
+inline void worker::after_switch_inline(continuation&& from_ctx) noexcept {
   const void* previous_bottom = nullptr;
   std::size_t previous_size = 0;
   asan_finish_switch(current_->asan_fake_stack_, &previous_bottom, &previous_size);
@@ -330,10 +346,11 @@ bool worker::park_until(std::chrono::steady_clock::time_point deadline) noexcept
   ev_timer_init(&node.timer, on_timer, after > 0 ? after : 0.0, 0.0);
   node.timer.data = &node;
   ev_timer_start(loop_, &node.timer);
+  control_block* self = node.cb;
   park();
   // A fiber resumes on the worker it parked on (wakes go to its worker_),
   // so the timer is stopped by the loop it was started on.
-  worker* w = this_worker();
+  worker* w = self->worker_;
   assert(w == this);
   ev_timer_stop(w->loop_, &node.timer);
   return !node.fired;
@@ -341,7 +358,7 @@ bool worker::park_until(std::chrono::steady_clock::time_point deadline) noexcept
 
 continuation worker::finish_current() noexcept {
   control_block* self = current_;
-  check_canary(self);
+  if (self->check_canary_) [[unlikely]] check_canary(self);
   control_block* next = pick_next();
   if (next == nullptr) next = loop_cb_;
   const bool to_loop = next == loop_cb_;
@@ -353,7 +370,8 @@ continuation worker::finish_current() noexcept {
     next->worker_ = this;
     next->state_.store(fiber_state::running, std::memory_order_relaxed);
   }
-  swap_exception_state(nullptr, next);  // a finished fiber handles no exception
+  // A finished fiber handles no exception: nothing to save.
+  swap_exception_state(static_cast<eh_globals*>(eh_globals_), nullptr, next);
   // nullptr: the fiber's ASan fake stack dies with it.
   asan_start_switch(nullptr, stack_bottom(next, to_loop), stack_extent(next, to_loop));
   tsan_switch_to(next->tsan_fiber_);
@@ -387,7 +405,7 @@ void park(control_block* self) noexcept {
     t->state_.store(fiber_state::running, std::memory_order_relaxed);
     return;
   }
-  this_worker()->park();
+  self->worker_->park();
 }
 
 bool park_until(control_block* self, std::chrono::steady_clock::time_point deadline) noexcept {
@@ -406,10 +424,10 @@ bool park_until(control_block* self, std::chrono::steady_clock::time_point deadl
     t->state_.store(fiber_state::running, std::memory_order_relaxed);
     return true;
   }
-  return this_worker()->park_until(deadline);
+  return self->worker_->park_until(deadline);
 }
 
-void yield_current() noexcept { this_worker()->yield(); }
+void yield_current() noexcept { tls_current_fiber->worker_->yield(); }
 
 bool unpark(control_block* cb) noexcept {
   if (cb->is_thread_) {

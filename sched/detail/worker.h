@@ -110,43 +110,47 @@ class worker {
   continuation finish_current() noexcept;
 
  private:
-  void switch_to(control_block* from, control_block* to, switch_action action) noexcept;
+  inline void switch_to(control_block* from, control_block* to, switch_action action) noexcept;
+  inline void after_switch_inline(continuation&& from) noexcept;
   // The next fiber to run from a fiber that suspends; nullptr when the
   // worker's loop should run instead (nothing runnable, or a poll is due).
-  control_block* pick_next() noexcept;
+  inline control_block* pick_next() noexcept;
   bool drain_inbox() noexcept;
   void poll_events(bool block) noexcept;
 
-  runtime& rt_;
-  const unsigned index_;
-  struct ev_loop* loop_ = nullptr;
-  std::unique_ptr<ev_async> async_;
-
-  // The worker thread's own stack, as a context to switch back to.
-  control_block* loop_cb_;
+  // ---- Hot: touched by every switch; kept together in one cache line ----
   // The context now running on this worker (a fiber, or loop_cb_).
   control_block* current_ = nullptr;
   // Set by the context that switches away, read by the one switched to.
   control_block* pending_from_ = nullptr;
-  switch_action pending_action_ = switch_action::save;
-
+  // The worker thread's own stack, as a context to switch back to.
+  control_block* loop_cb_;
+  // This thread's __cxa_eh_globals (see swap_exception_state).
+  void* eh_globals_ = nullptr;
   run_queue run_queue_;  // owner only
-
-  // Fibers made runnable by other threads. inbox_nonempty_ lets the owner
-  // skip the lock when there is nothing; sleeping_ lets senders skip the
-  // ev_async_send when the owner is not blocked in its loop.
-  std::mutex inbox_mu_;
-  control_block* inbox_head_ = nullptr;  // guarded by inbox_mu_
-  control_block* inbox_tail_ = nullptr;  // guarded by inbox_mu_
+  switch_action pending_action_ = switch_action::save;
+  bool poll_due_ = false;
+  // Fibers made runnable by other threads (below); a hint, read relaxed.
   std::atomic<bool> inbox_nonempty_{false};
-  std::atomic<bool> sleeping_{false};
-
   // Fairness: fibers that hand the worker to each other directly never
   // pass through the loop, so every poll_check_interval switches the worker
   // checks the clock and polls libev if max_poll_interval has passed.
   std::uint32_t switches_since_check_ = 0;
   std::chrono::steady_clock::time_point last_poll_;
-  bool poll_due_ = false;
+
+  // ---- Cold ----
+  runtime& rt_;
+  const unsigned index_;
+  struct ev_loop* loop_ = nullptr;
+  std::unique_ptr<ev_async> async_;
+
+  // Fibers made runnable by other threads. inbox_nonempty_ lets the owner
+  // skip the lock when there is nothing; sleeping_ lets senders skip the
+  // ev_async_send when the owner is not blocked in its loop.
+  alignas(64) std::mutex inbox_mu_;
+  control_block* inbox_head_ = nullptr;  // guarded by inbox_mu_
+  control_block* inbox_tail_ = nullptr;  // guarded by inbox_mu_
+  std::atomic<bool> sleeping_{false};
 };
 
 // The runtime: its options, its workers, and the count of live fibers.
