@@ -123,10 +123,11 @@ class fiber {
   template <class F, class... Args>
   static detail::control_block* start(const fiber_options& options, bool joinable, F&& f,
                                       Args&&... args) {
-    auto* cb = new detail::fiber_record_for<F, Args...>(std::forward<F>(f),
-                                                        std::forward<Args>(args)...);
+    detail::control_block* cb = detail::make_record(
+        detail::allocate_fiber_stack(options.stack_size), std::forward<F>(f),
+        std::forward<Args>(args)...);
     try {
-      detail::spawn(cb, options.name, options.stack_size, joinable);
+      detail::spawn(cb, options.name, joinable);
     } catch (...) {
       cb->release();
       throw;

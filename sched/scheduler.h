@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -21,9 +22,25 @@ struct options {
 };
 
 namespace detail {
-// run_main() runs `main` (a fresh fiber record) as the first fiber and
-// returns once every fiber has finished; rethrows main's exception.
-void run_main(control_block* main, const options& opts);
+// run_main() starts a runtime, builds main's record with make_main(ctx,
+// stack) and runs it as the first fiber; returns once every fiber has
+// finished and rethrows main's exception.
+void run_main(const options& opts, control_block* (*make_main)(void* ctx, const stack& s),
+              void* ctx);
+
+template <class F, class... Args>
+void run_with(const options& opts, F&& main, Args&&... args) {
+  auto bound = [&]() { return std::forward_as_tuple(std::forward<F>(main), std::forward<Args>(args)...); };
+  using bound_t = decltype(bound);
+  run_main(
+      opts,
+      [](void* ctx, const stack& s) -> control_block* {
+        return std::apply(
+            [&s](auto&&... a) { return make_record(s, std::forward<decltype(a)>(a)...); },
+            (*static_cast<bound_t*>(ctx))());
+      },
+      &bound);
+}
 }  // namespace detail
 
 // run() starts a runtime on the calling thread, runs `main(args...)` as its
@@ -44,16 +61,12 @@ void run_main(control_block* main, const options& opts);
 template <class F, class... Args>
   requires(!std::is_same_v<std::remove_cvref_t<F>, options>)
 void run(F&& main, Args&&... args) {
-  auto* cb = new detail::fiber_record_for<F, Args...>(std::forward<F>(main),
-                                                      std::forward<Args>(args)...);
-  detail::run_main(cb, options{});
+  detail::run_with(options{}, std::forward<F>(main), std::forward<Args>(args)...);
 }
 
 template <class F, class... Args>
 void run(const options& opts, F&& main, Args&&... args) {
-  auto* cb = new detail::fiber_record_for<F, Args...>(std::forward<F>(main),
-                                                      std::forward<Args>(args)...);
-  detail::run_main(cb, opts);
+  detail::run_with(opts, std::forward<F>(main), std::forward<Args>(args)...);
 }
 
 }  // namespace spindle

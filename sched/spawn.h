@@ -6,16 +6,23 @@
 #include <string_view>
 
 #include "fiber/detail/control_block.h"
+#include "fiber/detail/stack.h"
 
 namespace spindle::detail {
 
-// spawn() hands a new fiber to the runtime: it gets a stack and an id, and
-// becomes runnable on the calling worker (from a plain thread: on a worker
-// of the running runtime). With `joinable`, the caller keeps a reference
-// (released by join() or detach()); otherwise the fiber is detached.
-// Throws std::system_error when no runtime runs or no stack can be mapped;
-// on a throw `cb` is untouched and still the caller's. Any thread.
-void spawn(control_block* cb, std::string_view name, std::size_t stack_size, bool joinable);
+// allocate_fiber_stack() takes a stack for a new fiber: `size` bytes, or
+// the running runtime's default when 0. Throws std::system_error when no
+// runtime runs (errc::operation_not_permitted) or no stack can be mapped.
+// Any thread.
+stack allocate_fiber_stack(std::size_t size);
+
+// spawn() hands a new fiber (built by make_record()) to the runtime: it
+// gets an id and becomes runnable on the calling worker (from a plain
+// thread: on a worker of the running runtime). With `joinable`, the caller
+// keeps a reference (released by join() or detach()); otherwise the fiber
+// is detached. Throws std::system_error when no runtime runs; on a throw
+// `cb` is untouched and still the caller's. Any thread.
+void spawn(control_block* cb, std::string_view name, bool joinable);
 
 // join() waits until `cb` has finished: parks a fiber, blocks a plain
 // thread. The caller holds a joinable reference. Any thread.

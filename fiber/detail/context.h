@@ -23,33 +23,33 @@ namespace spindle::detail {
 // ended). See sched/detail/worker.cpp for how Spindle uses the result.
 using continuation = boost::context::fiber;
 
-// Boost.Context's StackAllocator concept over one pre-allocated Spindle
-// stack. Boost keeps a copy in the fiber's record and calls deallocate()
-// when the fiber's function has returned, on the stack of the context it
-// switches to; that puts the stack back in Spindle's pool.
+// Boost.Context's StackAllocator concept over the part of a fiber's stack
+// below its control block (which sits at the top, see control_block.h).
+// Boost puts its own record just below that. deallocate() does nothing:
+// the stack belongs to the control block and goes back to the pool with
+// its last reference.
 class stack_allocator {
  public:
-  explicit stack_allocator(const stack& s) noexcept : stack_(s) {}
+  explicit stack_allocator(const control_block* cb) noexcept : cb_(cb) {}
 
   boost::context::stack_context allocate() noexcept {
     boost::context::stack_context sc;
-    sc.size = stack_.size();
-    sc.sp = stack_.top();
+    sc.sp = const_cast<control_block*>(cb_);  // the usable stack ends here
+    sc.size = static_cast<std::size_t>(reinterpret_cast<const char*>(cb_) - cb_->stack_.limit());
     return sc;
   }
 
-  void deallocate(boost::context::stack_context&) noexcept { release_stack(stack_); }
+  void deallocate(boost::context::stack_context&) noexcept {}
 
  private:
-  stack stack_;
+  const control_block* cb_;
 };
 
-// make_continuation() creates a suspended context on `s` that runs
-// fn(continuation&& caller) -> continuation when first resumed. On return the
-// context ends and switches to the returned continuation.
+// make_continuation() creates a suspended context on cb's stack that runs
+// fn(continuation&& caller) -> continuation when first resumed.
 template <class Fn>
-continuation make_continuation(const stack& s, Fn&& fn) {
-  return continuation(std::allocator_arg, stack_allocator(s), std::forward<Fn>(fn));
+continuation make_continuation(const control_block* cb, Fn&& fn) {
+  return continuation(std::allocator_arg, stack_allocator(cb), std::forward<Fn>(fn));
 }
 
 static_assert(sizeof(continuation) == sizeof(control_block::ctx_storage_) &&

@@ -48,6 +48,18 @@ control_block::control_block() noexcept { new (ctx_storage_) continuation(); }
 
 control_block::~control_block() { context_of(this).~continuation(); }
 
+void control_block::destroy() noexcept {
+  const stack s = stack_;
+  this->~control_block();  // virtual: the fiber_record's destructor
+  release_stack(s);
+}
+
+void* record_address(const stack& s, std::size_t size, std::size_t align) noexcept {
+  if (align < 64) align = 64;  // own cache line(s) for the control block
+  auto top = reinterpret_cast<std::uintptr_t>(s.top());
+  return reinterpret_cast<void*>((top - size) & ~(static_cast<std::uintptr_t>(align) - 1));
+}
+
 void control_block::destroy_fiber_locals() noexcept { destroy_slots(fls_); }
 
 std::uint64_t next_fiber_id() noexcept {

@@ -53,9 +53,13 @@ struct fls_slot {
   void (*destroy)(void*) = nullptr;
 };
 
-// The control block of a fiber, heap-allocated together with the fiber's
-// callable (see fiber_record in fiber/fiber.h). Reference counted: one
-// reference for the running fiber, one for its joinable handle.
+// The control block of a fiber. It lives together with the fiber's callable
+// (fiber_record in fiber/detail/fiber_record.h) at the top of the fiber's
+// own stack: spawning allocates nothing but a (pooled) stack, and a parked
+// fiber's bookkeeping shares the page its stack already uses. Reference
+// counted: one reference for the running fiber, one for its joinable
+// handle; the stack goes back to the pool with the last one, so a finished
+// fiber that nobody joined yet keeps its stack, as a pthread does.
 class control_block {
  public:
   control_block() noexcept;
@@ -69,7 +73,7 @@ class control_block {
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy();
   }
 
   // Runs and frees the fiber-local values, repeating while destructors
@@ -128,6 +132,10 @@ class control_block {
 
  protected:
   virtual ~control_block();
+  // destroy() ends the control block's life when the last reference goes:
+  // runs the destructor, then gives the stack it lives on back to the
+  // pool. Control blocks that do not live on a fiber stack override it.
+  virtual void destroy() noexcept;
 
  private:
   std::atomic<int> refs_{1};
@@ -143,6 +151,9 @@ inline control_block* const joiner_finished = reinterpret_cast<control_block*>(2
 // constinit: no dynamic initialization, so no TLS wrapper call per access.
 extern thread_local constinit control_block* tls_current_fiber
     __attribute__((tls_model("initial-exec")));
+
+// Where a control block of `size` bytes goes at the top of stack `s`.
+void* record_address(const stack& s, std::size_t size, std::size_t align) noexcept;
 
 // A fresh fiber id; ids are never reused.
 std::uint64_t next_fiber_id() noexcept;

@@ -4,6 +4,7 @@
 
 #include <exception>
 #include <functional>
+#include <new>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -40,5 +41,23 @@ class fiber_record final : public control_block {
 
 template <class F, class... Args>
 using fiber_record_for = fiber_record<std::decay_t<F>, std::decay_t<Args>...>;
+
+// make_record() builds the record of a fiber running f(args...) at the top
+// of stack `s`; the record owns the stack from then on (released with the
+// last reference). On a throw the stack is released.
+template <class F, class... Args>
+control_block* make_record(const stack& s, F&& f, Args&&... args) {
+  using record = fiber_record_for<F, Args...>;
+  void* at = record_address(s, sizeof(record), alignof(record));
+  control_block* cb;
+  try {
+    cb = ::new (at) record(std::forward<F>(f), std::forward<Args>(args)...);
+  } catch (...) {
+    release_stack(s);
+    throw;
+  }
+  cb->stack_ = s;
+  return cb;
+}
 
 }  // namespace spindle::detail

@@ -97,7 +97,10 @@ void reset_guard_policy_for_testing();
 // Statistics of the process-wide pool, for tests and benchmarks.
 struct stack_stats {
   std::size_t mapped;  // stacks ever mapped (never unmapped)
-  std::size_t in_use;  // handed out and not yet released
+  // Handed out and not yet released: exact for the calling thread's own
+  // allocations and for threads that have exited; another live thread's
+  // are counted when its cache next flushes.
+  std::size_t in_use;
 };
 stack_stats get_stack_stats() noexcept;
 

@@ -41,20 +41,13 @@ continuation fiber_entry(control_block* cb, continuation&& from) noexcept {
   return w->finish_current();
 }
 
-void start_fiber(runtime& rt, worker& target, control_block* cb, std::string_view name,
-                 std::size_t stack_size, bool joinable, bool local) {
-  stack s = allocate_stack(stack_size != 0 ? stack_size : rt.opts().stack_size);
-  try {
-    cb->name_ = name;
-  } catch (...) {
-    release_stack(s);
-    throw;
-  }
-  cb->stack_ = s;
-  cb->check_canary_ = s.guard == guard_kind::canary;
+void start_fiber(worker& target, control_block* cb, std::string_view name, bool joinable,
+                 bool local) {
+  cb->name_ = name;  // may throw std::bad_alloc; nothing else below throws
+  cb->check_canary_ = cb->stack_.guard == guard_kind::canary;
   cb->id_ = next_fiber_id();
   context_of(cb) = make_continuation(
-      s, [cb](continuation&& from) { return fiber_entry(cb, std::move(from)); });
+      cb, [cb](continuation&& from) { return fiber_entry(cb, std::move(from)); });
   cb->tsan_fiber_ = tsan_create_fiber();
   if (joinable) {
     cb->add_ref();
@@ -68,6 +61,11 @@ void start_fiber(runtime& rt, worker& target, control_block* cb, std::string_vie
   } else {
     target.schedule_remote(cb);
   }
+}
+
+[[noreturn]] void throw_no_runtime() {
+  throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
+                          "spindle: no runtime is running; start fibers inside spindle::run()");
 }
 
 }  // namespace
@@ -104,31 +102,37 @@ void runtime::run() noexcept {
   for (auto& t : threads) t.join();
 }
 
-void spawn(control_block* cb, std::string_view name, std::size_t stack_size, bool joinable) {
+stack allocate_fiber_stack(std::size_t size) {
+  if (size == 0) {
+    if (worker* w = this_worker(); w != nullptr) {
+      size = w->rt().opts().stack_size;
+    } else {
+      std::lock_guard lock(g_runtime_mu);
+      if (g_runtime == nullptr || g_runtime->stopping()) throw_no_runtime();
+      size = g_runtime->opts().stack_size;
+    }
+  }
+  return allocate_stack(size);
+}
+
+void spawn(control_block* cb, std::string_view name, bool joinable) {
   if (worker* w = this_worker(); w != nullptr) {
     // On a worker (from a fiber, which keeps the runtime alive): start on
     // this worker.
+    start_fiber(*w, cb, name, joinable, true);
     w->rt().fiber_started();
-    try {
-      start_fiber(w->rt(), *w, cb, name, stack_size, joinable, true);
-    } catch (...) {
-      w->rt().fiber_finished();
-      throw;
-    }
     return;
   }
   // From a plain thread: into the running runtime, if any.
   std::lock_guard lock(g_runtime_mu);
-  if (g_runtime == nullptr || g_runtime->stopping()) {
-    throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
-                            "spindle: no runtime is running; start fibers inside spindle::run()");
-  }
+  if (g_runtime == nullptr || g_runtime->stopping()) throw_no_runtime();
+  // Counted before it can run (and finish): under g_runtime_mu, so the
+  // runtime cannot decide to stop in between (see fiber_finished()).
   g_runtime->fiber_started();
   try {
-    start_fiber(*g_runtime, g_runtime->worker_at(0), cb, name, stack_size, joinable, false);
+    start_fiber(g_runtime->worker_at(0), cb, name, joinable, false);
   } catch (...) {
-    // Cannot be the last fiber: we hold g_runtime_mu, and fiber_finished()
-    // takes it before stopping; undo without stopping.
+    // Not the last fiber (we hold g_runtime_mu): undo the count.
     g_runtime->fiber_finished();
     throw;
   }
@@ -162,15 +166,8 @@ void report_uncaught(control_block* cb) noexcept {
   std::terminate();
 }
 
-void run_main(control_block* main, const options& opts) {
-  // Until main is handed to the runtime, it is ours to free.
-  struct release_unless_started {
-    control_block* cb;
-    bool started = false;
-    ~release_unless_started() {
-      if (!started) cb->release();
-    }
-  } guard{main};
+void run_main(const options& opts, control_block* (*make_main)(void* ctx, const stack& s),
+              void* ctx) {
   if (this_worker() != nullptr || tls_current_fiber != nullptr) {
     throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
                             "spindle::run: called on a fiber or a worker thread");
@@ -186,11 +183,14 @@ void run_main(control_block* main, const options& opts) {
     }
     g_runtime = &rt;
   }
+  control_block* main = nullptr;
   try {
+    main = make_main(ctx, allocate_stack(o.stack_size));
+    // One worker, not started yet: this thread may use its queue.
+    start_fiber(rt.worker_at(0), main, "main", /*joinable=*/true, /*local=*/true);
     rt.fiber_started();
-    start_fiber(rt, rt.worker_at(0), main, "main", 0, /*joinable=*/true, /*local=*/true);
-    guard.started = true;  // main's own reference now belongs to the fiber
   } catch (...) {
+    if (main != nullptr) main->release();
     std::lock_guard lock(g_runtime_mu);
     g_runtime = nullptr;
     throw;

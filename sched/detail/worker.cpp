@@ -69,6 +69,9 @@ constexpr auto max_poll_interval = std::chrono::microseconds(100);
 class loop_context final : public control_block {
  public:
   ~loop_context() override = default;
+
+ protected:
+  void destroy() noexcept override { delete this; }  // not on a fiber stack
 };
 
 // A plain thread's stand-in in the park protocol: it waits on a condition
@@ -79,6 +82,8 @@ class thread_waiter final : public control_block {
  public:
   thread_waiter() noexcept { is_thread_ = true; }
   ~thread_waiter() override = default;
+  // Never released: a thread_local that dies with its thread.
+  void destroy() noexcept override {}
 
   std::mutex mu_;
   std::condition_variable cv_;
