@@ -60,10 +60,27 @@ void* record_address(const stack& s, std::size_t size, std::size_t align) noexce
   return reinterpret_cast<void*>((top - size) & ~(static_cast<std::uintptr_t>(align) - 1));
 }
 
-void control_block::destroy_fiber_locals() noexcept { destroy_slots(fls_); }
+void control_block::destroy_fiber_locals() noexcept {
+  if (!fls_.empty()) destroy_slots(fls_);
+}
+
+// Ids are handed to threads in blocks, so that spawning does not take an
+// atomic read-modify-write on a counter shared by all workers.
+constexpr std::uint64_t id_block = 1024;
+
+struct id_range {
+  std::uint64_t next = 0;
+  std::uint64_t end = 0;
+};
+constinit thread_local id_range t_ids __attribute__((tls_model("initial-exec")));
 
 std::uint64_t next_fiber_id() noexcept {
-  return g_next_id.fetch_add(1, std::memory_order_relaxed);
+  id_range& r = t_ids;
+  if (r.next == r.end) [[unlikely]] {
+    r.next = g_next_id.fetch_add(id_block, std::memory_order_relaxed);
+    r.end = r.next + id_block;
+  }
+  return r.next++;
 }
 
 std::size_t next_fls_index() noexcept {

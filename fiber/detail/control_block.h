@@ -72,6 +72,8 @@ class control_block {
   virtual void run() noexcept {}
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // Before the fiber is published: a plain store instead of an add.
+  void set_refs_unpublished(int n) noexcept { refs_.store(n, std::memory_order_relaxed); }
   void release() noexcept {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy();
   }

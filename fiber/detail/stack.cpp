@@ -223,7 +223,7 @@ stack allocate_stack(std::size_t size) {
     throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                             "spindle: fiber stack size too large");
   }
-  size = (size + page - 1) / page * page;
+  size = (size + page - 1) & ~(page - 1);  // page sizes are powers of two
   const std::size_t mapping_size = size + page;  // room for the guard page
 
   // Fast path: this thread's cache.

@@ -50,7 +50,7 @@ void start_fiber(worker& target, control_block* cb, std::string_view name, bool 
       cb, [cb](continuation&& from) { return fiber_entry(cb, std::move(from)); });
   cb->tsan_fiber_ = tsan_create_fiber();
   if (joinable) {
-    cb->add_ref();
+    cb->set_refs_unpublished(2);  // the fiber's and the handle's
   } else {
     cb->joiner_.store(joiner_detached, std::memory_order_relaxed);
   }
