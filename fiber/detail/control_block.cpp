@@ -6,7 +6,6 @@
 #include <cstring>
 #include <new>
 
-#include "fiber/detail/context.h"
 
 namespace spindle::detail {
 
@@ -44,9 +43,7 @@ struct thread_fls {
 };
 }  // namespace
 
-control_block::control_block() noexcept { new (ctx_storage_) continuation(); }
-
-control_block::~control_block() { context_of(this).~continuation(); }
+control_block::~control_block() = default;
 
 void control_block::destroy() noexcept {
   const stack s = stack_;

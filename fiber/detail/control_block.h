@@ -62,7 +62,7 @@ struct fls_slot {
 // fiber that nobody joined yet keeps its stack, as a pthread does.
 class control_block {
  public:
-  control_block() noexcept;
+  control_block() noexcept = default;
   control_block(const control_block&) = delete;
   control_block& operator=(const control_block&) = delete;
 
@@ -86,13 +86,11 @@ class control_block {
   // (after the vtable pointer).
   // The run-queue link; owned by whichever queue holds the fiber.
   control_block* next_ = nullptr;
-  // The saved context while the fiber is not running: raw storage for a
-  // detail::continuation (one pointer), so that this header does not pull
-  // Boost.Context into users' code; accessed through context_of() in
-  // fiber/detail/context.h. Written only by the worker that switches the
-  // fiber out, before it publishes parked or runnable (release); read by
-  // the worker that switches to it after taking it from a run queue.
-  alignas(void*) unsigned char ctx_storage_[sizeof(void*)];
+  // The saved context (a detail::context_t) while the fiber is not
+  // running. Written only by the worker that switches the fiber out,
+  // before it publishes parked or runnable (release); read by the worker
+  // that switches to it after taking it from a run queue.
+  void* ctx_ = nullptr;
   // The worker the fiber runs on, or last ran on: wakes are sent there.
   // Written by the worker that switches to the fiber, before the switch.
   worker* worker_ = nullptr;

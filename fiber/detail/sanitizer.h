@@ -30,6 +30,7 @@
 #endif
 
 #if SPINDLE_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #if SPINDLE_TSAN
@@ -37,6 +38,17 @@
 #endif
 
 namespace spindle::detail {
+
+// asan_unpoison() clears ASan's poison from a reused stack: a fiber that
+// ends never returns from its outer frames, so their redzones stay poisoned
+// in ASan's shadow memory until something clears them.
+inline void asan_unpoison(const void* addr, std::size_t size) noexcept {
+#if SPINDLE_ASAN
+  __asan_unpoison_memory_region(addr, size);
+#else
+  (void)addr, (void)size;
+#endif
+}
 
 inline void asan_start_switch(void** fake_stack_save, const void* bottom,
                               std::size_t size) noexcept {

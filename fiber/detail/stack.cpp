@@ -2,6 +2,8 @@
 // in stack.h.
 #include "fiber/detail/stack.h"
 
+#include "fiber/detail/sanitizer.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -264,6 +266,7 @@ stack allocate_stack(std::size_t size) {
 
 void release_stack(const stack& s) noexcept {
   if (!s) return;
+  asan_unpoison(s.limit(), s.size());
   thread_cache& cache = local_cache();
   --cache.in_use_delta;
   if (cache.mapping_size != s.mapping_size) {

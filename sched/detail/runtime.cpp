@@ -6,6 +6,7 @@
 #include <thread>
 #include <typeinfo>
 
+#include "fiber/detail/context.h"
 #include "fiber/detail/overflow.h"
 #include "fiber/detail/sanitizer.h"
 #include "sched/detail/worker.h"
@@ -21,9 +22,11 @@ namespace {
 std::mutex g_runtime_mu;
 runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
 
-// The function every fiber starts in, on its own stack.
-continuation fiber_entry(control_block* cb, continuation&& from) noexcept {
-  this_worker()->after_switch(std::move(from));
+// The function every fiber starts in, on its own stack; the first jump to
+// a fiber passes its control block as the data.
+[[noreturn]] void fiber_entry(transfer_t t) noexcept {
+  auto* cb = static_cast<control_block*>(t.data);
+  cb->worker_->after_switch(t.fctx);
   cb->run();
   cb->destroy_fiber_locals();
   // Hand the result over: exactly one of us and the joiner (or detach())
@@ -38,7 +41,9 @@ continuation fiber_entry(control_block* cb, continuation&& from) noexcept {
   // Not this_worker(): see worker::switch_to on thread_locals across switches.
   worker* w = cb->worker_;
   w->rt().fiber_finished();
-  return w->finish_current();
+  control_block* next = w->finish_current();
+  jump(next->ctx_, next);
+  __builtin_unreachable();  // nothing ever jumps back to a finished fiber
 }
 
 void start_fiber(worker& target, control_block* cb, std::string_view name, bool joinable,
@@ -46,8 +51,9 @@ void start_fiber(worker& target, control_block* cb, std::string_view name, bool 
   cb->name_ = name;  // may throw std::bad_alloc; nothing else below throws
   cb->check_canary_ = cb->stack_.guard == guard_kind::canary;
   cb->id_ = next_fiber_id();
-  context_of(cb) = make_continuation(
-      cb, [cb](continuation&& from) { return fiber_entry(cb, std::move(from)); });
+  // The context's stack ends just below the control block.
+  char* sp = reinterpret_cast<char*>(cb);
+  cb->ctx_ = make_context(sp, static_cast<std::size_t>(sp - cb->stack_.limit()), &fiber_entry);
   cb->tsan_fiber_ = tsan_create_fiber();
   if (joinable) {
     cb->set_refs_unpublished(2);  // the fiber's and the handle's

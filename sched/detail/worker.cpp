@@ -17,11 +17,10 @@
 // Photon #1598). So the switching context only records what should happen
 // to it (pending_from_, pending_action_), and the context switched TO does
 // it, in after_switch(), once the old stack is no longer in use. The
-// continuation to save comes back as the return value of resume() (or as
-// the argument of a new fiber's entry function), which is why Spindle uses
-// resume() rather than resume_with(): a context resumed by a fiber that
-// ended gets an empty continuation and no resume_with hook, and this way
-// both cases take the same path.
+// context to save comes back as the result of jump() (or as the argument
+// of a new fiber's entry function), the same way in every case. A fiber
+// that ends makes one last jump and never comes back; the context it
+// jumped to releases its control block, and with it the stack.
 //
 // Fairness. Fibers that keep handing the worker to each other never pass
 // through the loop, so timers and I/O readiness would starve. Every
@@ -270,19 +269,19 @@ inline void worker::switch_to(control_block* from, control_block* to, switch_act
   swap_exception_state(static_cast<eh_globals*>(eh_globals_), from, to);
   asan_start_switch(&from->asan_fake_stack_, stack_bottom(to, to_loop), stack_extent(to, to_loop));
   tsan_switch_to(to->tsan_fiber_);
-  continuation from_ctx = std::move(context_of(to)).resume();
+  void* from_ctx = jump(to->ctx_, to).fctx;
   // Back on `from`'s stack, possibly on another worker's thread: `this`
   // may be stale. The worker that resumed a fiber wrote itself into the
   // fiber's worker_ first; the loop context never moves. (Not a
   // thread_local read: a compiler may keep a thread_local's address across
   // this call, which is wrong once the fiber has migrated.)
   worker* w = from == loop_cb_ ? this : from->worker_;
-  w->after_switch_inline(std::move(from_ctx));
+  w->after_switch_inline(from_ctx);
 }
 
-void worker::after_switch(continuation&& from_ctx) noexcept { after_switch_inline(std::move(from_ctx)); }
+void worker::after_switch(void* from_ctx) noexcept { after_switch_inline(from_ctx); }
 
-inline void worker::after_switch_inline(continuation&& from_ctx) noexcept {
+inline void worker::after_switch_inline(void* from_ctx) noexcept {
   const void* previous_bottom = nullptr;
   std::size_t previous_size = 0;
   asan_finish_switch(current_->asan_fake_stack_, &previous_bottom, &previous_size);
@@ -294,15 +293,15 @@ inline void worker::after_switch_inline(continuation&& from_ctx) noexcept {
   }
   switch (pending_action_) {
     case switch_action::save:
-      context_of(from) = std::move(from_ctx);
+      from->ctx_ = from_ctx;
       break;
     case switch_action::yield:
-      context_of(from) = std::move(from_ctx);
+      from->ctx_ = from_ctx;
       from->state_.store(fiber_state::runnable, std::memory_order_relaxed);
       run_queue_.push_back(from);
       break;
     case switch_action::park: {
-      context_of(from) = std::move(from_ctx);
+      from->ctx_ = from_ctx;
       // From here an unpark() may take it (the release publishes the
       // saved continuation to the unparker, and through its run queue to
       // the worker that resumes it).
@@ -319,7 +318,8 @@ inline void worker::after_switch_inline(continuation&& from_ctx) noexcept {
       break;
     }
     case switch_action::finish:
-      // Boost.Context has already given the stack back (stack_allocator).
+      // Its stack is no longer in use: the fiber's own reference can go
+      // (with the stack, unless a handle still holds the control block).
       tsan_destroy_fiber(from->tsan_fiber_);
       from->release();
       break;
@@ -361,7 +361,7 @@ bool worker::park_until(std::chrono::steady_clock::time_point deadline) noexcept
   return !node.fired;
 }
 
-continuation worker::finish_current() noexcept {
+control_block* worker::finish_current() noexcept {
   control_block* self = current_;
   if (self->check_canary_) [[unlikely]] check_canary(self);
   control_block* next = pick_next();
@@ -380,7 +380,7 @@ continuation worker::finish_current() noexcept {
   // nullptr: the fiber's ASan fake stack dies with it.
   asan_start_switch(nullptr, stack_bottom(next, to_loop), stack_extent(next, to_loop));
   tsan_switch_to(next->tsan_fiber_);
-  return std::move(context_of(next));
+  return next;
 }
 
 // ---- The park protocol (sched/park.h) ----

@@ -106,12 +106,15 @@ class worker {
   struct ev_loop* ev() const noexcept { return loop_; }
 
   // Entry points used by the first and last switches of a fiber.
-  void after_switch(continuation&& from) noexcept;
-  continuation finish_current() noexcept;
+  void after_switch(void* from_ctx) noexcept;
+  // Prepares the last switch of the running fiber, which has finished;
+  // returns the context to jump to (passing it as the jump's data, which a
+  // fiber's first entry needs).
+  control_block* finish_current() noexcept;
 
  private:
   inline void switch_to(control_block* from, control_block* to, switch_action action) noexcept;
-  inline void after_switch_inline(continuation&& from) noexcept;
+  inline void after_switch_inline(void* from_ctx) noexcept;
   // The next fiber to run from a fiber that suspends; nullptr when the
   // worker's loop should run instead (nothing runnable, or a poll is due).
   inline control_block* pick_next() noexcept;
