@@ -23,12 +23,15 @@ constexpr int fls_destructor_rounds = 4;
 void destroy_slots(std::vector<fls_slot>& slots) noexcept {
   for (int round = 0; round < fls_destructor_rounds; ++round) {
     bool any = false;
-    for (auto& slot : slots) {
-      if (slot.value == nullptr) continue;
-      void* value = slot.value;
-      slot.value = nullptr;
+    // By index, re-reading the size: a destructor may create another
+    // fiber-local value, which can grow (reallocate) the vector.
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      if (slots[i].value == nullptr) continue;
+      void* value = slots[i].value;
+      void (*destroy)(void*) = slots[i].destroy;
+      slots[i].value = nullptr;
       any = true;
-      slot.destroy(value);
+      destroy(value);
     }
     if (!any) break;
   }

@@ -37,6 +37,11 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
+// The annotations must sit in the very function that then switches: TSan
+// keeps a shadow call stack per fiber, and a function that switched fibers
+// and then returned would pop its frame off the wrong fiber's stack.
+#define SPINDLE_ALWAYS_INLINE [[gnu::always_inline]] inline
+
 namespace spindle::detail {
 
 // asan_unpoison() clears ASan's poison from a reused stack: a fiber that
@@ -50,7 +55,7 @@ inline void asan_unpoison(const void* addr, std::size_t size) noexcept {
 #endif
 }
 
-inline void asan_start_switch(void** fake_stack_save, const void* bottom,
+SPINDLE_ALWAYS_INLINE void asan_start_switch(void** fake_stack_save, const void* bottom,
                               std::size_t size) noexcept {
 #if SPINDLE_ASAN
   __sanitizer_start_switch_fiber(fake_stack_save, bottom, size);
@@ -59,7 +64,7 @@ inline void asan_start_switch(void** fake_stack_save, const void* bottom,
 #endif
 }
 
-inline void asan_finish_switch(void* fake_stack_save, const void** bottom_old,
+SPINDLE_ALWAYS_INLINE void asan_finish_switch(void* fake_stack_save, const void** bottom_old,
                                std::size_t* size_old) noexcept {
 #if SPINDLE_ASAN
   __sanitizer_finish_switch_fiber(fake_stack_save, bottom_old, size_old);
@@ -84,7 +89,7 @@ inline void* tsan_current_fiber() noexcept {
 #endif
 }
 
-inline void tsan_switch_to(void* fiber) noexcept {
+SPINDLE_ALWAYS_INLINE void tsan_switch_to(void* fiber) noexcept {
 #if SPINDLE_TSAN
   __tsan_switch_to_fiber(fiber, 0);
 #else

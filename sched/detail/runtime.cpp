@@ -42,6 +42,7 @@ runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
   worker* w = cb->worker_;
   w->rt().fiber_finished();
   control_block* next = w->finish_current();
+  w->annotate_last_switch(next);
   jump(next->ctx_, next);
   __builtin_unreachable();  // nothing ever jumps back to a finished fiber
 }

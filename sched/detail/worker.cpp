@@ -377,11 +377,9 @@ control_block* worker::finish_current() noexcept {
   }
   // A finished fiber handles no exception: nothing to save.
   swap_exception_state(static_cast<eh_globals*>(eh_globals_), nullptr, next);
-  // nullptr: the fiber's ASan fake stack dies with it.
-  asan_start_switch(nullptr, stack_bottom(next, to_loop), stack_extent(next, to_loop));
-  tsan_switch_to(next->tsan_fiber_);
   return next;
 }
+
 
 // ---- The park protocol (sched/park.h) ----
 

@@ -12,6 +12,7 @@
 
 #include "fiber/detail/context.h"
 #include "fiber/detail/control_block.h"
+#include "fiber/detail/sanitizer.h"
 #include "sched/scheduler.h"
 
 struct ev_loop;
@@ -111,6 +112,15 @@ class worker {
   // returns the context to jump to (passing it as the jump's data, which a
   // fiber's first entry needs).
   control_block* finish_current() noexcept;
+  // The sanitizer annotations of that last switch; the caller must jump
+  // right after, in the same function (see fiber/detail/sanitizer.h).
+  SPINDLE_ALWAYS_INLINE void annotate_last_switch(control_block* next) noexcept {
+    const bool to_loop = next == loop_cb_;
+    // nullptr: the fiber's ASan fake stack dies with it.
+    asan_start_switch(nullptr, to_loop ? next->asan_stack_bottom_ : next->stack_.limit(),
+                      to_loop ? next->asan_stack_size_ : next->stack_.size());
+    tsan_switch_to(next->tsan_fiber_);
+  }
 
  private:
   inline void switch_to(control_block* from, control_block* to, switch_action action) noexcept;

@@ -15,6 +15,7 @@
 
 #include "fiber/this_fiber.h"
 #include "sched/scheduler.h"
+#include "test_util.h"
 
 namespace {
 
@@ -224,7 +225,7 @@ TEST_P(FiberTest, MoveTransfersOwnershipOfTheFiber) {
 }
 
 TEST_P(FiberTest, AHundredThousandFibersSpawnAndJoin) {
-  constexpr int count = 100'000;
+  constexpr int count = static_cast<int>(spindle::test::max_concurrent_fibers(100'000));
   std::atomic<long> sum{0};
   run([&sum] {
     std::vector<fiber> fibers;
