@@ -127,7 +127,7 @@ class fiber {
         detail::allocate_fiber_stack(options.stack_size), std::forward<F>(f),
         std::forward<Args>(args)...);
     try {
-      detail::spawn(cb, options.name, joinable);
+      detail::spawn(cb, options, joinable);
     } catch (...) {
       cb->release();
       throw;

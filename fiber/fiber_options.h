@@ -16,6 +16,12 @@ struct fiber_options {
   // Usable stack bytes, rounded up to whole pages (at least 16 KiB).
   // 0 means the runtime's default (spindle::options::stack_size).
   std::size_t stack_size = 0;
+  // The worker to start on (0 .. workers-1); -1 means the spawning worker
+  // (from a plain thread: the runtime picks one).
+  int worker = -1;
+  // Keep the fiber on the worker it starts on for its whole life, as
+  // this_fiber::pin() does (see fiber/this_fiber.h).
+  bool pinned = false;
 };
 
 }  // namespace spindle

@@ -1,5 +1,8 @@
 #include "fiber/this_fiber.h"
 
+#include <cstdint>
+#include <string>
+#include <system_error>
 #include <thread>
 
 #include "fiber/detail/control_block.h"
@@ -41,6 +44,46 @@ void sleep_until(std::chrono::steady_clock::time_point deadline) {
     detail::prepare_park(self);
     (void)detail::park_until(self, deadline);
   }
+}
+
+namespace {
+detail::control_block* current_fiber_or_throw(const char* what) {
+  detail::control_block* self = detail::tls_current_fiber;
+  if (self == nullptr) {
+    throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
+                            std::string("spindle::this_fiber::") + what +
+                                ": called outside a fiber (it pins fibers, not threads)");
+  }
+  return self;
+}
+}  // namespace
+
+void pin() {
+  detail::control_block* self = current_fiber_or_throw("pin");
+  if (self->pinned_ == UINT16_MAX) {
+    throw std::system_error(std::make_error_code(std::errc::value_too_large),
+                            "spindle::this_fiber::pin: nested too deeply");
+  }
+  ++self->pinned_;
+}
+
+void unpin() {
+  detail::control_block* self = current_fiber_or_throw("unpin");
+  if (self->pinned_ == 0) {
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "spindle::this_fiber::unpin: the fiber is not pinned");
+  }
+  --self->pinned_;
+}
+
+bool is_pinned() noexcept {
+  const detail::control_block* self = detail::tls_current_fiber;
+  return self != nullptr && self->pinned_ != 0;
+}
+
+int worker_index() noexcept {
+  const detail::control_block* self = detail::tls_current_fiber;
+  return self != nullptr ? static_cast<int>(self->worker_->index()) : -1;
 }
 
 }  // namespace spindle::this_fiber

@@ -49,6 +49,46 @@ void sleep_for(const std::chrono::duration<Rep, Period>& duration) {
               std::chrono::ceil<std::chrono::steady_clock::duration>(duration));
 }
 
+// ---- Pinning (fiber only) ----
+//
+// A fiber may move between worker threads whenever it blocks or yields: an
+// idle worker steals it, or the fiber that wakes it runs on another worker.
+// Code that relies on the identity of the OS thread (a `thread_local`, a
+// library with thread-affine state, thread-specific signal masks) must not
+// see that move. Worse, a compiler may keep the address of a thread_local
+// in a register across a call that blocks, so even re-reading it after the
+// call can touch the old thread's copy. Use spindle::fiber_local for
+// per-fiber state; pin the fiber where the OS thread matters.
+
+// pin() keeps the calling fiber on its current worker thread until as many
+// unpin() calls (pins nest, as Go's LockOSThread does). A pinned fiber is
+// never stolen and is always woken on its worker. Throws std::system_error
+// (errc::operation_not_permitted) when not called on a fiber.
+void pin();
+
+// unpin() undoes one pin(). Throws std::system_error
+// (errc::operation_not_permitted) when not on a fiber, and
+// (errc::invalid_argument) when the fiber is not pinned.
+void unpin();
+
+// is_pinned() tells whether the calling fiber is pinned (false on a plain
+// thread). Any thread.
+bool is_pinned() noexcept;
+
+// worker_index() is the index of the worker running the calling fiber
+// (0 .. workers-1), or -1 on a plain thread. It may change at any blocking
+// call or yield unless the fiber is pinned. Any thread.
+int worker_index() noexcept;
+
+// pin_guard pins the calling fiber for its scope.
+class pin_guard {
+ public:
+  pin_guard() { pin(); }
+  ~pin_guard() { unpin(); }
+  pin_guard(const pin_guard&) = delete;
+  pin_guard& operator=(const pin_guard&) = delete;
+};
+
 }  // namespace spindle::this_fiber
 
 namespace spindle {

@@ -16,9 +16,9 @@ struct options {
   // Usable stack bytes of a fiber that does not ask for a size
   // (fiber_options::stack_size). Only touched pages cost memory.
   std::size_t stack_size = detail::default_stack_size;
-  // Worker threads; 0 means one per hardware thread. The calling thread of
-  // run() is worker 0.
-  unsigned workers = 1;
+  // Worker threads; 0 (the default) means one per hardware thread. The
+  // calling thread of run() is worker 0.
+  unsigned workers = 0;
 };
 
 namespace detail {

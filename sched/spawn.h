@@ -7,22 +7,24 @@
 
 #include "fiber/detail/control_block.h"
 #include "fiber/detail/stack.h"
+#include "fiber/fiber_options.h"
 
 namespace spindle::detail {
 
 // allocate_fiber_stack() takes a stack for a new fiber: `size` bytes, or
-// the running runtime's default when 0. Throws std::system_error when no
-// runtime runs (errc::operation_not_permitted) or no stack can be mapped.
-// Any thread.
+// the runtime's default when 0. Throws std::system_error when no stack can
+// be mapped. Any thread.
 stack allocate_fiber_stack(std::size_t size);
 
 // spawn() hands a new fiber (built by make_record()) to the runtime: it
-// gets an id and becomes runnable on the calling worker (from a plain
-// thread: on a worker of the running runtime). With `joinable`, the caller
-// keeps a reference (released by join() or detach()); otherwise the fiber
-// is detached. Throws std::system_error when no runtime runs; on a throw
-// `cb` is untouched and still the caller's. Any thread.
-void spawn(control_block* cb, std::string_view name, bool joinable);
+// gets an id and becomes runnable on the calling worker, or on
+// options.worker. From a plain thread it goes to the spindle::run()
+// runtime that is running, or else to the default runtime, started on
+// first use. With `joinable`, the caller keeps a reference (released by
+// join() or detach()); otherwise the fiber is detached. Throws
+// std::system_error (errc::invalid_argument for a bad options.worker); on a
+// throw `cb` is untouched and still the caller's. Any thread.
+void spawn(control_block* cb, const fiber_options& options, bool joinable);
 
 // join() waits until `cb` has finished: parks a fiber, blocks a plain
 // thread. The caller holds a joinable reference. Any thread.

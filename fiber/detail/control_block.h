@@ -47,6 +47,16 @@ enum class fiber_state : std::uint32_t {
   finished,
 };
 
+// A wait that holds a watcher in a worker's libev loop (a timer; later an
+// I/O watcher). It lives on the waiting fiber's stack and is registered in
+// control_block::loop_wait_ while the fiber parks. libev loops are not
+// thread-safe, so the watcher must be stopped on the worker that started
+// it, before the fiber can run anywhere else: the thread that makes such a
+// fiber runnable routes it through that worker, which calls cancel().
+struct loop_wait {
+  void (*cancel)(loop_wait* self) noexcept;
+};
+
 // One fiber-local value: the object and how to destroy it.
 struct fls_slot {
   void* value = nullptr;
@@ -107,6 +117,14 @@ class control_block {
   // True for a plain thread's stand-in (see sched/park.h): it blocks on a
   // condition variable instead of switching.
   bool is_thread_ = false;
+  // Pinned to worker_ while non-zero (this_fiber::pin nests, as Go's
+  // LockOSThread does; fiber_options::pinned): never stolen, always woken
+  // on its worker. Written by the fiber itself while it runs; read by
+  // wakers after they won its park (ordered by that CAS).
+  std::uint16_t pinned_ = 0;
+  // The libev wait the fiber is parked in, if any (see loop_wait). Set by
+  // the fiber before it parks; cleared on worker_'s thread.
+  loop_wait* loop_wait_ = nullptr;
 
   // ---- Identity (immutable after spawn) ----
   std::uint64_t id_ = 0;

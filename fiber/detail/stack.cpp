@@ -179,12 +179,46 @@ struct thread_cache {
   std::size_t count = 0;
   // This thread's allocations minus releases, not yet in global_pool::in_use
   // (a shared counter would cost two atomic read-modify-writes per fiber).
-  long in_use_delta = 0;
+  // Written only by this thread (a plain load and store), read by
+  // get_stack_stats() through the registry below.
+  std::atomic<long> in_use_delta{0};
+  bool registered = false;
+  thread_cache* next_registered = nullptr;
   stack items[thread_cache_size];
 
+  void add(long d) noexcept {
+    if (!registered) [[unlikely]] register_self();
+    in_use_delta.store(in_use_delta.load(std::memory_order_relaxed) + d,
+                       std::memory_order_relaxed);
+  }
+  void register_self() noexcept;
   void flush() noexcept;
-  ~thread_cache() { flush(); }
+  ~thread_cache();
 };
+
+// Every live thread's cache, so that statistics see stacks that one thread
+// allocated and another released.
+std::mutex g_registry_mu;
+thread_cache* g_registry = nullptr;  // guarded by g_registry_mu
+
+void thread_cache::register_self() noexcept {
+  std::lock_guard lock(g_registry_mu);
+  next_registered = g_registry;
+  g_registry = this;
+  registered = true;
+}
+
+thread_cache::~thread_cache() {
+  flush();
+  if (!registered) return;
+  std::lock_guard lock(g_registry_mu);
+  for (thread_cache** p = &g_registry; *p != nullptr; p = &(*p)->next_registered) {
+    if (*p == this) {
+      *p = next_registered;
+      break;
+    }
+  }
+}
 
 void release_to_global(const stack& s) noexcept {
   global_pool& g = pool();
@@ -207,8 +241,11 @@ void release_to_global(const stack& s) noexcept {
 void thread_cache::flush() noexcept {
   for (std::size_t i = 0; i < count; ++i) release_to_global(items[i]);
   count = 0;
-  pool().in_use.fetch_add(in_use_delta, std::memory_order_relaxed);
-  in_use_delta = 0;
+  // Fold this thread's count into the global one (under the registry lock,
+  // so that get_stack_stats() never sees it in both places or neither).
+  std::lock_guard lock(g_registry_mu);
+  pool().in_use.fetch_add(in_use_delta.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  in_use_delta.store(0, std::memory_order_relaxed);
 }
 
 // initial-exec: a plain %fs-relative access, no __tls_get_addr per spawn.
@@ -231,13 +268,13 @@ stack allocate_stack(std::size_t size) {
   // Fast path: this thread's cache.
   thread_cache& cache = local_cache();
   if (cache.count > 0 && cache.mapping_size == mapping_size) {
-    ++cache.in_use_delta;
+    cache.add(1);
     return cache.items[--cache.count];
   }
 
   // Slower path: the shared pool, warm stacks first.
   global_pool& g = pool();
-  ++cache.in_use_delta;
+  cache.add(1);
   {
     std::lock_guard lock(g.mu);
     size_pool& p = g.pool_for(mapping_size);
@@ -259,7 +296,7 @@ stack allocate_stack(std::size_t size) {
   try {
     return map_stack(mapping_size);
   } catch (...) {
-    --cache.in_use_delta;
+    cache.add(-1);
     throw;
   }
 }
@@ -268,7 +305,7 @@ void release_stack(const stack& s) noexcept {
   if (!s) return;
   asan_unpoison(s.limit(), s.size());
   thread_cache& cache = local_cache();
-  --cache.in_use_delta;
+  cache.add(-1);
   if (cache.mapping_size != s.mapping_size) {
     for (std::size_t i = 0; i < cache.count; ++i) release_to_global(cache.items[i]);
     cache.count = 0;
@@ -297,7 +334,14 @@ std::size_t mprotect_guards_in_use() noexcept {
 }
 
 stack_stats get_stack_stats() noexcept {
-  const long in_use = pool().in_use.load(std::memory_order_relaxed) + local_cache().in_use_delta;
+  long in_use = 0;
+  {
+    std::lock_guard lock(g_registry_mu);
+    in_use = pool().in_use.load(std::memory_order_relaxed);
+    for (thread_cache* c = g_registry; c != nullptr; c = c->next_registered) {
+      in_use += c->in_use_delta.load(std::memory_order_relaxed);
+    }
+  }
   return {pool().mapped.load(std::memory_order_relaxed),
           static_cast<std::size_t>(in_use < 0 ? 0 : in_use)};
 }

@@ -97,9 +97,8 @@ void reset_guard_policy_for_testing();
 // Statistics of the process-wide pool, for tests and benchmarks.
 struct stack_stats {
   std::size_t mapped;  // stacks ever mapped (never unmapped)
-  // Handed out and not yet released: exact for the calling thread's own
-  // allocations and for threads that have exited; another live thread's
-  // are counted when its cache next flushes.
+  // Handed out and not yet released (exact when no other thread is
+  // allocating or releasing at the same moment).
   std::size_t in_use;
 };
 stack_stats get_stack_stats() noexcept;

@@ -47,11 +47,14 @@ runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
   __builtin_unreachable();  // nothing ever jumps back to a finished fiber
 }
 
-void start_fiber(worker& target, control_block* cb, std::string_view name, bool joinable,
+// Readies a new fiber `cb` (built by make_record) and hands it to
+// `target`: `local` when the caller is target's own thread.
+void start_fiber(worker& target, control_block* cb, const fiber_options& o, bool joinable,
                  bool local) {
-  cb->name_ = name;  // may throw std::bad_alloc; nothing else below throws
+  cb->name_ = o.name;  // may throw std::bad_alloc; nothing else below throws
   cb->check_canary_ = cb->stack_.guard == guard_kind::canary;
   cb->id_ = next_fiber_id();
+  cb->pinned_ = o.pinned ? 1 : 0;
   // The context's stack ends just below the control block.
   char* sp = reinterpret_cast<char*>(cb);
   cb->ctx_ = make_context(sp, static_cast<std::size_t>(sp - cb->stack_.limit()), &fiber_entry);
@@ -64,7 +67,11 @@ void start_fiber(worker& target, control_block* cb, std::string_view name, bool 
   cb->worker_ = &target;
   cb->state_.store(fiber_state::runnable, std::memory_order_relaxed);
   if (local) {
-    target.schedule_local(cb);
+    target.enqueue(cb);
+    // New work: if a worker sleeps while none looks for work, wake one (Go
+    // wakes on every spawn too), so that a spawner that goes on computing
+    // does not keep its children waiting.
+    target.rt().wake_idle_worker();
   } else {
     target.schedule_remote(cb);
   }
@@ -75,11 +82,32 @@ void start_fiber(worker& target, control_block* cb, std::string_view name, bool 
                           "spindle: no runtime is running; start fibers inside spindle::run()");
 }
 
+void check_worker_index(const runtime& rt, const fiber_options& o) {
+  if (o.worker < -1 || o.worker >= static_cast<int>(rt.worker_count())) {
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "spindle: fiber_options::worker is not a worker of this runtime");
+  }
+}
+
+// The default runtime: started by the first fiber spawned from a plain
+// thread while no spindle::run() is active; its workers run on background
+// threads until the process exits. Never destroyed (its threads may still
+// be parked in their loops while static destructors run at exit).
+runtime& default_runtime() {
+  static runtime* rt = [] {
+    auto* r = new runtime(options{.stack_size = default_stack_size, .workers = 0}, true);
+    r->start_background();
+    return r;
+  }();
+  return *rt;
+}
+
 }  // namespace
 
-runtime::runtime(const options& opts) : opts_(opts) {
-  workers_.reserve(opts.workers);
-  for (unsigned i = 0; i < opts.workers; ++i) {
+runtime::runtime(const options& opts, bool persistent) : opts_(opts), persistent_(persistent) {
+  if (opts_.workers == 0) opts_.workers = std::max(1u, std::thread::hardware_concurrency());
+  workers_.reserve(opts_.workers);
+  for (unsigned i = 0; i < opts_.workers; ++i) {
     workers_.push_back(std::make_unique<worker>(*this, i));
   }
 }
@@ -87,7 +115,7 @@ runtime::runtime(const options& opts) : opts_(opts) {
 runtime::~runtime() = default;
 
 void runtime::fiber_finished() noexcept {
-  if (live_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (live_.fetch_sub(1, std::memory_order_acq_rel) != 1 || persistent_) return;
   {
     std::lock_guard lock(g_runtime_mu);
     // A plain thread may have spawned in between (under the same lock).
@@ -109,38 +137,117 @@ void runtime::run() noexcept {
   for (auto& t : threads) t.join();
 }
 
+void runtime::start_background() {
+  install_overflow_handler();
+  for (auto& w : workers_) {
+    worker* p = w.get();
+    std::thread([p] { p->loop(); }).detach();
+  }
+}
+
+worker& runtime::pick_worker_for_plain_thread() noexcept {
+  return *workers_[next_plain_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
+}
+
+void runtime::push_shared(control_block* first, control_block* last, std::uint32_t n) noexcept {
+  last->next_ = nullptr;
+  std::lock_guard lock(shared_mu_);
+  shared_.splice_back(first, last);
+  shared_count_.fetch_add(n, std::memory_order_relaxed);
+}
+
+control_block* runtime::pop_shared() noexcept {
+  std::lock_guard lock(shared_mu_);
+  control_block* cb = shared_.pop_front();
+  if (cb != nullptr) shared_count_.fetch_sub(1, std::memory_order_relaxed);
+  return cb;
+}
+
+void runtime::wake_idle_worker() noexcept {
+  // Relaxed: a wake missed in a race only delays parallelism; the work is
+  // in its worker's own queue, which that worker always drains.
+  if (idle_count_.load(std::memory_order_relaxed) == 0 ||
+      searching_.load(std::memory_order_relaxed) != 0) {
+    return;
+  }
+  worker* w = nullptr;
+  {
+    std::lock_guard lock(idle_mu_);
+    if (!idle_.empty()) {
+      w = idle_.back();
+      idle_.pop_back();
+      idle_count_.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+  if (w != nullptr) w->wake();
+}
+
+void runtime::enter_idle(worker* w) noexcept {
+  std::lock_guard lock(idle_mu_);
+  idle_.push_back(w);
+  idle_count_.fetch_add(1, std::memory_order_seq_cst);
+}
+
+void runtime::leave_idle(worker* w) noexcept {
+  std::lock_guard lock(idle_mu_);
+  for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+    if (*it == w) {
+      idle_.erase(it);
+      idle_count_.fetch_sub(1, std::memory_order_relaxed);
+      break;
+    }
+  }
+}
+
 stack allocate_fiber_stack(std::size_t size) {
   if (size == 0) {
     if (worker* w = this_worker(); w != nullptr) {
       size = w->rt().opts().stack_size;
     } else {
       std::lock_guard lock(g_runtime_mu);
-      if (g_runtime == nullptr || g_runtime->stopping()) throw_no_runtime();
-      size = g_runtime->opts().stack_size;
+      size = g_runtime != nullptr ? g_runtime->opts().stack_size : default_stack_size;
     }
   }
   return allocate_stack(size);
 }
 
-void spawn(control_block* cb, std::string_view name, bool joinable) {
+void spawn(control_block* cb, const fiber_options& o, bool joinable) {
   if (worker* w = this_worker(); w != nullptr) {
-    // On a worker (from a fiber, which keeps the runtime alive): start on
-    // this worker.
-    start_fiber(*w, cb, name, joinable, true);
-    w->rt().fiber_started();
+    // On a worker, from a fiber (which keeps the runtime alive). Counted
+    // before it is published: another worker may steal it and finish it at
+    // once, and the count must not touch zero meanwhile.
+    runtime& rt = w->rt();
+    check_worker_index(rt, o);
+    worker& target = o.worker >= 0 ? rt.worker_at(static_cast<unsigned>(o.worker)) : *w;
+    rt.fiber_started();
+    try {
+      start_fiber(target, cb, o, joinable, &target == w);
+    } catch (...) {
+      rt.fiber_finished();  // cannot be the last: the spawning fiber lives
+      throw;
+    }
     return;
   }
-  // From a plain thread: into the running runtime, if any.
-  std::lock_guard lock(g_runtime_mu);
-  if (g_runtime == nullptr || g_runtime->stopping()) throw_no_runtime();
+  // From a plain thread: into the running spindle::run() runtime if there
+  // is one, else into the default runtime (started on first use).
+  std::unique_lock lock(g_runtime_mu);
+  runtime* rt = g_runtime;
+  if (rt == nullptr || rt->stopping()) {
+    lock.unlock();
+    rt = &default_runtime();
+    lock.lock();
+  }
+  check_worker_index(*rt, o);
+  worker& target = o.worker >= 0 ? rt->worker_at(static_cast<unsigned>(o.worker))
+                                 : rt->pick_worker_for_plain_thread();
   // Counted before it can run (and finish): under g_runtime_mu, so the
   // runtime cannot decide to stop in between (see fiber_finished()).
-  g_runtime->fiber_started();
+  rt->fiber_started();
   try {
-    start_fiber(g_runtime->worker_at(0), cb, name, joinable, false);
+    start_fiber(target, cb, o, joinable, false);
   } catch (...) {
     // Not the last fiber (we hold g_runtime_mu): undo the count.
-    g_runtime->fiber_finished();
+    rt->fiber_finished();
     throw;
   }
 }
@@ -179,9 +286,7 @@ void run_main(const options& opts, control_block* (*make_main)(void* ctx, const 
     throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
                             "spindle::run: called on a fiber or a worker thread");
   }
-  options o = opts;
-  if (o.workers == 0) o.workers = std::max(1u, std::thread::hardware_concurrency());
-  runtime rt(o);
+  runtime rt(opts, /*persistent=*/false);
   {
     std::lock_guard lock(g_runtime_mu);
     if (g_runtime != nullptr) {
@@ -192,10 +297,11 @@ void run_main(const options& opts, control_block* (*make_main)(void* ctx, const 
   }
   control_block* main = nullptr;
   try {
-    main = make_main(ctx, allocate_stack(o.stack_size));
-    // One worker, not started yet: this thread may use its queue.
-    start_fiber(rt.worker_at(0), main, "main", /*joinable=*/true, /*local=*/true);
+    main = make_main(ctx, allocate_stack(rt.opts().stack_size));
     rt.fiber_started();
+    // The workers have not started: this thread may use worker 0's queues.
+    start_fiber(rt.worker_at(0), main, fiber_options{.name = "main"}, /*joinable=*/true,
+                /*local=*/true);
   } catch (...) {
     if (main != nullptr) main->release();
     std::lock_guard lock(g_runtime_mu);

@@ -1,6 +1,6 @@
-// Workers and the park/unpark protocol.
+// Workers, stealing, and the park/unpark protocol.
 //
-// A worker is an OS thread with a run queue and a libev loop of its own
+// A worker is an OS thread with run queues and a libev loop of its own
 // (ev_loop_new, never the default loop, which belongs to the application).
 // Its thread stack runs the worker's loop; fibers run on their own stacks.
 //
@@ -8,8 +8,8 @@
 // runnable fiber itself and switches straight to it: one context switch per
 // hand-over, as Boost.Fiber does, instead of two through the worker's loop
 // (the rejected design: marl-style "always return to the scheduler", which
-// doubles the cost of yield). It switches to the loop context only when the
-// run queue is empty or a poll of libev is due.
+// doubles the cost of yield). It switches to the loop context only when
+// nothing is runnable here or a poll of libev is due.
 //
 // Publish after switch. A fiber must not become visible as parked (or be
 // put in a run queue) while it is still running on its stack: another
@@ -22,16 +22,32 @@
 // that ends makes one last jump and never comes back; the context it
 // jumped to releases its control block, and with it the stack.
 //
+// Queues. Each worker has a ring (run_queue.h) that other workers steal
+// from, a list of pinned fibers that nobody steals, and an inbox through
+// which other threads hand it fibers. A fiber made runnable by a fiber on
+// another worker goes to the waker's worker (Go's ready()), unless it is
+// pinned or still holds a watcher in its own worker's libev loop: those go
+// home through the inbox, and the home worker stops the watcher before the
+// fiber can run anywhere (libev loops are single-threaded).
+//
+// Stealing and idling (Go's findrunnable, simplified). A worker with
+// nothing to run looks for work: the runtime's shared overflow queue, then
+// half of another worker's ring. One worker at a time spins at this for up
+// to spin_duration before sleeping, so that bursts of short fibers do not
+// cost a wakeup syscall each. A worker that sleeps registers as idle, looks
+// once more (the submitter/sleeper race, see Go's "delicate dance"), and
+// blocks in ev_run(EVRUN_ONCE). Whoever makes stealable work while workers
+// are idle and none is searching wakes one (runtime::wake_idle_worker);
+// spawning always does, a push to a ring only when the ring holds more than
+// its worker will run next.
+//
 // Fairness. Fibers that keep handing the worker to each other never pass
 // through the loop, so timers and I/O readiness would starve. Every
 // poll_check_interval switches the worker reads the clock, and if
 // max_poll_interval has passed since libev was last polled, it goes
 // through the loop, which polls without blocking before running the next
-// fiber.
-//
-// Idle. A worker with nothing to run blocks in ev_run(EVRUN_ONCE): no
-// spinning. Other threads wake it with ev_async_send(), only when its
-// sleeping_ flag says it may be blocked (libev coalesces sends).
+// fiber. Pinned fibers and the shared queue are served alternately with
+// the ring, so neither starves the other.
 #include "sched/detail/worker.h"
 
 #include <cxxabi.h>
@@ -64,6 +80,22 @@ constexpr std::uint32_t poll_check_interval = 32;
 // timeout costs ~1 us here, so polling this often costs ~1% of the worker.
 constexpr auto max_poll_interval = std::chrono::microseconds(100);
 
+// How long a worker that ran out of work keeps looking for more before it
+// sleeps. A wakeup through ev_async costs the waker a syscall (~1-2 us
+// here) and the wakee a scheduler round trip (~5 us and more on a loaded
+// machine); spinning this long lets a burst of short fibers go by without
+// one per fiber, while an idle runtime still goes quiet within 50 us.
+constexpr auto spin_duration = std::chrono::microseconds(50);
+
+// How many workers may spin at once: one is enough to pick up a burst, and
+// more would take CPU from workers with real work on a small machine.
+constexpr int max_spinning_workers = 1;
+
+// Every this many picks the worker serves the runtime's shared queue before
+// its own ring, so fibers that overflowed there are not starved (Go: 61,
+// "prime, so as not to correlate with user patterns").
+constexpr std::uint32_t shared_queue_interval = 61;
+
 // The worker thread's own stack, as a control block to switch back to.
 class loop_context final : public control_block {
  public:
@@ -93,16 +125,68 @@ thread_waiter& this_thread_waiter() noexcept {
   return waiter;
 }
 
-// A parked fiber's deadline; lives on the parked fiber's stack.
+// A parked fiber's deadline; lives on the parked fiber's stack. `base`
+// must stay the first member (cancel_timer casts back).
 struct timer_node {
+  loop_wait base;
   ev_timer timer;
   control_block* cb;
-  bool fired;  // the timer's unpark() was the one that woke the fiber
+  worker* owner;
+  bool fired;  // the timer's wake was the one that made the fiber runnable
 };
+
+void cancel_timer(loop_wait* lw) noexcept {
+  auto* node = reinterpret_cast<timer_node*>(lw);
+  ev_timer_stop(node->owner->ev(), &node->timer);
+}
+
+// The outcome of trying to take a waiter out of its park.
+enum class claim : std::uint8_t {
+  none,     // not parking, or someone else already woke it
+  parking,  // it had not switched out yet: the switcher will enqueue it
+  parked,   // it was parked: the claimer must enqueue it
+};
+
+claim try_claim(control_block* cb) noexcept {
+  fiber_state s = cb->state_.load(std::memory_order_acquire);
+  for (;;) {
+    if (s == fiber_state::parking) {
+      if (cb->state_.compare_exchange_weak(s, fiber_state::notified, std::memory_order_acq_rel,
+                                           std::memory_order_acquire)) {
+        return claim::parking;
+      }
+    } else if (s == fiber_state::parked) {
+      if (cb->state_.compare_exchange_weak(s, fiber_state::runnable, std::memory_order_acq_rel,
+                                           std::memory_order_acquire)) {
+        return claim::parked;
+      }
+    } else {
+      return claim::none;
+    }
+  }
+}
+
+// make_runnable() enqueues a fiber whose transition to runnable the caller
+// won. Any thread.
+void make_runnable(control_block* cb) noexcept {
+  worker* self = this_worker();
+  worker* home = cb->worker_;
+  if (self != nullptr && &self->rt() == &home->rt() &&
+      (self == home || (cb->pinned_ == 0 && cb->loop_wait_ == nullptr))) {
+    self->enqueue(cb);
+  } else {
+    home->schedule_remote(cb);
+  }
+}
 
 void on_timer(struct ev_loop*, ev_timer* w, int) {
   auto* node = static_cast<timer_node*>(w->data);
-  node->fired = unpark(node->cb);
+  // Runs in the loop context of the worker the fiber parked on, so the
+  // fiber has switched out: claim::parking cannot happen here.
+  const claim c = try_claim(node->cb);
+  if (c == claim::none) return;  // woken by someone else first
+  node->fired = true;            // before the fiber can run and read it
+  if (c == claim::parked) make_runnable(node->cb);
 }
 
 void on_async(struct ev_loop*, ev_async*, int) {
@@ -154,9 +238,12 @@ __attribute__((noinline)) worker* this_worker() noexcept {
 }
 
 worker::worker(runtime& rt, unsigned index)
-    : loop_cb_(new loop_context), rt_(rt), index_(index), async_(std::make_unique<ev_async>()) {
-  // EVFLAG_NOSIGMASK: signals are not libev's business here (spindle's
-  // signal channel, in io/, uses its own loop).
+    : loop_cb_(new loop_context),
+      rt_(rt),
+      index_(index),
+      async_(std::make_unique<ev_async>()),
+      rand_state_(0x9e3779b9u * (index + 1)) {
+  // EVFLAG_NOSIGMASK: signals are not libev's business here.
   loop_ = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
   if (loop_ == nullptr) {
     loop_cb_->release();
@@ -184,12 +271,25 @@ void worker::loop() noexcept {
   for (;;) {
     drain_inbox();
     if (poll_due_) poll_events(false);
-    if (control_block* next = run_queue_.pop_front()) {
+    control_block* next = pop_local();
+    if (next == nullptr && !rt_.stopping()) next = search();
+    if (next != nullptr) {
       switch_to(loop_cb_, next, switch_action::save);
       continue;
     }
     if (rt_.stopping()) break;
+    // Nothing anywhere: sleep. Register as idle first, then look once
+    // more, so that work submitted meanwhile either is found here or sees
+    // us idle and wakes us.
+    rt_.enter_idle(this);
+    next = find_work();
+    if (next != nullptr) {
+      rt_.leave_idle(this);
+      switch_to(loop_cb_, next, switch_action::save);
+      continue;
+    }
     poll_events(true);
+    rt_.leave_idle(this);
   }
   tls_worker = nullptr;
 }
@@ -211,31 +311,27 @@ void worker::poll_events(bool block) noexcept {
   switches_since_check_ = 0;
 }
 
-bool worker::drain_inbox() noexcept {
-  if (!inbox_nonempty_.load(std::memory_order_relaxed)) return false;
-  control_block* first;
+void worker::drain_inbox() noexcept {
+  if (!inbox_nonempty_.load(std::memory_order_relaxed)) return;
   control_block* last;
+  control_block* first;
   {
     std::lock_guard lock(inbox_mu_);
-    first = inbox_head_;
-    last = inbox_tail_;
-    inbox_head_ = inbox_tail_ = nullptr;
+    first = inbox_.take_all(&last);
     inbox_nonempty_.store(false, std::memory_order_relaxed);
   }
-  run_queue_.splice_back(first, last);
-  return first != nullptr;
+  while (first != nullptr) {
+    control_block* next = first->next_;
+    first->next_ = nullptr;
+    enqueue(first);
+    first = next;
+  }
 }
 
 void worker::schedule_remote(control_block* cb) noexcept {
-  cb->next_ = nullptr;
   {
     std::lock_guard lock(inbox_mu_);
-    if (inbox_tail_ != nullptr) {
-      inbox_tail_->next_ = cb;
-    } else {
-      inbox_head_ = cb;
-    }
-    inbox_tail_ = cb;
+    inbox_.push_back(cb);
     inbox_nonempty_.store(true, std::memory_order_seq_cst);
   }
   if (sleeping_.load(std::memory_order_seq_cst)) wake();
@@ -243,7 +339,104 @@ void worker::schedule_remote(control_block* cb) noexcept {
 
 void worker::wake() noexcept { ev_async_send(loop_, async_.get()); }
 
-control_block* worker::pick_next() noexcept {
+void worker::enqueue(control_block* cb) noexcept {
+  if (loop_wait* lw = cb->loop_wait_; lw != nullptr) {
+    // Routed here because its watcher is in this worker's loop (see
+    // make_runnable): stop it before the fiber can run anywhere.
+    cb->loop_wait_ = nullptr;
+    lw->cancel(lw);
+  }
+  if (cb->pinned_ != 0) {
+    pinned_.push_back(cb);
+    return;
+  }
+  push_ring(cb);
+}
+
+void worker::push_ring(control_block* cb) noexcept {
+  if (!ring_.push(cb)) [[unlikely]] {
+    // Full: move the older half, and this one, to the shared queue (Go's
+    // runqputslow), where every worker can find them.
+    control_block* batch[run_ring::capacity / 2];
+    const std::uint32_t n = ring_.grab(batch, run_ring::capacity / 2);
+    for (std::uint32_t i = 0; i < n; ++i) batch[i]->next_ = batch[i + 1 < n ? i + 1 : 0];
+    cb->next_ = nullptr;
+    if (n > 0) {
+      batch[n - 1]->next_ = cb;
+      rt_.push_shared(batch[0], cb, n + 1);
+    } else {
+      rt_.push_shared(cb, cb, 1);
+    }
+    rt_.wake_idle_worker();
+    return;
+  }
+  // More than this worker will run next: worth a hand from an idle one.
+  if (ring_.size() >= 2) rt_.wake_idle_worker();
+}
+
+inline control_block* worker::pop_local() noexcept {
+  ++picks_;
+  if (!pinned_.empty() && (picks_ & 1) != 0) return pinned_.pop_front();
+  if (picks_ % shared_queue_interval == 0 && rt_.shared_nonempty()) {
+    if (control_block* cb = rt_.pop_shared()) return cb;
+  }
+  if (control_block* cb = ring_.pop()) return cb;
+  if (!pinned_.empty()) return pinned_.pop_front();
+  if (rt_.shared_nonempty()) return rt_.pop_shared();
+  return nullptr;
+}
+
+control_block* worker::find_work() noexcept {
+  if (rt_.shared_nonempty()) {
+    if (control_block* cb = rt_.pop_shared()) return cb;
+  }
+  const unsigned n = rt_.worker_count();
+  if (n < 2) return nullptr;
+  // xorshift32: a different victim order per attempt, so thieves spread.
+  rand_state_ ^= rand_state_ << 13;
+  rand_state_ ^= rand_state_ >> 17;
+  rand_state_ ^= rand_state_ << 5;
+  const unsigned start = rand_state_ % n;
+  control_block* stolen[run_ring::capacity / 2];
+  for (unsigned i = 0; i < n; ++i) {
+    const unsigned v = (start + i) % n;
+    if (v == index_) continue;
+    const std::uint32_t got = rt_.worker_at(v).steal_into(stolen, run_ring::capacity / 2);
+    if (got == 0) continue;
+    // Our ring is empty (we only steal when out of work), so they fit.
+    for (std::uint32_t k = 1; k < got; ++k) {
+      if (!ring_.push(stolen[k])) rt_.push_shared(stolen[k], stolen[k], 1);
+    }
+    return stolen[0];
+  }
+  return nullptr;
+}
+
+control_block* worker::search() noexcept {
+  // Only a few workers spin; the others take one look and go to sleep.
+  if (rt_.searching_.fetch_add(1, std::memory_order_acq_rel) >= max_spinning_workers) {
+    rt_.searching_.fetch_sub(1, std::memory_order_acq_rel);
+    return find_work();
+  }
+  const auto give_up = std::chrono::steady_clock::now() + spin_duration;
+  control_block* found = nullptr;
+  do {
+    found = find_work();
+    if (found == nullptr) {
+      drain_inbox();
+      found = pop_local();
+    }
+    if (found != nullptr || rt_.stopping()) break;
+    std::this_thread::yield();  // let a worker with real work have the core
+  } while (std::chrono::steady_clock::now() < give_up);
+  rt_.searching_.fetch_sub(1, std::memory_order_acq_rel);
+  // We found work and stop searching: if others are idle, let one take
+  // over the search (there may be more work than one worker can run).
+  if (found != nullptr) rt_.wake_idle_worker();
+  return found;
+}
+
+inline control_block* worker::pick_next() noexcept {
   if (inbox_nonempty_.load(std::memory_order_relaxed)) drain_inbox();
   if (++switches_since_check_ >= poll_check_interval) [[unlikely]] {
     switches_since_check_ = 0;
@@ -252,7 +445,7 @@ control_block* worker::pick_next() noexcept {
       return nullptr;
     }
   }
-  return run_queue_.pop_front();
+  return pop_local();
 }
 
 inline void worker::switch_to(control_block* from, control_block* to, switch_action action) noexcept {
@@ -298,7 +491,7 @@ inline void worker::after_switch_inline(void* from_ctx) noexcept {
     case switch_action::yield:
       from->ctx_ = from_ctx;
       from->state_.store(fiber_state::runnable, std::memory_order_relaxed);
-      run_queue_.push_back(from);
+      enqueue(from);
       break;
     case switch_action::park: {
       from->ctx_ = from_ctx;
@@ -313,7 +506,7 @@ inline void worker::after_switch_inline(void* from_ctx) noexcept {
         // notified): that waker left the enqueueing to us.
         assert(expected == fiber_state::notified);
         from->state_.store(fiber_state::runnable, std::memory_order_relaxed);
-        run_queue_.push_back(from);
+        enqueue(from);
       }
       break;
     }
@@ -344,20 +537,20 @@ void worker::park() noexcept {
 
 bool worker::park_until(std::chrono::steady_clock::time_point deadline) noexcept {
   timer_node node;
+  node.base.cancel = cancel_timer;
   node.cb = current_;
+  node.owner = this;
   node.fired = false;
   ev_now_update(loop_);  // ev_now is stale after running fibers for a while
-  const double after = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+  const double after =
+      std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
   ev_timer_init(&node.timer, on_timer, after > 0 ? after : 0.0, 0.0);
   node.timer.data = &node;
   ev_timer_start(loop_, &node.timer);
-  control_block* self = node.cb;
+  current_->loop_wait_ = &node.base;
   park();
-  // A fiber resumes on the worker it parked on (wakes go to its worker_),
-  // so the timer is stopped by the loop it was started on.
-  worker* w = self->worker_;
-  assert(w == this);
-  ev_timer_stop(w->loop_, &node.timer);
+  // Whoever woke us routed us through this worker, which stopped the timer
+  // (enqueue()) before we could run, here or anywhere else.
   return !node.fired;
 }
 
@@ -444,30 +637,16 @@ bool unpark(control_block* cb) noexcept {
     t->cv_.notify_one();
     return true;
   }
-  fiber_state s = cb->state_.load(std::memory_order_acquire);
-  for (;;) {
-    if (s == fiber_state::parking) {
-      // Still switching out: whoever completes the switch enqueues it.
-      if (cb->state_.compare_exchange_weak(s, fiber_state::notified, std::memory_order_acq_rel,
-                                           std::memory_order_acquire)) {
-        return true;
-      }
-    } else if (s == fiber_state::parked) {
-      if (cb->state_.compare_exchange_weak(s, fiber_state::runnable, std::memory_order_acq_rel,
-                                           std::memory_order_acquire)) {
-        // We won the transition: we alone enqueue it, on its own worker.
-        worker* target = cb->worker_;
-        if (target == this_worker()) {
-          target->schedule_local(cb);
-        } else {
-          target->schedule_remote(cb);
-        }
-        return true;
-      }
-    } else {
+  switch (try_claim(cb)) {
+    case claim::none:
       return false;  // not waiting, or someone else already woke it
-    }
+    case claim::parking:
+      return true;  // still switching out: whoever completes the switch enqueues it
+    case claim::parked:
+      make_runnable(cb);  // we won the transition: we alone enqueue it
+      return true;
   }
+  return false;
 }
 
 }  // namespace spindle::detail

@@ -1,5 +1,6 @@
-// A worker: one OS thread with its own run queue and its own libev loop.
-// Internal to sched/; design notes in docs/sched.md and worker.cpp.
+// A worker: one OS thread with its own run queues and its own libev loop;
+// and the runtime that owns the workers. Internal to sched/; design notes
+// in docs/sched.md and at the top of worker.cpp.
 #pragma once
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include "fiber/detail/context.h"
 #include "fiber/detail/control_block.h"
 #include "fiber/detail/sanitizer.h"
+#include "sched/detail/run_queue.h"
 #include "sched/scheduler.h"
 
 struct ev_loop;
@@ -22,51 +24,12 @@ namespace spindle::detail {
 
 class runtime;
 
-// An intrusive FIFO of runnable fibers, linked through control_block::next_.
-// Owner thread only.
-class run_queue {
- public:
-  bool empty() const noexcept { return head_ == nullptr; }
-  void push_back(control_block* cb) noexcept {
-    cb->next_ = nullptr;
-    if (tail_ != nullptr) {
-      tail_->next_ = cb;
-    } else {
-      head_ = cb;
-    }
-    tail_ = cb;
-  }
-  // Appends a whole chain, keeping its order.
-  void splice_back(control_block* first, control_block* last) noexcept {
-    if (first == nullptr) return;
-    if (tail_ != nullptr) {
-      tail_->next_ = first;
-    } else {
-      head_ = first;
-    }
-    tail_ = last;
-  }
-  control_block* pop_front() noexcept {
-    control_block* cb = head_;
-    if (cb != nullptr) {
-      head_ = cb->next_;
-      if (head_ == nullptr) tail_ = nullptr;
-      cb->next_ = nullptr;
-    }
-    return cb;
-  }
-
- private:
-  control_block* head_ = nullptr;
-  control_block* tail_ = nullptr;
-};
-
 // What the context that switches away asks the context it switches to to
 // do with it, once the switch is complete (see worker::after_switch).
 enum class switch_action : std::uint8_t {
-  // Just save its continuation (the worker's own loop context).
+  // Just save its context (the worker's own loop context).
   save,
-  // Save it and append it to the run queue.
+  // Save it and make it runnable again (yield).
   yield,
   // Save it and publish it as parked (or runnable if already notified).
   park,
@@ -91,22 +54,22 @@ class worker {
   void park() noexcept;
   bool park_until(std::chrono::steady_clock::time_point deadline) noexcept;
 
-  // ---- Making a fiber runnable ----
-  // On this worker's thread.
-  void schedule_local(control_block* cb) noexcept { run_queue_.push_back(cb); }
-  // From any other thread: the inbox, and a wakeup if the worker may sleep.
+  // ---- Making a fiber runnable (by whoever won its transition) ----
+  // enqueue() puts a runnable fiber where it belongs: pinned fibers and
+  // fibers in a loop wait on their own worker, others on this worker (the
+  // waker's), as Go's ready() does. On this worker's thread.
+  void enqueue(control_block* cb) noexcept;
+  // schedule_remote() hands a fiber to this worker from another thread:
+  // the inbox, and a wakeup if the worker may sleep. Any thread.
   void schedule_remote(control_block* cb) noexcept;
-  // Wakes the loop if it sleeps (used to stop).
+  // Wakes the loop if it sleeps. Any thread.
   void wake() noexcept;
-
-  // The first context a new fiber runs (see worker.cpp).
-  static void fiber_main(control_block* cb) noexcept;
 
   runtime& rt() const noexcept { return rt_; }
   unsigned index() const noexcept { return index_; }
   struct ev_loop* ev() const noexcept { return loop_; }
 
-  // Entry points used by the first and last switches of a fiber.
+  // Entry points of a fiber's first and last switches.
   void after_switch(void* from_ctx) noexcept;
   // Prepares the last switch of the running fiber, which has finished;
   // returns the context to jump to (passing it as the jump's data, which a
@@ -122,16 +85,33 @@ class worker {
     tsan_switch_to(next->tsan_fiber_);
   }
 
+  // Thieves take up to half of this worker's ring. Any thread.
+  std::uint32_t steal_into(control_block** out, std::uint32_t max) noexcept {
+    return ring_.grab(out, max);
+  }
+
  private:
+  friend class runtime;
+
   inline void switch_to(control_block* from, control_block* to, switch_action action) noexcept;
   inline void after_switch_inline(void* from_ctx) noexcept;
   // The next fiber to run from a fiber that suspends; nullptr when the
   // worker's loop should run instead (nothing runnable, or a poll is due).
   inline control_block* pick_next() noexcept;
-  bool drain_inbox() noexcept;
+  inline control_block* pop_local() noexcept;
+  // Appends to the ring, spilling half of it to the runtime's shared queue
+  // when full; wakes an idle worker when there is more than this worker
+  // will run next.
+  void push_ring(control_block* cb) noexcept;
+  void drain_inbox() noexcept;
   void poll_events(bool block) noexcept;
+  // Looks for work elsewhere: the shared queue, then other workers' rings.
+  control_block* find_work() noexcept;
+  // find_work(), spinning for a while if few other workers are (see
+  // spin_duration in worker.cpp).
+  control_block* search() noexcept;
 
-  // ---- Hot: touched by every switch; kept together in one cache line ----
+  // ---- Hot: touched by every switch; kept together ----
   // The context now running on this worker (a fiber, or loop_cb_).
   control_block* current_ = nullptr;
   // Set by the context that switches away, read by the one switched to.
@@ -140,61 +120,105 @@ class worker {
   control_block* loop_cb_;
   // This thread's __cxa_eh_globals (see swap_exception_state).
   void* eh_globals_ = nullptr;
-  run_queue run_queue_;  // owner only
   switch_action pending_action_ = switch_action::save;
   bool poll_due_ = false;
-  // Fibers made runnable by other threads (below); a hint, read relaxed.
+  // A hint that the inbox has fibers; read relaxed on the hot path.
   std::atomic<bool> inbox_nonempty_{false};
   // Fairness: fibers that hand the worker to each other directly never
   // pass through the loop, so every poll_check_interval switches the worker
   // checks the clock and polls libev if max_poll_interval has passed.
   std::uint32_t switches_since_check_ = 0;
+  // Picks since start, for serving the pinned queue and the shared queue
+  // fairly next to the ring.
+  std::uint32_t picks_ = 0;
   std::chrono::steady_clock::time_point last_poll_;
+  // Pinned fibers (never stolen). Owner only.
+  fifo pinned_;
 
   // ---- Cold ----
   runtime& rt_;
   const unsigned index_;
   struct ev_loop* loop_ = nullptr;
   std::unique_ptr<ev_async> async_;
+  // Cheap per-worker randomness for the order in which to visit victims.
+  std::uint32_t rand_state_;
 
   // Fibers made runnable by other threads. inbox_nonempty_ lets the owner
   // skip the lock when there is nothing; sleeping_ lets senders skip the
   // ev_async_send when the owner is not blocked in its loop.
   alignas(64) std::mutex inbox_mu_;
-  control_block* inbox_head_ = nullptr;  // guarded by inbox_mu_
-  control_block* inbox_tail_ = nullptr;  // guarded by inbox_mu_
+  fifo inbox_;  // guarded by inbox_mu_
   std::atomic<bool> sleeping_{false};
+
+  // The ring, stolen from by other workers: last, on its own cache lines.
+  run_ring ring_;
 };
 
-// The runtime: its options, its workers, and the count of live fibers.
+// The runtime: its options, its workers, the count of live fibers, the
+// shared overflow queue, and the bookkeeping of idle workers.
 class runtime {
  public:
-  explicit runtime(const options& opts);
+  // A runtime started by spindle::run() stops when its last fiber ends; the
+  // default runtime (started by the first fiber spawned from a plain thread
+  // when no run() is active) runs its workers on background threads until
+  // the process exits.
+  runtime(const options& opts, bool persistent);
   ~runtime();
 
   const options& opts() const noexcept { return opts_; }
   worker& worker_at(unsigned i) noexcept { return *workers_[i]; }
   unsigned worker_count() const noexcept { return static_cast<unsigned>(workers_.size()); }
+  bool persistent() const noexcept { return persistent_; }
 
   void fiber_started() noexcept { live_.fetch_add(1, std::memory_order_relaxed); }
-  // Stops the runtime when the last fiber finishes.
+  // Stops the runtime when the last fiber finishes (unless persistent).
   void fiber_finished() noexcept;
   bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
 
   // Runs worker 0 on the calling thread and the others on new threads,
   // until every fiber has finished.
   void run() noexcept;
+  // Starts every worker on a new thread, for good (the default runtime).
+  void start_background();
+
+  // A worker for a fiber spawned from a plain thread (round robin).
+  worker& pick_worker_for_plain_thread() noexcept;
+
+  // ---- Shared overflow queue (Go's global runq) ----
+  void push_shared(control_block* first, control_block* last, std::uint32_t n) noexcept;
+  control_block* pop_shared() noexcept;
+  bool shared_nonempty() const noexcept {
+    return shared_count_.load(std::memory_order_relaxed) != 0;
+  }
+
+  // ---- Idle workers ----
+  // Called after making work stealable: wakes one idle worker if there is
+  // one and no worker is already out looking for work.
+  void wake_idle_worker() noexcept;
+  void enter_idle(worker* w) noexcept;
+  void leave_idle(worker* w) noexcept;
+  std::atomic<int> searching_{0};
 
  private:
   options opts_;
+  const bool persistent_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::atomic<std::size_t> live_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<unsigned> next_plain_{0};
+
+  std::mutex shared_mu_;
+  fifo shared_;  // guarded by shared_mu_
+  std::atomic<std::uint32_t> shared_count_{0};
+
+  std::mutex idle_mu_;
+  std::vector<worker*> idle_;  // guarded by idle_mu_
+  std::atomic<int> idle_count_{0};
 };
 
 // The worker of the calling thread, or nullptr. Not inlined, so that a
-// fiber that moved to another thread across a switch re-reads it (a
-// compiler may otherwise keep the address of a thread_local across a call).
+// caller that switched fibers in between re-reads it (a compiler may keep
+// the address of a thread_local across a call).
 worker* this_worker() noexcept;
 
 }  // namespace spindle::detail

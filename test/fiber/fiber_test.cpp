@@ -278,15 +278,45 @@ TEST_P(FiberTest, APlainThreadCanStartAndJoinFibersInTheRunningRuntime) {
   EXPECT_EQ(ran.load(), 20);
 }
 
-TEST(FiberWithoutRuntimeTest, StartingAFiberWithNoRuntimeIsAClearError) {
-  try {
-    fiber f([] {});
-    FAIL() << "a fiber started without a runtime";
-  } catch (const std::system_error& e) {
-    EXPECT_EQ(e.code(), std::errc::operation_not_permitted);
-    EXPECT_NE(std::string(e.what()).find("no runtime"), std::string::npos);
+TEST(DefaultRuntimeTest, AThreadStartedOutsideAnyRuntimeRunsOnTheDefaultRuntime) {
+  // Code written for std::thread: no spindle::run() anywhere.
+  std::atomic<int> sum{0};
+  std::vector<spindle::thread> threads;
+  for (int i = 1; i <= 10; ++i) {
+    threads.emplace_back([&sum](int n) {
+      spindle::this_thread::sleep_for(std::chrono::milliseconds(1));
+      sum.fetch_add(n);
+    }, i);
   }
-  EXPECT_THROW(spindle::go([] {}), std::system_error);
+  for (auto& t : threads) t.join();  // blocks this plain thread
+  EXPECT_EQ(sum.load(), 55);
+  spindle::thread t([] { throw std::runtime_error("through join"); });
+  EXPECT_THROW(t.join(), std::runtime_error);
+}
+
+TEST(DefaultRuntimeTest, RunStillStartsItsOwnRuntimeAlongsideTheDefaultOne) {
+  spindle::thread warm_up([] {});
+  warm_up.join();
+  int ran = 0;
+  spindle::options o;
+  o.workers = 2;
+  spindle::run(o, [&ran] {
+    fiber f([&ran] { ++ran; });
+    f.join();
+  });
+  EXPECT_EQ(ran, 1);
+}
+
+TEST(DefaultRuntimeTest, AWorkerIndexOutsideTheRuntimeIsAnInvalidArgument) {
+  spindle::run(spindle::options{.workers = 2}, [] {
+    try {
+      fiber f({.worker = 2}, [] {});
+      f.join();
+      FAIL() << "started on a worker that does not exist";
+    } catch (const std::system_error& e) {
+      EXPECT_EQ(e.code(), std::errc::invalid_argument);
+    }
+  });
 }
 
 TEST(FiberDeathTest, DestroyingAJoinableHandleTerminatesLikeStdThread) {
@@ -305,7 +335,7 @@ TEST(FiberDeathTest, AnExceptionEscapingADetachedFiberTerminatesNamingTheFiber) 
 }
 
 TEST(FiberDeathTest, DetachingAFiberThatAlreadyFailedTerminatesNamingTheFiber) {
-  EXPECT_DEATH(spindle::run([] {
+  EXPECT_DEATH(spindle::run(spindle::options{.workers = 1}, [] {
                  fiber f({.name = "failed-early"}, [] { throw std::runtime_error("early"); });
                  // One worker runs fibers in FIFO order: f fails before
                  // main resumes and detaches it.

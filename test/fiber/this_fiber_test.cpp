@@ -19,9 +19,12 @@ using namespace std::chrono_literals;
 using spindle::fiber;
 using std::chrono::steady_clock;
 
+// Tests of the order in which one worker runs its fibers.
+constexpr spindle::options one_worker{.workers = 1};
+
 TEST(ThisFiberTest, YieldRunsTheOtherRunnableFibersInRoundRobinOrder) {
   std::vector<int> order;
-  spindle::run([&order] {
+  spindle::run(one_worker, [&order] {
     std::vector<fiber> fibers;
     for (int id = 0; id < 3; ++id) {
       fibers.emplace_back([&order, id] {
@@ -51,7 +54,7 @@ TEST(ThisFiberTest, SleepersWakeInDeadlineOrder) {
   // Spawned in an order unrelated to their deadlines.
   const std::vector<int> delays_ms = {40, 10, 30, 0, 20, 50, 5};
   std::vector<int> woke;
-  spindle::run([&] {
+  spindle::run(one_worker, [&] {
     std::vector<fiber> fibers;
     const auto base = steady_clock::now();
     for (int d : delays_ms) {
@@ -88,7 +91,7 @@ TEST(ThisFiberTest, SleepUntilAcceptsOtherClocks) {
 
 TEST(ThisFiberTest, ASleepingFiberLetsOthersRun) {
   std::vector<std::string> events;
-  spindle::run([&events] {
+  spindle::run(one_worker, [&events] {
     fiber sleeper([&events] {
       events.push_back("sleep");
       spindle::this_fiber::sleep_for(20ms);
@@ -104,7 +107,7 @@ TEST(ThisFiberTest, ASleepingFiberLetsOthersRun) {
 TEST(ThisFiberTest, AYieldingFiberDoesNotStarveTimers) {
   // If the worker never polled libev while fibers keep yielding, the
   // sleeper's timer would never fire and this would hang.
-  spindle::run([] {
+  spindle::run(one_worker, [] {
     std::atomic<bool> woke{false};
     fiber sleeper([&woke] {
       spindle::this_fiber::sleep_for(5ms);

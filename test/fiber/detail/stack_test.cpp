@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -177,18 +178,18 @@ TEST_F(StackTest, AnOverwrittenCanaryIsReportedAtTheNextSwitch) {
 
 TEST_F(StackTest, FibersRunNormallyOnCanaryStacks) {
   set_guard_policy_for_testing(guard_kind::canary, 0);
-  int sum = 0;
+  std::atomic<int> sum{0};
   spindle::run([&sum] {
     std::vector<spindle::fiber> fibers;
     for (int i = 1; i <= 100; ++i) {
       fibers.emplace_back([&sum, i] {
         spindle::this_fiber::yield();
-        sum += i;
+        sum.fetch_add(i);
       });
     }
     for (auto& f : fibers) f.join();
   });
-  EXPECT_EQ(sum, 5050);
+  EXPECT_EQ(sum.load(), 5050);
 }
 
 }  // namespace
