@@ -25,6 +25,9 @@ namespace {
 
 namespace ctx = boost::context;
 
+// These measure one worker's costs; bench/sched/ measures several workers.
+constexpr spindle::options one_worker{.workers = 1};
+
 // Raw Boost.Context: resume a fiber that resumes us back. Two switches
 // per iteration; the counter reports one switch.
 void BM_RawContextSwitch(benchmark::State& state) {
@@ -45,7 +48,7 @@ BENCHMARK(BM_RawContextSwitch);
 // Two fibers on one worker alternating this_fiber::yield(): each iteration
 // is two yields (ours and the partner's).
 void BM_Yield(benchmark::State& state) {
-  spindle::run([&state] {
+  spindle::run(one_worker, [&state] {
     std::atomic<bool> stop{false};
     spindle::fiber partner([&stop] {
       while (!stop.load(std::memory_order_relaxed)) spindle::this_fiber::yield();
@@ -61,7 +64,7 @@ void BM_Yield(benchmark::State& state) {
 BENCHMARK(BM_Yield);
 
 void BM_SpawnJoin(benchmark::State& state) {
-  spindle::run([&state] {
+  spindle::run(one_worker, [&state] {
     for (auto _ : state) {
       spindle::fiber f([] {});
       f.join();
@@ -74,7 +77,7 @@ BENCHMARK(BM_SpawnJoin);
 // over the worker one at a time.
 void BM_SpawnJoinBatch(benchmark::State& state) {
   const auto batch = static_cast<std::size_t>(state.range(0));
-  spindle::run([&state, batch] {
+  spindle::run(one_worker, [&state, batch] {
     std::vector<spindle::fiber> fibers;
     fibers.reserve(batch);
     for (auto _ : state) {
@@ -125,7 +128,7 @@ void BM_ParkedFiberMemory(benchmark::State& state) {
   for (auto _ : state) {
     double bytes_per_fiber = 0;
     long mappings = 0;
-    spindle::run([&] {
+    spindle::run(one_worker, [&] {
       std::vector<spindle::detail::control_block*> parked(count, nullptr);
       std::atomic<std::size_t> ready{0};
       const long rss_before = read_status_kib("VmRSS");

@@ -67,7 +67,7 @@ void start_fiber(worker& target, control_block* cb, const fiber_options& o, bool
   cb->worker_ = &target;
   cb->state_.store(fiber_state::runnable, std::memory_order_relaxed);
   if (local) {
-    target.enqueue(cb);
+    target.enqueue(cb, /*next=*/true);
     // New work: if a worker sleeps while none looks for work, wake one (Go
     // wakes on every spawn too), so that a spawner that goes on computing
     // does not keep its children waiting.
@@ -156,20 +156,28 @@ void runtime::push_shared(control_block* first, control_block* last, std::uint32
   shared_count_.fetch_add(n, std::memory_order_relaxed);
 }
 
-control_block* runtime::pop_shared() noexcept {
+control_block* runtime::pop_shared(std::uint32_t max, control_block** last) noexcept {
   std::lock_guard lock(shared_mu_);
-  control_block* cb = shared_.pop_front();
-  if (cb != nullptr) shared_count_.fetch_sub(1, std::memory_order_relaxed);
-  return cb;
+  control_block* first = nullptr;
+  control_block* tail = nullptr;
+  std::uint32_t n = 0;
+  while (n < max) {
+    control_block* cb = shared_.pop_front();
+    if (cb == nullptr) break;
+    if (tail != nullptr) {
+      tail->next_ = cb;
+    } else {
+      first = cb;
+    }
+    tail = cb;
+    ++n;
+  }
+  if (n != 0) shared_count_.fetch_sub(n, std::memory_order_relaxed);
+  *last = tail;
+  return first;
 }
 
-void runtime::wake_idle_worker() noexcept {
-  // Relaxed: a wake missed in a race only delays parallelism; the work is
-  // in its worker's own queue, which that worker always drains.
-  if (idle_count_.load(std::memory_order_relaxed) == 0 ||
-      searching_.load(std::memory_order_relaxed) != 0) {
-    return;
-  }
+void runtime::wake_one_idle_worker() noexcept {
   worker* w = nullptr;
   {
     std::lock_guard lock(idle_mu_);

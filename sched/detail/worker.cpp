@@ -96,6 +96,9 @@ constexpr int max_spinning_workers = 1;
 // "prime, so as not to correlate with user patterns").
 constexpr std::uint32_t shared_queue_interval = 61;
 
+// The most consecutive runnext picks before the ring gets a turn.
+constexpr std::uint32_t runnext_max_streak = 61;
+
 // The worker thread's own stack, as a control block to switch back to.
 class loop_context final : public control_block {
  public:
@@ -173,6 +176,9 @@ void make_runnable(control_block* cb) noexcept {
   worker* home = cb->worker_;
   if (self != nullptr && &self->rt() == &home->rt() &&
       (self == home || (cb->pinned_ == 0 && cb->loop_wait_ == nullptr))) {
+    // The ring's tail, not runnext: a woken fiber queues behind those
+    // already runnable (a joiner woken by each of a batch of children
+    // would otherwise switch in and out once per child).
     self->enqueue(cb);
   } else {
     home->schedule_remote(cb);
@@ -339,7 +345,7 @@ void worker::schedule_remote(control_block* cb) noexcept {
 
 void worker::wake() noexcept { ev_async_send(loop_, async_.get()); }
 
-void worker::enqueue(control_block* cb) noexcept {
+void worker::enqueue(control_block* cb, bool next) noexcept {
   if (loop_wait* lw = cb->loop_wait_; lw != nullptr) {
     // Routed here because its watcher is in this worker's loop (see
     // make_runnable): stop it before the fiber can run anywhere.
@@ -349,6 +355,11 @@ void worker::enqueue(control_block* cb) noexcept {
   if (cb->pinned_ != 0) {
     pinned_.push_back(cb);
     return;
+  }
+  if (next) {
+    // The one it displaces goes to the ring, where others may steal it.
+    cb = runnext_.exchange(cb, std::memory_order_acq_rel);
+    if (cb == nullptr) return;
   }
   push_ring(cb);
 }
@@ -375,20 +386,50 @@ void worker::push_ring(control_block* cb) noexcept {
 }
 
 inline control_block* worker::pop_local() noexcept {
+  // runnext_ first, up to a streak (see runnext_streak_).
+  if (runnext_.load(std::memory_order_relaxed) != nullptr && runnext_streak_ < runnext_max_streak) {
+    if (control_block* cb = runnext_.exchange(nullptr, std::memory_order_acq_rel)) {
+      ++runnext_streak_;
+      return cb;
+    }
+  }
+  runnext_streak_ = 0;
   ++picks_;
   if (!pinned_.empty() && (picks_ & 1) != 0) return pinned_.pop_front();
   if (picks_ % shared_queue_interval == 0 && rt_.shared_nonempty()) {
-    if (control_block* cb = rt_.pop_shared()) return cb;
+    if (control_block* cb = take_shared()) return cb;
   }
   if (control_block* cb = ring_.pop()) return cb;
   if (!pinned_.empty()) return pinned_.pop_front();
-  if (rt_.shared_nonempty()) return rt_.pop_shared();
-  return nullptr;
+  if (rt_.shared_nonempty()) {
+    if (control_block* cb = take_shared()) return cb;
+  }
+  return runnext_.exchange(nullptr, std::memory_order_acq_rel);
+}
+
+control_block* worker::take_shared() noexcept {
+  // A batch at a time, into our ring (Go's globrunqget): one lock per
+  // batch rather than per fiber. A share of it, so others get some too.
+  const std::uint32_t room = run_ring::capacity - ring_.size();
+  std::uint32_t want = rt_.shared_count() / rt_.worker_count() + 1;
+  if (want > room / 2) want = room / 2;
+  if (want == 0) want = 1;
+  control_block* last = nullptr;
+  control_block* first = rt_.pop_shared(want, &last);
+  if (first == nullptr) return nullptr;
+  for (control_block* cb = first->next_; cb != nullptr;) {
+    control_block* next = cb->next_;
+    cb->next_ = nullptr;
+    if (!ring_.push(cb)) rt_.push_shared(cb, cb, 1);
+    cb = next;
+  }
+  first->next_ = nullptr;
+  return first;
 }
 
 control_block* worker::find_work() noexcept {
   if (rt_.shared_nonempty()) {
-    if (control_block* cb = rt_.pop_shared()) return cb;
+    if (control_block* cb = take_shared()) return cb;
   }
   const unsigned n = rt_.worker_count();
   if (n < 2) return nullptr;
@@ -419,6 +460,13 @@ control_block* worker::search() noexcept {
     return find_work();
   }
   const auto give_up = std::chrono::steady_clock::now() + spin_duration;
+  // Switch counts of the others now: a worker whose count has not moved by
+  // the end of the spin has been in one fiber all along, and its runnext
+  // fiber has waited that long; then we take it.
+  const unsigned n = rt_.worker_count();
+  std::uint32_t seen[64];
+  const unsigned tracked = n < 64 ? n : 64;
+  for (unsigned i = 0; i < tracked; ++i) seen[i] = rt_.worker_at(i).switch_count();
   control_block* found = nullptr;
   do {
     found = find_work();
@@ -429,6 +477,9 @@ control_block* worker::search() noexcept {
     if (found != nullptr || rt_.stopping()) break;
     std::this_thread::yield();  // let a worker with real work have the core
   } while (std::chrono::steady_clock::now() < give_up);
+  for (unsigned i = 0; found == nullptr && i < tracked; ++i) {
+    if (i != index_) found = rt_.worker_at(i).steal_runnext(seen[i]);
+  }
   rt_.searching_.fetch_sub(1, std::memory_order_acq_rel);
   // We found work and stop searching: if others are idle, let one take
   // over the search (there may be more work than one worker can run).
@@ -454,6 +505,7 @@ inline void worker::switch_to(control_block* from, control_block* to, switch_act
   pending_from_ = from;
   pending_action_ = action;
   current_ = to;
+  switches_.store(switches_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   tls_current_fiber = to_loop ? nullptr : to;
   if (!to_loop) {
     to->worker_ = this;
@@ -563,6 +615,7 @@ control_block* worker::finish_current() noexcept {
   pending_from_ = self;
   pending_action_ = switch_action::finish;
   current_ = next;
+  switches_.store(switches_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   tls_current_fiber = to_loop ? nullptr : next;
   if (!to_loop) {
     next->worker_ = this;

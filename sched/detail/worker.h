@@ -55,10 +55,13 @@ class worker {
   bool park_until(std::chrono::steady_clock::time_point deadline) noexcept;
 
   // ---- Making a fiber runnable (by whoever won its transition) ----
-  // enqueue() puts a runnable fiber where it belongs: pinned fibers and
-  // fibers in a loop wait on their own worker, others on this worker (the
-  // waker's), as Go's ready() does. On this worker's thread.
-  void enqueue(control_block* cb) noexcept;
+  // enqueue() puts a runnable fiber in this worker's queues. With `next`
+  // (a fiber just spawned here) it goes in the runnext slot, to run when
+  // the current fiber blocks: a spawned fiber is then not stolen in the
+  // instant before its spawner joins it, and spawn+join stays on one
+  // worker (Go's runnext). On this worker's thread; routing is
+  // make_runnable()'s job.
+  void enqueue(control_block* cb, bool next = false) noexcept;
   // schedule_remote() hands a fiber to this worker from another thread:
   // the inbox, and a wakeup if the worker may sleep. Any thread.
   void schedule_remote(control_block* cb) noexcept;
@@ -89,6 +92,14 @@ class worker {
   std::uint32_t steal_into(control_block** out, std::uint32_t max) noexcept {
     return ring_.grab(out, max);
   }
+  // A thief takes the runnext fiber, if the worker has been stuck on one
+  // fiber (its switch count unchanged since `seen_switches`). Any thread.
+  control_block* steal_runnext(std::uint32_t seen_switches) noexcept {
+    if (switches_.load(std::memory_order_relaxed) != seen_switches) return nullptr;
+    if (runnext_.load(std::memory_order_relaxed) == nullptr) return nullptr;
+    return runnext_.exchange(nullptr, std::memory_order_acq_rel);
+  }
+  std::uint32_t switch_count() const noexcept { return switches_.load(std::memory_order_relaxed); }
 
  private:
   friend class runtime;
@@ -105,6 +116,9 @@ class worker {
   void push_ring(control_block* cb) noexcept;
   void drain_inbox() noexcept;
   void poll_events(bool block) noexcept;
+  // Takes a batch from the runtime's shared queue into the ring; returns
+  // the first of it.
+  control_block* take_shared() noexcept;
   // Looks for work elsewhere: the shared queue, then other workers' rings.
   control_block* find_work() noexcept;
   // find_work(), spinning for a while if few other workers are (see
@@ -131,6 +145,14 @@ class worker {
   // Picks since start, for serving the pinned queue and the shared queue
   // fairly next to the ring.
   std::uint32_t picks_ = 0;
+  // Consecutive picks of runnext_; capped so that two fibers waking each
+  // other cannot starve the ring (Go bounds the same with its time slice).
+  std::uint32_t runnext_streak_ = 0;
+  // The fiber to run next (see enqueue()). Owner swaps it; a thief may
+  // take it when the owner is stuck in one fiber for a long time.
+  std::atomic<control_block*> runnext_{nullptr};
+  // Switches so far; read by thieves to tell a worker stuck in one fiber.
+  std::atomic<std::uint32_t> switches_{0};
   std::chrono::steady_clock::time_point last_poll_;
   // Pinned fibers (never stolen). Owner only.
   fifo pinned_;
@@ -186,15 +208,28 @@ class runtime {
 
   // ---- Shared overflow queue (Go's global runq) ----
   void push_shared(control_block* first, control_block* last, std::uint32_t n) noexcept;
-  control_block* pop_shared() noexcept;
+  // Takes up to `max` from the front, as a chain (first returned, *last
+  // its end); nullptr when empty.
+  control_block* pop_shared(std::uint32_t max, control_block** last) noexcept;
   bool shared_nonempty() const noexcept {
     return shared_count_.load(std::memory_order_relaxed) != 0;
+  }
+  std::uint32_t shared_count() const noexcept {
+    return shared_count_.load(std::memory_order_relaxed);
   }
 
   // ---- Idle workers ----
   // Called after making work stealable: wakes one idle worker if there is
-  // one and no worker is already out looking for work.
-  void wake_idle_worker() noexcept;
+  // one and no worker is already out looking for work. Relaxed: a wake
+  // missed in a race only delays parallelism; the work is in its worker's
+  // own queue, which that worker always drains.
+  void wake_idle_worker() noexcept {
+    if (idle_count_.load(std::memory_order_relaxed) != 0 &&
+        searching_.load(std::memory_order_relaxed) == 0) {
+      wake_one_idle_worker();
+    }
+  }
+  void wake_one_idle_worker() noexcept;
   void enter_idle(worker* w) noexcept;
   void leave_idle(worker* w) noexcept;
   std::atomic<int> searching_{0};
