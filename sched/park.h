@@ -56,4 +56,12 @@ void yield_current() noexcept;
 // it parked on. Any thread, including plain threads outside the runtime.
 bool unpark(control_block* waiter) noexcept;
 
+// wake() is unpark() with a choice: with `next`, a fiber woken by a fiber
+// runs on the waker's worker as soon as the waker blocks, and is not
+// stolen meanwhile (what unpark() does: a fiber that wakes another and
+// waits for its answer keeps the pair on one worker); without, it queues
+// behind the fibers already runnable there (for a waker about to finish,
+// such as the last act of a joined fiber).
+bool wake(control_block* waiter, bool next) noexcept;
+
 }  // namespace spindle::detail

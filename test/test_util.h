@@ -18,3 +18,37 @@ constexpr std::size_t max_concurrent_fibers(std::size_t wanted) {
 }
 
 }  // namespace spindle::test
+
+namespace spindle::test {
+
+// Sanitizer builds run several times slower: stress loops run fewer rounds
+// there, so that the whole suite stays within CI's time.
+constexpr long scaled(long rounds) {
+#if SPINDLE_TSAN || SPINDLE_ASAN
+  return rounds / 10 > 0 ? rounds / 10 : 1;
+#else
+  return rounds;
+#endif
+}
+
+}  // namespace spindle::test
+
+#include <chrono>
+#include <thread>
+
+#include "fiber/detail/stack.h"
+
+namespace spindle::test {
+
+// A fiber on the default runtime gives its stack back just after the
+// joiner is woken (on its worker's thread, once it has switched away), so a
+// test that joins default-runtime fibers waits for that before the leak
+// check runs. Polls; gives up (and lets the leak check fail) after 60 s.
+inline void await_default_runtime_stacks_released() {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (detail::get_stack_stats().in_use != 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace spindle::test

@@ -35,7 +35,9 @@ runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
   if (joiner == joiner_detached) {
     if (cb->exception_) report_uncaught(cb);
   } else if (joiner != nullptr) {
-    unpark(joiner);
+    // Behind the fibers already runnable: a joiner of many fibers would
+    // otherwise switch in and out once per finishing child.
+    wake(joiner, /*next=*/false);
   }
   cb->state_.store(fiber_state::finished, std::memory_order_relaxed);
   // Not this_worker(): see worker::switch_to on thread_locals across switches.

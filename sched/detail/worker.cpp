@@ -170,16 +170,14 @@ claim try_claim(control_block* cb) noexcept {
 }
 
 // make_runnable() enqueues a fiber whose transition to runnable the caller
-// won. Any thread.
-void make_runnable(control_block* cb) noexcept {
+// won. With `next`, a fiber woken by a fiber on this worker runs as soon as
+// the waker blocks (see worker::enqueue). Any thread.
+void make_runnable(control_block* cb, bool next) noexcept {
   worker* self = this_worker();
   worker* home = cb->worker_;
   if (self != nullptr && &self->rt() == &home->rt() &&
       (self == home || (cb->pinned_ == 0 && cb->loop_wait_ == nullptr))) {
-    // The ring's tail, not runnext: a woken fiber queues behind those
-    // already runnable (a joiner woken by each of a batch of children
-    // would otherwise switch in and out once per child).
-    self->enqueue(cb);
+    self->enqueue(cb, next);
   } else {
     home->schedule_remote(cb);
   }
@@ -192,7 +190,7 @@ void on_timer(struct ev_loop*, ev_timer* w, int) {
   const claim c = try_claim(node->cb);
   if (c == claim::none) return;  // woken by someone else first
   node->fired = true;            // before the fiber can run and read it
-  if (c == claim::parked) make_runnable(node->cb);
+  if (c == claim::parked) make_runnable(node->cb, /*next=*/false);
 }
 
 void on_async(struct ev_loop*, ev_async*, int) {
@@ -678,7 +676,9 @@ bool park_until(control_block* self, std::chrono::steady_clock::time_point deadl
 
 void yield_current() noexcept { tls_current_fiber->worker_->yield(); }
 
-bool unpark(control_block* cb) noexcept {
+bool unpark(control_block* cb) noexcept { return wake(cb, /*next=*/true); }
+
+bool wake(control_block* cb, bool next) noexcept {
   if (cb->is_thread_) {
     auto* t = static_cast<thread_waiter*>(cb);
     std::lock_guard lock(t->mu_);
@@ -696,7 +696,7 @@ bool unpark(control_block* cb) noexcept {
     case claim::parking:
       return true;  // still switching out: whoever completes the switch enqueues it
     case claim::parked:
-      make_runnable(cb);  // we won the transition: we alone enqueue it
+      make_runnable(cb, next);  // we won the transition: we alone enqueue it
       return true;
   }
   return false;

@@ -56,11 +56,11 @@ class worker {
 
   // ---- Making a fiber runnable (by whoever won its transition) ----
   // enqueue() puts a runnable fiber in this worker's queues. With `next`
-  // (a fiber just spawned here) it goes in the runnext slot, to run when
-  // the current fiber blocks: a spawned fiber is then not stolen in the
-  // instant before its spawner joins it, and spawn+join stays on one
-  // worker (Go's runnext). On this worker's thread; routing is
-  // make_runnable()'s job.
+  // (a fiber just spawned or woken here) it goes in the runnext slot, to
+  // run when the current fiber blocks, and is not stolen meanwhile: a
+  // fiber that wakes another and waits for its answer keeps the pair on
+  // one worker, and spawn+join stays on one worker (Go's runnext). On this
+  // worker's thread; routing is make_runnable()'s job.
   void enqueue(control_block* cb, bool next = false) noexcept;
   // schedule_remote() hands a fiber to this worker from another thread:
   // the inbox, and a wakeup if the worker may sleep. Any thread.

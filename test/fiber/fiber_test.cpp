@@ -292,11 +292,13 @@ TEST(DefaultRuntimeTest, AThreadStartedOutsideAnyRuntimeRunsOnTheDefaultRuntime)
   EXPECT_EQ(sum.load(), 55);
   spindle::thread t([] { throw std::runtime_error("through join"); });
   EXPECT_THROW(t.join(), std::runtime_error);
+  spindle::test::await_default_runtime_stacks_released();
 }
 
 TEST(DefaultRuntimeTest, RunStillStartsItsOwnRuntimeAlongsideTheDefaultOne) {
   spindle::thread warm_up([] {});
   warm_up.join();
+  spindle::test::await_default_runtime_stacks_released();
   int ran = 0;
   spindle::options o;
   o.workers = 2;

@@ -60,18 +60,26 @@ TEST(ThisFiberTest, YieldWithNothingElseRunnableReturns) {
 }
 
 TEST(ThisFiberTest, SleepersWakeInDeadlineOrder) {
-  // Spawned in an order unrelated to their deadlines.
+  // Spawned in an order unrelated to their deadlines. All arm their timers
+  // (within microseconds of each other) well before the first deadline, so
+  // the order depends on the timers alone, not on when each fiber ran.
   const std::vector<int> delays_ms = {40, 10, 30, 0, 20, 50, 5};
   std::vector<int> woke;
   spindle::run(one_worker, [&] {
+    std::atomic<int> ready{0};
+    std::atomic<steady_clock::rep> base{0};
     std::vector<fiber> fibers;
-    const auto base = steady_clock::now();
     for (int d : delays_ms) {
-      fibers.emplace_back([&woke, base, d] {
-        spindle::this_fiber::sleep_until(base + std::chrono::milliseconds(d));
+      fibers.emplace_back([&woke, &ready, &base, d] {
+        ready.fetch_add(1);
+        while (base.load() == 0) spindle::this_fiber::yield();
+        const steady_clock::time_point start{steady_clock::duration(base.load())};
+        spindle::this_fiber::sleep_until(start + std::chrono::milliseconds(d));
         woke.push_back(d);
       });
     }
+    while (ready.load() < static_cast<int>(delays_ms.size())) spindle::this_fiber::yield();
+    base = (steady_clock::now() + 200ms).time_since_epoch().count();
     for (auto& f : fibers) f.join();
   });
   EXPECT_EQ(woke, (std::vector<int>{0, 5, 10, 20, 30, 40, 50}));

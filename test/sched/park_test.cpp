@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <string>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -10,6 +11,8 @@
 #include "fiber/fiber.h"
 #include "fiber/this_fiber.h"
 #include "sched/scheduler.h"
+#include "sched/baton.h"
+#include "test_util.h"
 
 namespace {
 
@@ -166,3 +169,171 @@ TEST(ParkTest, APlainThreadWakesParkedFibersManyTimesWithoutLosingOne) {
 }
 
 }  // namespace
+
+// ---- Stress: many workers (more than cores), many wakes ----
+
+namespace stress {
+
+using spindle::test::baton;
+using spindle::test::scaled;
+
+class ParkStressTest : public testing::TestWithParam<unsigned> {
+ protected:
+  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
+  unsigned workers() const { return GetParam(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Workers, ParkStressTest, testing::Values(1u, 2u, 4u, 8u),
+                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+
+// Counts how many threads run a fiber's code at once: 2 means the fiber
+// was resumed twice.
+struct reentry_detector {
+  std::atomic<int> inside{0};
+  std::atomic<bool> doubled{false};
+  void enter() {
+    if (inside.fetch_add(1) != 0) doubled = true;
+  }
+  void leave() { inside.fetch_sub(1); }
+};
+
+TEST_P(ParkStressTest, PingPongAcrossWorkersNeitherLosesNorDuplicatesAWakeup) {
+  const long rounds = scaled(200'000);
+  const int pairs = 4;
+  std::atomic<long> lost{0};
+  std::atomic<long> passes{0};
+  std::vector<reentry_detector> detectors(2 * pairs);
+  spindle::run(opts(), [&] {
+    std::vector<baton> batons(2 * pairs);
+    std::vector<fiber> fibers;
+    for (int p = 0; p < pairs; ++p) {
+      // Ping pinned on one worker, pong on another: every wake crosses
+      // workers (when there are several).
+      const int w1 = static_cast<int>((2 * p) % workers());
+      const int w2 = static_cast<int>((2 * p + 1) % workers());
+      baton& to_pong = batons[2 * p];
+      baton& to_ping = batons[2 * p + 1];
+      reentry_detector& d1 = detectors[2 * p];
+      reentry_detector& d2 = detectors[2 * p + 1];
+      fibers.emplace_back(spindle::fiber_options{.worker = w1, .pinned = true}, [&, rounds] {
+        d1.enter();
+        for (long i = 0; i < rounds; ++i) {
+          to_pong.give();
+          d1.leave();
+          if (!to_ping.take()) lost.fetch_add(1);
+          d1.enter();
+          passes.fetch_add(1, std::memory_order_relaxed);
+        }
+        d1.leave();
+      });
+      fibers.emplace_back(spindle::fiber_options{.worker = w2, .pinned = true}, [&, rounds] {
+        for (long i = 0; i < rounds; ++i) {
+          if (!to_pong.take()) lost.fetch_add(1);
+          d2.enter();
+          passes.fetch_add(1, std::memory_order_relaxed);
+          d2.leave();
+          to_ping.give();
+        }
+      });
+    }
+    for (auto& f : fibers) f.join();
+  });
+  EXPECT_EQ(lost.load(), 0);
+  EXPECT_EQ(passes.load(), 2 * pairs * rounds);
+  for (auto& d : detectors) EXPECT_FALSE(d.doubled.load());
+}
+
+TEST_P(ParkStressTest, ManyGiversToOneTakerLoseNoToken) {
+  // Unpinned givers on every worker race to wake one taker; wakes move the
+  // taker from worker to worker.
+  const long per_giver = scaled(20'000);
+  const int givers = 8;
+  std::atomic<long> lost{0};
+  long taken = 0;
+  spindle::run(opts(), [&] {
+    baton b;
+    std::vector<fiber> fibers;
+    for (int i = 0; i < givers; ++i) {
+      fibers.emplace_back([&] {
+        for (long k = 0; k < per_giver; ++k) {
+          b.give();
+          if (k % 64 == 0) spindle::this_fiber::yield();
+        }
+      });
+    }
+    fiber taker([&] {
+      for (long k = 0; k < givers * per_giver; ++k) {
+        if (b.take()) {
+          ++taken;
+        } else {
+          lost.fetch_add(1);
+        }
+      }
+    });
+    for (auto& f : fibers) f.join();
+    taker.join();
+  });
+  EXPECT_EQ(lost.load(), 0);
+  EXPECT_EQ(taken, givers * per_giver);
+}
+
+TEST_P(ParkStressTest, PlainThreadsAndFibersWakeEachOtherAcrossTheBoundary) {
+  const long rounds = scaled(20'000);
+  std::atomic<long> lost{0};
+  std::thread outsider;
+  spindle::run(opts(), [&] {
+    baton to_thread;
+    baton to_fiber;
+    outsider = std::thread([&] {
+      for (long i = 0; i < rounds; ++i) {
+        if (!to_thread.take()) lost.fetch_add(1);
+        to_fiber.give();
+      }
+    });
+    for (long i = 0; i < rounds; ++i) {
+      to_thread.give();
+      if (!to_fiber.take()) lost.fetch_add(1);
+    }
+    outsider.join();  // the thread is done: this blocks only briefly
+  });
+  EXPECT_EQ(lost.load(), 0);
+}
+
+TEST_P(ParkStressTest, TimedParksRacingWithWakesEndExactlyOnce) {
+  // Each park is woken either by its timer or by the waker, never both and
+  // never neither: counts of timeouts plus wakes must match the parks.
+  const long rounds = scaled(20'000);
+  std::atomic<long> woken{0};
+  std::atomic<long> timed_out{0};
+  std::atomic<long> wakes_delivered{0};
+  spindle::run(opts(), [&] {
+    std::atomic<control_block*> slot{nullptr};
+    std::atomic<bool> done{false};
+    fiber waker([&] {
+      while (!done.load()) {
+        if (control_block* w = slot.exchange(nullptr)) {
+          if (unpark(w)) wakes_delivered.fetch_add(1);
+        }
+        spindle::this_fiber::yield();
+      }
+    });
+    for (long i = 0; i < rounds; ++i) {
+      control_block* self = current_waiter();
+      prepare_park(self);
+      slot.store(self);
+      const bool by_wake =
+          park_until(self, std::chrono::steady_clock::now() + std::chrono::microseconds(i % 50));
+      // Withdraw if nobody took the registration, so a later unpark cannot
+      // hit a later park.
+      control_block* expected = self;
+      slot.compare_exchange_strong(expected, nullptr);
+      (by_wake ? woken : timed_out).fetch_add(1);
+    }
+    done = true;
+    waker.join();
+  });
+  EXPECT_EQ(woken.load() + timed_out.load(), rounds);
+  EXPECT_EQ(woken.load(), wakes_delivered.load());
+}
+
+}  // namespace stress

@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -12,7 +16,10 @@
 
 #include "fiber/detail/control_block.h"
 #include "fiber/fiber.h"
+#include "fiber/fiber_local.h"
 #include "fiber/this_fiber.h"
+#include "sched/baton.h"
+#include "test_util.h"
 
 namespace {
 
@@ -161,3 +168,185 @@ TEST(SchedulerTest, ZeroWorkersMeansOnePerHardwareThread) {
 }
 
 }  // namespace
+
+// ---- Many workers: stealing, migration, pinning, shutdown ----
+
+namespace many {
+
+using spindle::test::baton;
+using spindle::test::scaled;
+
+class WorkersTest : public testing::TestWithParam<unsigned> {
+ protected:
+  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
+  unsigned workers() const { return GetParam(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Workers, WorkersTest, testing::Values(1u, 2u, 4u, 8u),
+                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+
+TEST_P(WorkersTest, ASpawnStormFromEveryWorkerRunsEveryFiberOnce) {
+  const int spawners = 16;
+  const int children = static_cast<int>(spindle::test::max_concurrent_fibers(2000)) / spawners;
+  std::vector<std::atomic<int>> ran(spawners * children);
+  spindle::run(opts(), [&] {
+    std::vector<fiber> fibers;
+    for (int s = 0; s < spawners; ++s) {
+      fibers.emplace_back(spindle::fiber_options{.worker = static_cast<int>(s % workers())}, [&, s] {
+        std::vector<fiber> kids;
+        for (int c = 0; c < children; ++c) {
+          kids.emplace_back([&ran, s, c, children] { ran[s * children + c].fetch_add(1); });
+        }
+        for (auto& k : kids) k.join();
+      });
+    }
+    for (auto& f : fibers) f.join();
+  });
+  for (auto& r : ran) EXPECT_EQ(r.load(), 1);
+}
+
+TEST_P(WorkersTest, RunReturnsWhileFibersWereStillSpawningFibersWhenMainEnded) {
+  // main returns at once; detached chains keep spawning for a while.
+  std::atomic<int> done{0};
+  const int chains = 32;
+  const int depth = 50;
+  std::function<void(int)> link = [&](int remaining) {
+    if (remaining == 0) {
+      done.fetch_add(1);
+      return;
+    }
+    spindle::this_fiber::yield();
+    spindle::go(link, remaining - 1);
+  };
+  spindle::run(opts(), [&] {
+    for (int c = 0; c < chains; ++c) spindle::go(link, depth);
+  });
+  EXPECT_EQ(done.load(), chains);
+}
+
+TEST_P(WorkersTest, AFiberWokenFromEachWorkerInTurnMovesWithItsStateIntact) {
+  if (workers() < 2) GTEST_SKIP() << "migration needs two workers";
+  const int hops = static_cast<int>(scaled(2000));
+  static spindle::fiber_local<std::string> local;
+  std::set<int> visited;
+  std::string seen_at_end;
+  spindle::run(opts(), [&] {
+    std::vector<baton> to_wakers(workers());
+    baton to_traveller;
+    std::atomic<bool> stop{false};
+    std::vector<fiber> wakers;
+    for (unsigned w = 0; w < workers(); ++w) {
+      // A pinned waker per worker: each wake it gives lands the traveller
+      // on that worker (woken fibers run on the waker's worker).
+      wakers.emplace_back(spindle::fiber_options{.worker = static_cast<int>(w), .pinned = true},
+                          [&, w] {
+                            while (to_wakers[w].take() && !stop.load()) to_traveller.give();
+                          });
+    }
+    fiber traveller([&] {
+      *local = "mine";
+      for (int i = 0; i < hops; ++i) {
+        to_wakers[i % workers()].give();
+        to_traveller.take_untimed();  // a timed wait would keep it home
+        visited.insert(spindle::this_fiber::worker_index());
+        try {
+          throw std::runtime_error("carried");
+        } catch (const std::exception& e) {
+          spindle::this_fiber::yield();  // may move while handling it
+          EXPECT_STREQ(e.what(), "carried");
+        }
+      }
+      seen_at_end = *local;
+      stop = true;
+      for (auto& b : to_wakers) b.give();
+    });
+    traveller.join();
+    for (auto& w : wakers) w.join();
+  });
+  EXPECT_EQ(seen_at_end, "mine");
+  // A wake from worker k queues the traveller on worker k (an idle worker
+  // may steal it from there): over thousands of hops it must have moved.
+  EXPECT_GE(visited.size(), 2u);
+}
+
+TEST_P(WorkersTest, APinnedFiberStaysOnItsWorkerWhoeverWakesIt) {
+  const int rounds = static_cast<int>(scaled(2000));
+  std::atomic<int> moves{0};
+  spindle::run(opts(), [&] {
+    baton to_pinned;
+    baton to_others;
+    fiber pinned([&] {
+      spindle::this_fiber::pin_guard pin;
+      EXPECT_TRUE(spindle::this_fiber::is_pinned());
+      const int home = spindle::this_fiber::worker_index();
+      for (int i = 0; i < rounds; ++i) {
+        to_others.give();
+        ASSERT_TRUE(to_pinned.take());
+        spindle::this_fiber::yield();
+        if (spindle::this_fiber::worker_index() != home) moves.fetch_add(1);
+      }
+    });
+    fiber other([&] {
+      for (int i = 0; i < rounds; ++i) {
+        ASSERT_TRUE(to_others.take());
+        to_pinned.give();
+      }
+    });
+    pinned.join();
+    other.join();
+  });
+  EXPECT_EQ(moves.load(), 0);
+}
+
+TEST_P(WorkersTest, FibersStartOnTheWorkerTheyAskFor) {
+  spindle::run(opts(), [&] {
+    for (unsigned w = 0; w < workers(); ++w) {
+      int seen = -1;
+      fiber f(spindle::fiber_options{.worker = static_cast<int>(w), .pinned = true},
+              [&seen] { seen = spindle::this_fiber::worker_index(); });
+      f.join();
+      EXPECT_EQ(seen, static_cast<int>(w));
+    }
+  });
+}
+
+TEST_P(WorkersTest, ACpuBoundFiberDoesNotHoldUpAFiberQueuedBehindIt) {
+  if (workers() < 2) GTEST_SKIP() << "with one worker a fiber that never yields holds it";
+  // The hog spawns the releaser and then spins without ever yielding: only
+  // another worker taking the releaser lets the hog finish.
+  spindle::run(opts(), [] {
+    std::atomic<bool> released{false};
+    fiber hog([&released] {
+      spindle::go([&released] { released = true; });
+      while (!released.load()) {
+      }
+    });
+    hog.join();
+  });
+}
+
+TEST(PinTest, PinningOutsideAFiberIsAnError) {
+  try {
+    spindle::this_fiber::pin();
+    FAIL();
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::operation_not_permitted);
+  }
+  EXPECT_THROW(spindle::this_fiber::unpin(), std::system_error);
+  EXPECT_FALSE(spindle::this_fiber::is_pinned());
+  EXPECT_EQ(spindle::this_fiber::worker_index(), -1);
+}
+
+TEST(PinTest, PinsNestAndUnpinningAnUnpinnedFiberIsAnError) {
+  spindle::run([] {
+    spindle::this_fiber::pin();
+    spindle::this_fiber::pin();
+    spindle::this_fiber::unpin();
+    EXPECT_TRUE(spindle::this_fiber::is_pinned());
+    spindle::this_fiber::unpin();
+    EXPECT_FALSE(spindle::this_fiber::is_pinned());
+    EXPECT_THROW(spindle::this_fiber::unpin(), std::system_error);
+  });
+}
+
+}  // namespace many
