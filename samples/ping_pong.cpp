@@ -11,14 +11,16 @@
 
 int main() {
   spindle::run([] {
-    // Two fibers hand the worker to each other with yield().
-    int turn = 0;
+    // Two fibers take turns, yielding until it is theirs (they may run on
+    // different workers, hence the atomic).
+    std::atomic<int> turn{0};
     auto player = [&turn](const char* name, int parity) {
       for (int round = 0; round < 3; ++round) {
-        while (turn % 2 != parity) spindle::this_fiber::yield();
-        std::printf("%s (fiber %llu)\n", name,
-                    static_cast<unsigned long long>(spindle::this_fiber::get_id().value()));
-        ++turn;
+        while (turn.load() % 2 != parity) spindle::this_fiber::yield();
+        std::printf("%s (fiber %llu, worker %d)\n", name,
+                    static_cast<unsigned long long>(spindle::this_fiber::get_id().value()),
+                    spindle::this_fiber::worker_index());
+        turn.fetch_add(1);
       }
     };
     spindle::fiber ping({.name = "ping"}, player, "ping", 0);

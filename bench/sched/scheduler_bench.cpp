@@ -1,0 +1,174 @@
+// Scheduler benchmarks, for the Go peer in bench/peers/go to be read
+// beside (bench/run_sched_bench.sh runs both):
+//   - wake latency and throughput: a ping-pong between two fibers, on one
+//     worker, on two workers but free to meet (as Go's goroutines are),
+//     and pinned to different workers (every wake crosses threads);
+//   - spawn+join with 1 and 2 workers;
+//   - CPU-bound fibers on 1 and 2 workers (the speed-up);
+//   - CPU used by a runtime with nothing to do.
+#include <benchmark/benchmark.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "fiber/fiber.h"
+#include "fiber/this_fiber.h"
+#include "sched/park.h"
+#include "sched/scheduler.h"
+
+namespace {
+
+namespace detail = spindle::detail;
+
+// A one-slot hand-off on the park protocol (what a channel of capacity 0
+// does at its core): give() wakes the taker, take() waits for a give().
+class handoff {
+ public:
+  void give() {
+    tokens_.fetch_add(1, std::memory_order_release);
+    if (detail::control_block* w = waiter_.exchange(nullptr, std::memory_order_acq_rel)) {
+      detail::unpark(w);
+    }
+  }
+  void take() {
+    for (;;) {
+      int t = tokens_.load(std::memory_order_acquire);
+      if (t > 0 && tokens_.compare_exchange_weak(t, t - 1, std::memory_order_acq_rel)) return;
+      if (t > 0) continue;
+      detail::control_block* self = detail::current_waiter();
+      detail::prepare_park(self);
+      waiter_.store(self, std::memory_order_seq_cst);
+      if (tokens_.load(std::memory_order_seq_cst) > 0 &&
+          waiter_.exchange(nullptr, std::memory_order_acq_rel) == self) {
+        detail::cancel_park(self);
+        continue;
+      }
+      detail::park(self);
+    }
+  }
+
+ private:
+  std::atomic<int> tokens_{0};
+  std::atomic<detail::control_block*> waiter_{nullptr};
+};
+
+// One iteration is a round trip: ping gives, pong takes and gives back.
+void ping_pong(benchmark::State& state, unsigned workers, bool separate_workers) {
+  spindle::run(spindle::options{.workers = workers}, [&] {
+    handoff to_pong;
+    handoff to_ping;
+    std::atomic<bool> stop{false};
+    spindle::fiber_options pong_options;
+    if (separate_workers) pong_options = {.worker = 1, .pinned = true};
+    spindle::fiber pong(pong_options, [&] {
+      for (;;) {
+        to_pong.take();
+        if (stop.load(std::memory_order_relaxed)) return;
+        to_ping.give();
+      }
+    });
+    if (separate_workers) spindle::this_fiber::pin();  // main is on worker 0
+    for (auto _ : state) {
+      to_pong.give();
+      to_ping.take();
+    }
+    stop = true;
+    to_pong.give();
+    pong.join();
+  });
+  state.counters["ns_per_round_trip"] =
+      benchmark::Counter(static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+void BM_PingPongOneWorker(benchmark::State& state) { ping_pong(state, 1, false); }
+void BM_PingPongTwoWorkers(benchmark::State& state) { ping_pong(state, 2, false); }
+void BM_PingPongPinnedToDifferentWorkers(benchmark::State& state) { ping_pong(state, 2, true); }
+BENCHMARK(BM_PingPongOneWorker)->UseRealTime();
+BENCHMARK(BM_PingPongTwoWorkers)->UseRealTime();
+BENCHMARK(BM_PingPongPinnedToDifferentWorkers)->UseRealTime();
+
+void BM_SpawnJoin(benchmark::State& state) {
+  spindle::run(spindle::options{.workers = static_cast<unsigned>(state.range(0))}, [&state] {
+    for (auto _ : state) {
+      spindle::fiber f([] {});
+      f.join();
+    }
+  });
+}
+BENCHMARK(BM_SpawnJoin)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime();
+
+void BM_SpawnJoinBatch(benchmark::State& state) {
+  constexpr int batch = 1000;
+  spindle::run(spindle::options{.workers = static_cast<unsigned>(state.range(0))}, [&state] {
+    std::vector<spindle::fiber> fibers;
+    fibers.reserve(batch);
+    for (auto _ : state) {
+      for (int i = 0; i < batch; ++i) fibers.emplace_back([] {});
+      for (auto& f : fibers) f.join();
+      fibers.clear();
+    }
+  });
+  state.counters["ns_per_fiber"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * batch),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_SpawnJoinBatch)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime();
+
+// The same fixed work as the Go peer's `cpu`: 200M xorshift steps split
+// over 8 fibers; wall time.
+std::uint64_t xorshift_steps(std::uint64_t seed, long steps) {
+  std::uint64_t x = seed | 1;
+  for (long i = 0; i < steps; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+  }
+  return x;
+}
+
+constexpr long total_steps = 200'000'000;
+constexpr int tasks = 8;
+
+void BM_CpuBoundFibers(benchmark::State& state) {
+  for (auto _ : state) {
+    std::atomic<std::uint64_t> sink{0};
+    spindle::run(spindle::options{.workers = static_cast<unsigned>(state.range(0))}, [&] {
+      for (int t = 0; t < tasks; ++t) {
+        spindle::go([&sink, t] { sink.fetch_xor(xorshift_steps(t + 1, total_steps / tasks)); });
+      }
+    });
+    benchmark::DoNotOptimize(sink.load());
+  }
+}
+BENCHMARK(BM_CpuBoundFibers)->ArgName("workers")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// A runtime with two workers and nothing to do but one fiber asleep for a
+// second: the CPU the process uses meanwhile, in ms per second.
+void BM_IdleRuntimeCpu(benchmark::State& state) {
+  for (auto _ : state) {
+    double used = 0;
+    spindle::run(spindle::options{.workers = 2}, [&used] {
+      spindle::this_fiber::sleep_for(std::chrono::milliseconds(50));  // settle
+      const double before = process_cpu_seconds();
+      spindle::this_fiber::sleep_for(std::chrono::seconds(1));
+      used = process_cpu_seconds() - before;
+    });
+    state.counters["cpu_ms_per_idle_second"] = used * 1000.0;
+  }
+}
+BENCHMARK(BM_IdleRuntimeCpu)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
