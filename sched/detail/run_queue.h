@@ -71,16 +71,17 @@ class run_ring {
   // happens in spawn bursts; small enough to scan when stealing.
   static constexpr std::uint32_t capacity = 256;
 
-  // push() appends; false when the ring is full. Owner only.
-  bool push(control_block* cb) noexcept {
+  // push() appends and returns the number of fibers in the ring before
+  // it (as far as the owner can tell); -1 when the ring is full. Owner only.
+  int push(control_block* cb) noexcept {
     const std::uint32_t h = head_.load(std::memory_order_acquire);
     const std::uint32_t t = tail_.load(std::memory_order_relaxed);
-    if (t - h >= capacity) return false;
+    if (t - h >= capacity) return -1;
     slots_[t % capacity].store(cb, std::memory_order_relaxed);
     // Publishes the slot, and everything written to the fiber before it
     // became runnable (its saved context), to whoever takes it.
     tail_.store(t + 1, std::memory_order_release);
-    return true;
+    return static_cast<int>(t - h);
   }
 
   // pop() takes the oldest fiber, or nullptr. Owner only.

@@ -355,6 +355,12 @@ void worker::enqueue(control_block* cb, bool next) noexcept {
     return;
   }
   if (next) {
+    // Thieves only ever take from runnext_ (exchange with null), never put
+    // into it: when it is empty, a plain store cannot race with anything.
+    if (runnext_.load(std::memory_order_relaxed) == nullptr) {
+      runnext_.store(cb, std::memory_order_release);
+      return;
+    }
     // The one it displaces goes to the ring, where others may steal it.
     cb = runnext_.exchange(cb, std::memory_order_acq_rel);
     if (cb == nullptr) return;
@@ -363,7 +369,8 @@ void worker::enqueue(control_block* cb, bool next) noexcept {
 }
 
 void worker::push_ring(control_block* cb) noexcept {
-  if (!ring_.push(cb)) [[unlikely]] {
+  const int before = ring_.push(cb);
+  if (before < 0) [[unlikely]] {
     // Full: move the older half, and this one, to the shared queue (Go's
     // runqputslow), where every worker can find them.
     control_block* batch[run_ring::capacity / 2];
@@ -380,7 +387,7 @@ void worker::push_ring(control_block* cb) noexcept {
     return;
   }
   // More than this worker will run next: worth a hand from an idle one.
-  if (ring_.size() >= 2) rt_.wake_idle_worker();
+  if (before >= 1) rt_.wake_idle_worker();
 }
 
 inline control_block* worker::pop_local() noexcept {
@@ -394,8 +401,11 @@ inline control_block* worker::pop_local() noexcept {
   runnext_streak_ = 0;
   ++picks_;
   if (!pinned_.empty() && (picks_ & 1) != 0) return pinned_.pop_front();
-  if (picks_ % shared_queue_interval == 0 && rt_.shared_nonempty()) {
-    if (control_block* cb = take_shared()) return cb;
+  if (--shared_countdown_ == 0) [[unlikely]] {
+    shared_countdown_ = shared_queue_interval;
+    if (rt_.shared_nonempty()) {
+      if (control_block* cb = take_shared()) return cb;
+    }
   }
   if (control_block* cb = ring_.pop()) return cb;
   if (!pinned_.empty()) return pinned_.pop_front();
@@ -418,7 +428,7 @@ control_block* worker::take_shared() noexcept {
   for (control_block* cb = first->next_; cb != nullptr;) {
     control_block* next = cb->next_;
     cb->next_ = nullptr;
-    if (!ring_.push(cb)) rt_.push_shared(cb, cb, 1);
+    if (ring_.push(cb) < 0) rt_.push_shared(cb, cb, 1);
     cb = next;
   }
   first->next_ = nullptr;
@@ -444,7 +454,7 @@ control_block* worker::find_work() noexcept {
     if (got == 0) continue;
     // Our ring is empty (we only steal when out of work), so they fit.
     for (std::uint32_t k = 1; k < got; ++k) {
-      if (!ring_.push(stolen[k])) rt_.push_shared(stolen[k], stolen[k], 1);
+      if (ring_.push(stolen[k]) < 0) rt_.push_shared(stolen[k], stolen[k], 1);
     }
     return stolen[0];
   }

@@ -145,6 +145,7 @@ class worker {
   // Picks since start, for serving the pinned queue and the shared queue
   // fairly next to the ring.
   std::uint32_t picks_ = 0;
+  std::uint32_t shared_countdown_ = 61;  // picks until the shared queue's turn
   // Consecutive picks of runnext_; capped so that two fibers waking each
   // other cannot starve the ring (Go bounds the same with its time slice).
   std::uint32_t runnext_streak_ = 0;
