@@ -10,3 +10,6 @@
 #include "fiber/fiber_options.h"
 #include "fiber/this_fiber.h"
 #include "sched/scheduler.h"
+#include "sync/condition_variable.h"
+#include "sync/mutex.h"
+#include "sync/wait_group.h"

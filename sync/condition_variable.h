@@ -1,0 +1,173 @@
+// spindle::condition_variable and condition_variable_any: std's condition
+// variables for fibers.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+#include "sync/detail/wait_queue.h"
+#include "sync/mutex.h"
+
+namespace spindle {
+
+namespace detail {
+// The waiting core shared by both condition variables: register as a
+// waiter, release the lock, park, re-take the lock. A notify that comes
+// after the registration is never lost, even if it comes before the park.
+class cv_core {
+ public:
+  template <class Lock>
+  void wait(Lock& lock) {
+    wait_node node;
+    waiters_.lock().lock();
+    waiters_.enqueue(node);
+    lock.unlock();
+    waiters_.park_enqueued(node);
+    lock.lock();
+  }
+
+  template <class Lock>
+  std::cv_status wait_until(Lock& lock, std::chrono::steady_clock::time_point deadline) {
+    wait_node node;
+    waiters_.lock().lock();
+    waiters_.enqueue(node);
+    lock.unlock();
+    const bool woken = waiters_.park_enqueued_until(node, deadline);
+    lock.lock();
+    return woken ? std::cv_status::no_timeout : std::cv_status::timeout;
+  }
+
+  void notify_one() noexcept;
+  void notify_all() noexcept;
+
+ private:
+  wait_queue waiters_;
+};
+
+template <class Clock, class Duration>
+std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Clock, Duration>& t) {
+  if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
+    return std::chrono::time_point_cast<std::chrono::steady_clock::duration>(t);
+  } else {
+    return std::chrono::steady_clock::now() +
+           std::chrono::ceil<std::chrono::steady_clock::duration>(t - Clock::now());
+  }
+}
+}  // namespace detail
+
+// condition_variable is std::condition_variable for fibers, used with
+// std::unique_lock<spindle::mutex>. wait() parks the calling fiber (or
+// blocks a plain thread) and releases the mutex atomically with respect to
+// notify_one()/notify_all(): a notification that comes after wait() has
+// released the mutex is never lost. Waiters are woken in FIFO order.
+// notify_*() may be called with or without the mutex held, from any fiber
+// or thread. Unlike std's, wait() never wakes spuriously, but code should
+// still wait in a loop on its condition (or use the predicate forms).
+//
+//   spindle::mutex mu;
+//   spindle::condition_variable ready_cv;
+//   bool ready = false;
+//   ...
+//   std::unique_lock lock(mu);
+//   ready_cv.wait(lock, [&] { return ready; });
+class condition_variable {
+ public:
+  condition_variable() = default;
+  condition_variable(const condition_variable&) = delete;
+  condition_variable& operator=(const condition_variable&) = delete;
+
+  void notify_one() noexcept { core_.notify_one(); }
+  void notify_all() noexcept { core_.notify_all(); }
+
+  void wait(std::unique_lock<mutex>& lock) { core_.wait(lock); }
+  template <class Predicate>
+  void wait(std::unique_lock<mutex>& lock, Predicate pred) {
+    while (!pred()) wait(lock);
+  }
+
+  template <class Clock, class Duration>
+  std::cv_status wait_until(std::unique_lock<mutex>& lock,
+                            const std::chrono::time_point<Clock, Duration>& deadline) {
+    return core_.wait_until(lock, detail::to_steady(deadline));
+  }
+  template <class Clock, class Duration, class Predicate>
+  bool wait_until(std::unique_lock<mutex>& lock,
+                  const std::chrono::time_point<Clock, Duration>& deadline, Predicate pred) {
+    const auto steady_deadline = detail::to_steady(deadline);
+    while (!pred()) {
+      if (core_.wait_until(lock, steady_deadline) == std::cv_status::timeout) return pred();
+    }
+    return true;
+  }
+  template <class Rep, class Period>
+  std::cv_status wait_for(std::unique_lock<mutex>& lock,
+                          const std::chrono::duration<Rep, Period>& timeout) {
+    return wait_until(lock, std::chrono::steady_clock::now() +
+                                std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+  }
+  template <class Rep, class Period, class Predicate>
+  bool wait_for(std::unique_lock<mutex>& lock, const std::chrono::duration<Rep, Period>& timeout,
+                Predicate pred) {
+    return wait_until(lock,
+                      std::chrono::steady_clock::now() +
+                          std::chrono::ceil<std::chrono::steady_clock::duration>(timeout),
+                      std::move(pred));
+  }
+
+ private:
+  detail::cv_core core_;
+};
+
+// condition_variable_any works with any lock (anything with lock() and
+// unlock(): spindle::timed_mutex, spindle::recursive_mutex held once,
+// std::unique_lock<...> of those, std::shared_lock), as
+// std::condition_variable_any does.
+class condition_variable_any {
+ public:
+  condition_variable_any() = default;
+  condition_variable_any(const condition_variable_any&) = delete;
+  condition_variable_any& operator=(const condition_variable_any&) = delete;
+
+  void notify_one() noexcept { core_.notify_one(); }
+  void notify_all() noexcept { core_.notify_all(); }
+
+  template <class Lock>
+  void wait(Lock& lock) {
+    core_.wait(lock);
+  }
+  template <class Lock, class Predicate>
+  void wait(Lock& lock, Predicate pred) {
+    while (!pred()) wait(lock);
+  }
+  template <class Lock, class Clock, class Duration>
+  std::cv_status wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline) {
+    return core_.wait_until(lock, detail::to_steady(deadline));
+  }
+  template <class Lock, class Clock, class Duration, class Predicate>
+  bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline,
+                  Predicate pred) {
+    const auto steady_deadline = detail::to_steady(deadline);
+    while (!pred()) {
+      if (core_.wait_until(lock, steady_deadline) == std::cv_status::timeout) return pred();
+    }
+    return true;
+  }
+  template <class Lock, class Rep, class Period>
+  std::cv_status wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout) {
+    return wait_until(lock, std::chrono::steady_clock::now() +
+                                std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+  }
+  template <class Lock, class Rep, class Period, class Predicate>
+  bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout, Predicate pred) {
+    return wait_until(lock,
+                      std::chrono::steady_clock::now() +
+                          std::chrono::ceil<std::chrono::steady_clock::duration>(timeout),
+                      std::move(pred));
+  }
+
+ private:
+  detail::cv_core core_;
+};
+
+}  // namespace spindle

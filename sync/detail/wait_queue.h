@@ -1,0 +1,197 @@
+// A queue of parked waiters guarded by a tiny spinlock: the building block
+// of every primitive in sync/. Internal.
+//
+// The protocol is the futex one, with fibers (or plain threads) parked
+// through sched/park.h instead of sleeping in the kernel:
+//
+//   waiter:  lock; if (the condition to wait still holds) { enqueue self;
+//            prepare_park; unlock; park } else unlock
+//   waker:   change the state; lock; dequeue a waiter and unpark it; unlock
+//
+// Because the waiter checks the state and enqueues itself under the same
+// lock the waker dequeues under, a wake cannot fall between the check and
+// the park (no lost wakeup). A waiter that gives up (a timed wait) removes
+// itself under the lock; if a waker dequeued it first, the waker's unpark()
+// failed (the timer had claimed the waiter) and the waker passed the wake
+// on to the next waiter, so no wake is lost either. The waker unparks while
+// it holds the lock: a timed-out waiter cannot get past the lock, return,
+// and let its fiber (and the control block the waker is touching) die
+// while the waker is still at work.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <thread>
+
+#include "fiber/detail/control_block.h"
+#include "sched/park.h"
+
+namespace spindle::detail {
+
+// A test-and-test-and-set lock for critical sections of a few
+// instructions. Never held across a park.
+class spinlock {
+ public:
+  void lock() noexcept {
+    for (;;) {
+      if (!locked_.exchange(true, std::memory_order_acquire)) return;
+      int spins = 0;
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (++spins < 64) {
+          __builtin_ia32_pause();
+        } else {
+          // The holder's thread was preempted (more workers than cores).
+          std::this_thread::yield();
+          spins = 0;
+        }
+      }
+    }
+  }
+  bool try_lock() noexcept { return !locked_.exchange(true, std::memory_order_acquire); }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+// A waiter's place in a queue; lives on the waiter's stack while it waits.
+struct wait_node {
+  control_block* waiter = nullptr;
+  wait_node* next = nullptr;
+  wait_node* prev = nullptr;
+  bool queued = false;
+  // Free for the primitive's use (a value handed over by a channel, ...).
+  void* payload = nullptr;
+};
+
+// FIFO of wait_nodes. Every member must be called with the lock held.
+class wait_list {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+  void push_back(wait_node* n) noexcept {
+    n->next = nullptr;
+    n->prev = tail_;
+    if (tail_ != nullptr) {
+      tail_->next = n;
+    } else {
+      head_ = n;
+    }
+    tail_ = n;
+    n->queued = true;
+  }
+  wait_node* pop_front() noexcept {
+    wait_node* n = head_;
+    if (n != nullptr) remove(n);
+    return n;
+  }
+  void remove(wait_node* n) noexcept {
+    if (n->prev != nullptr) {
+      n->prev->next = n->next;
+    } else {
+      head_ = n->next;
+    }
+    if (n->next != nullptr) {
+      n->next->prev = n->prev;
+    } else {
+      tail_ = n->prev;
+    }
+    n->next = n->prev = nullptr;
+    n->queued = false;
+  }
+
+ private:
+  wait_node* head_ = nullptr;
+  wait_node* tail_ = nullptr;
+};
+
+// wait_queue: a wait_list with its lock and the park/wake steps.
+class wait_queue {
+ public:
+  spinlock& lock() noexcept { return lock_; }
+
+  // enqueue() registers the caller, which holds lock(), as a waiter and
+  // releases the lock; from here a wake may come at any moment, and the
+  // caller must then call park_enqueued() or park_enqueued_until() (doing
+  // in between whatever must happen after it is registered, such as
+  // releasing the mutex of a condition variable). `node` must outlive the
+  // wait (put it on the caller's stack).
+  void enqueue(wait_node& node) noexcept {
+    node.waiter = current_waiter();
+    prepare_park(node.waiter);
+    list_.push_back(&node);
+    lock_.unlock();
+  }
+
+  void park_enqueued(wait_node& node) noexcept {
+    park(node.waiter);
+    wait_for_waker();
+  }
+
+  // park_enqueued_until(): true when woken, false on timeout (then the
+  // node is no longer queued, and no wake was taken).
+  bool park_enqueued_until(wait_node& node,
+                           std::chrono::steady_clock::time_point deadline) noexcept {
+    if (park_until(node.waiter, deadline)) {
+      wait_for_waker();
+      return true;
+    }
+    lock_.lock();
+    if (node.queued) list_.remove(&node);  // else a waker took it, and its unpark failed
+    lock_.unlock();
+    return false;
+  }
+
+  // wait() parks the caller, which holds lock(), until woken; returns with
+  // the lock released.
+  void wait(wait_node& node) noexcept {
+    enqueue(node);
+    park_enqueued(node);
+  }
+
+  // wait_until() is wait() with a deadline: true when woken, false on
+  // timeout.
+  bool wait_until(wait_node& node, std::chrono::steady_clock::time_point deadline) noexcept {
+    enqueue(node);
+    return park_enqueued_until(node, deadline);
+  }
+
+  // wake_one() wakes the first waiter that can still be woken; the caller
+  // holds lock(). Returns the woken node (with its payload for the caller
+  // to fill in before unlocking... or nullptr). The node stays valid until
+  // the caller releases the lock.
+  wait_node* wake_one() noexcept {
+    while (wait_node* n = list_.pop_front()) {
+      if (unpark(n->waiter)) return n;
+      // It timed out meanwhile: it will find itself dequeued and report a
+      // timeout; the wake goes to the next one.
+    }
+    return nullptr;
+  }
+
+  // wake_all() wakes every waiter; the caller holds lock(). Returns how
+  // many were woken.
+  std::size_t wake_all() noexcept {
+    std::size_t n = 0;
+    while (wake_one() != nullptr) ++n;
+    return n;
+  }
+
+  bool has_waiters() const noexcept { return !list_.empty(); }
+
+ private:
+  // The waker unparks us while it holds the lock and touches the queue
+  // until it releases it. Taking the lock once makes sure it is done, so
+  // that the woken may destroy the primitive at once (a wait_group right
+  // after wait(), a mutex right after its last unlock), as std and POSIX
+  // allow.
+  void wait_for_waker() noexcept {
+    lock_.lock();
+    lock_.unlock();
+  }
+
+  spinlock lock_;
+  wait_list list_;
+};
+
+}  // namespace spindle::detail

@@ -1,0 +1,134 @@
+#include "sync/mutex.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <system_error>
+
+#include "fiber/this_fiber.h"
+
+namespace spindle {
+namespace detail {
+
+std::uint64_t current_owner_id() noexcept { return this_fiber::get_id().value(); }
+
+bool lock_word::acquire_slow(const std::chrono::steady_clock::time_point* deadline) noexcept {
+  // Mark the word contended; if it was free meanwhile, we have it.
+  std::uint32_t c = state_.exchange(2, std::memory_order_acquire);
+  while (c != 0) {
+    waiters_.lock().lock();
+    // Park only while the word still says "locked, contended", checked
+    // under the queue's lock that release_slow() wakes under.
+    if (state_.load(std::memory_order_relaxed) == 2) {
+      wait_node node;
+      if (deadline == nullptr) {
+        waiters_.wait(node);
+      } else if (!waiters_.wait_until(node, *deadline)) {
+        return false;
+      }
+    } else {
+      waiters_.lock().unlock();
+    }
+    // Woken, or released meanwhile: try again, staying "contended" since
+    // others may still wait.
+    c = state_.exchange(2, std::memory_order_acquire);
+  }
+  return true;
+}
+
+void lock_word::release_slow() noexcept {
+  state_.store(0, std::memory_order_release);
+  waiters_.lock().lock();
+  (void)waiters_.wake_one();
+  waiters_.lock().unlock();
+}
+
+[[noreturn]] void misuse_abort(const char* message) noexcept {
+  std::fprintf(stderr, "spindle: %s\n", message);
+  std::abort();
+}
+
+}  // namespace detail
+
+void mutex::check_not_owner(const char* what) const {
+  if (owner_.load(std::memory_order_relaxed) == detail::current_owner_id()) {
+    throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
+                            what);
+  }
+}
+
+void mutex::lock() {
+  if (!word_.try_acquire()) [[unlikely]] {
+    check_not_owner("spindle::mutex::lock: the caller already owns the mutex");
+    word_.acquire();
+  }
+  owner_.store(detail::current_owner_id(), std::memory_order_relaxed);
+}
+
+bool mutex::try_lock() noexcept {
+  if (!word_.try_acquire()) return false;
+  owner_.store(detail::current_owner_id(), std::memory_order_relaxed);
+  return true;
+}
+
+bool mutex::lock_until(std::chrono::steady_clock::time_point deadline) {
+  if (!word_.try_acquire()) {
+    check_not_owner("spindle::timed_mutex::try_lock_until: the caller already owns the mutex");
+    if (!word_.acquire_until(deadline)) return false;
+  }
+  owner_.store(detail::current_owner_id(), std::memory_order_relaxed);
+  return true;
+}
+
+void mutex::unlock() {
+  if (owner_.load(std::memory_order_relaxed) != detail::current_owner_id()) [[unlikely]] {
+    detail::misuse_abort("spindle::mutex::unlock: the caller does not own the mutex");
+  }
+  owner_.store(0, std::memory_order_relaxed);
+  word_.release();
+}
+
+void recursive_mutex::lock() {
+  const std::uint64_t me = detail::current_owner_id();
+  if (owner_.load(std::memory_order_relaxed) == me) {
+    ++depth_;
+    return;
+  }
+  word_.acquire();
+  owner_.store(me, std::memory_order_relaxed);
+  depth_ = 1;
+}
+
+bool recursive_mutex::try_lock() noexcept {
+  const std::uint64_t me = detail::current_owner_id();
+  if (owner_.load(std::memory_order_relaxed) == me) {
+    ++depth_;
+    return true;
+  }
+  if (!word_.try_acquire()) return false;
+  owner_.store(me, std::memory_order_relaxed);
+  depth_ = 1;
+  return true;
+}
+
+bool recursive_mutex::lock_until(std::chrono::steady_clock::time_point deadline) {
+  const std::uint64_t me = detail::current_owner_id();
+  if (owner_.load(std::memory_order_relaxed) == me) {
+    ++depth_;
+    return true;
+  }
+  if (!word_.acquire_until(deadline)) return false;
+  owner_.store(me, std::memory_order_relaxed);
+  depth_ = 1;
+  return true;
+}
+
+void recursive_mutex::unlock() {
+  if (owner_.load(std::memory_order_relaxed) != detail::current_owner_id()) [[unlikely]] {
+    detail::misuse_abort("spindle::recursive_mutex::unlock: the caller does not own the mutex");
+  }
+  if (--depth_ != 0) return;
+  owner_.store(0, std::memory_order_relaxed);
+  word_.release();
+}
+
+}  // namespace spindle

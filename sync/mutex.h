@@ -1,0 +1,138 @@
+// spindle::mutex, timed_mutex, recursive_mutex: std's mutexes for fibers.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+#include "sync/detail/wait_queue.h"
+
+namespace spindle {
+
+namespace detail {
+// The identity of the calling fiber, or of the calling plain thread
+// (this_fiber::get_id().value()); never 0.
+std::uint64_t current_owner_id() noexcept;
+
+// A futex-style lock word with a queue of parked waiters (Drepper,
+// "Futexes Are Tricky", mutex 2). state_: 0 unlocked; 1 locked and nobody
+// waits; 2 locked and someone may wait. The fast paths are one CAS (lock)
+// and one atomic decrement (unlock); only a contended unlock touches the
+// queue.
+class lock_word {
+ public:
+  bool try_acquire() noexcept {
+    std::uint32_t expected = 0;
+    return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                          std::memory_order_relaxed);
+  }
+  void acquire() noexcept {
+    if (!try_acquire()) acquire_slow(nullptr);
+  }
+  // False when the deadline passed first.
+  bool acquire_until(std::chrono::steady_clock::time_point deadline) noexcept {
+    return try_acquire() || acquire_slow(&deadline);
+  }
+  void release() noexcept {
+    if (state_.fetch_sub(1, std::memory_order_release) != 1) release_slow();
+  }
+
+ private:
+  bool acquire_slow(const std::chrono::steady_clock::time_point* deadline) noexcept;
+  void release_slow() noexcept;
+
+  std::atomic<std::uint32_t> state_{0};
+  wait_queue waiters_;
+};
+}  // namespace detail
+
+// mutex is std::mutex for fibers: lock() parks the calling fiber (never its
+// worker thread) while another holds the mutex, so thousands of fibers can
+// contend for it on a few threads. It works across workers and from plain
+// threads (which block). Same interface and semantics as std::mutex, so
+// std::lock_guard, std::unique_lock and std::scoped_lock work with it:
+//
+//   spindle::mutex mu;
+//   int counter = 0;  // guarded by mu
+//   ...
+//   { std::lock_guard lock(mu); ++counter; }
+//
+// Misuse that std leaves undefined is caught: lock() by the owner throws
+// std::system_error(errc::resource_deadlock_would_occur) (a fiber would
+// otherwise wait for itself forever), and unlock() by anyone but the owner
+// aborts with a message. Waiters are woken in FIFO order, but a running
+// fiber may take a just-released mutex before the woken one does (no
+// hand-off), as with most mutexes: that keeps throughput up.
+class mutex {
+ public:
+  constexpr mutex() noexcept = default;
+  mutex(const mutex&) = delete;
+  mutex& operator=(const mutex&) = delete;
+
+  void lock();
+  [[nodiscard]] bool try_lock() noexcept;
+  void unlock();
+
+ protected:
+  bool lock_until(std::chrono::steady_clock::time_point deadline);
+  void check_not_owner(const char* what) const;
+
+  detail::lock_word word_;
+  // The owner's id while locked, 0 otherwise; written by the owner, read
+  // racily only to detect misuse.
+  std::atomic<std::uint64_t> owner_{0};
+};
+
+// timed_mutex adds try_lock_for() and try_lock_until(), as
+// std::timed_mutex does.
+class timed_mutex : public mutex {
+ public:
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return try_lock_until(std::chrono::steady_clock::now() +
+                          std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+  }
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    const auto now = Clock::now();
+    return lock_until(std::chrono::steady_clock::now() +
+                      std::chrono::ceil<std::chrono::steady_clock::duration>(deadline - now));
+  }
+};
+
+// recursive_mutex may be locked again by its owner; it must be unlocked as
+// many times. As std::recursive_mutex, with try_lock_for/until as in
+// std::recursive_timed_mutex (also spelled recursive_timed_mutex here).
+class recursive_mutex {
+ public:
+  constexpr recursive_mutex() noexcept = default;
+  recursive_mutex(const recursive_mutex&) = delete;
+  recursive_mutex& operator=(const recursive_mutex&) = delete;
+
+  void lock();
+  [[nodiscard]] bool try_lock() noexcept;
+  void unlock();
+
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return lock_until(std::chrono::steady_clock::now() +
+                      std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+  }
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    const auto now = Clock::now();
+    return lock_until(std::chrono::steady_clock::now() +
+                      std::chrono::ceil<std::chrono::steady_clock::duration>(deadline - now));
+  }
+
+ private:
+  bool lock_until(std::chrono::steady_clock::time_point deadline);
+
+  detail::lock_word word_;
+  std::atomic<std::uint64_t> owner_{0};
+  std::uint32_t depth_ = 0;  // guarded by the lock itself
+};
+
+using recursive_timed_mutex = recursive_mutex;
+
+}  // namespace spindle

@@ -1,0 +1,49 @@
+// spindle::wait_group: Go's sync.WaitGroup for fibers.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "sync/detail/wait_queue.h"
+
+namespace spindle {
+
+// wait_group has a counter that add() raises, done() lowers, and wait()
+// waits to see at zero, as Go's sync.WaitGroup:
+//
+//   spindle::wait_group wg;
+//   for (auto& job : jobs) {
+//     wg.add(1);
+//     spindle::go([&wg, &job] { job.run(); wg.done(); });
+//   }
+//   wg.wait();  // parks until every job called done()
+//
+// Everything a fiber did before its done() is visible to a fiber whose
+// wait() returns. When wait() returns, the wait_group may be destroyed or
+// reused. Any fiber or thread.
+class wait_group {
+ public:
+  wait_group() = default;
+  wait_group(const wait_group&) = delete;
+  wait_group& operator=(const wait_group&) = delete;
+
+  // add() adds `delta` (which may be negative) to the counter, waking the
+  // waiters when it reaches zero. A counter below zero is a caller bug:
+  // add() aborts with "spindle::wait_group: counter below zero".
+  void add(std::int64_t delta = 1) noexcept;
+
+  // done() is add(-1).
+  void done() noexcept { add(-1); }
+
+  // wait() returns once the counter is zero (at once if it is).
+  void wait() noexcept;
+
+  // count() is the counter now (for diagnostics).
+  std::int64_t count() const noexcept { return count_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<std::int64_t> count_{0};
+  detail::wait_queue waiters_;
+};
+
+}  // namespace spindle
