@@ -1,0 +1,52 @@
+// spindle::once_flag and call_once: std::call_once for fibers.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <utility>
+
+#include "sync/detail/wait_queue.h"
+
+namespace spindle {
+
+// once_flag is std::once_flag for fibers: fibers that call call_once()
+// while another runs the function park (not their worker) until it is done.
+class once_flag {
+ public:
+  constexpr once_flag() noexcept = default;
+  once_flag(const once_flag&) = delete;
+  once_flag& operator=(const once_flag&) = delete;
+
+ private:
+  template <class F, class... Args>
+  friend void call_once(once_flag& flag, F&& f, Args&&... args);
+
+  // Takes the right to run the function: true for the one caller that
+  // must run it now; false once it has run (after waiting for a run in
+  // progress).
+  bool begin() noexcept;
+  // The function returned (done) or threw (the next caller tries again).
+  void end(bool done) noexcept;
+
+  enum : int { idle = 0, running = 1, done_state = 2 };
+  std::atomic<int> state_{idle};
+  detail::wait_queue waiters_;
+};
+
+// call_once() runs f(args...) once for `flag`, as std::call_once: if it
+// throws, the exception propagates and a later call tries again; all calls
+// return after a successful run, seeing its effects.
+template <class F, class... Args>
+void call_once(once_flag& flag, F&& f, Args&&... args) {
+  if (flag.state_.load(std::memory_order_acquire) == once_flag::done_state) return;  // fast path
+  if (!flag.begin()) return;
+  try {
+    std::invoke(std::forward<F>(f), std::forward<Args>(args)...);
+  } catch (...) {
+    flag.end(false);
+    throw;
+  }
+  flag.end(true);
+}
+
+}  // namespace spindle

@@ -1,0 +1,119 @@
+// spindle::select: Go's select over channel sends and receives.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+#include "sync/channel.h"
+
+namespace spindle {
+
+namespace detail {
+
+// What select() needs of a case, whatever the channel's value type.
+class select_case {
+ public:
+  virtual ~select_case() = default;
+  virtual channel_base& chan() noexcept = 0;
+  // The non-blocking attempt, under the channel's lock.
+  virtual channel_status try_locked() = 0;
+  virtual bool is_send() const noexcept = 0;
+  virtual void* payload() noexcept = 0;
+  virtual wait_list& queue() noexcept = 0;
+  virtual void set_status(channel_status s) noexcept = 0;
+};
+
+std::uint32_t select_random() noexcept;
+
+class select_engine {
+ public:
+  // Runs a select over `cases`; returns the index of the case that went
+  // through, or -1 (no case ready with !block, or the deadline passed).
+  static int run(select_case* const* cases, int n,
+                 const std::chrono::steady_clock::time_point* deadline, bool block);
+};
+
+}  // namespace detail
+
+// recv_case is a receive case of select(): after select() chose it,
+// `value` holds what was received, or std::nullopt if the channel was
+// closed (and drained).
+template <class T>
+class recv_case final : public detail::select_case {
+ public:
+  explicit recv_case(channel<T>& ch) noexcept : ch_(ch) {}
+  std::optional<T> value;
+  channel_status status = channel_status::empty;
+
+ private:
+  detail::channel_base& chan() noexcept override { return ch_; }
+  channel_status try_locked() override { return ch_.try_recv_locked(value); }
+  bool is_send() const noexcept override { return false; }
+  void* payload() noexcept override { return &value; }
+  detail::wait_list& queue() noexcept override { return ch_.receivers_; }
+  void set_status(channel_status s) noexcept override { status = s; }
+  channel<T>& ch_;
+};
+
+// send_case is a send case of select(): it sends `value`.
+template <class T>
+class send_case final : public detail::select_case {
+ public:
+  send_case(channel<T>& ch, T v) : value(std::move(v)), ch_(ch) {}
+  T value;
+  channel_status status = channel_status::full;
+
+ private:
+  detail::channel_base& chan() noexcept override { return ch_; }
+  channel_status try_locked() override { return ch_.try_send_locked(value); }
+  bool is_send() const noexcept override { return true; }
+  void* payload() noexcept override { return &value; }
+  detail::wait_list& queue() noexcept override { return ch_.senders_; }
+  void set_status(channel_status s) noexcept override { status = s; }
+  channel<T>& ch_;
+};
+
+// select() waits until one of the cases can go through, does it, and
+// returns its index (0 for the first case). When several are ready, one is
+// picked uniformly at random, so that no case starves (Go's rule). A
+// receive from a closed channel is ready (its value is std::nullopt); a
+// send to a closed channel throws channel_closed, as Go panics.
+//
+//   spindle::recv_case job(jobs);
+//   spindle::recv_case stop(quit);
+//   switch (spindle::select(job, stop)) {
+//     case 0: run(*job.value); break;
+//     case 1: return;
+//   }
+//
+// try_select() is select() with a default: -1 at once if no case is ready.
+// select_for()/select_until() return -1 when the deadline passes first.
+template <class... Cases>
+int select(Cases&... cases) {
+  detail::select_case* cs[] = {&cases...};
+  return detail::select_engine::run(cs, sizeof...(Cases), nullptr, true);
+}
+
+template <class... Cases>
+int try_select(Cases&... cases) {
+  detail::select_case* cs[] = {&cases...};
+  return detail::select_engine::run(cs, sizeof...(Cases), nullptr, false);
+}
+
+template <class Clock, class Duration, class... Cases>
+int select_until(const std::chrono::time_point<Clock, Duration>& deadline, Cases&... cases) {
+  detail::select_case* cs[] = {&cases...};
+  const auto d = detail::to_steady(deadline);
+  return detail::select_engine::run(cs, sizeof...(Cases), &d, true);
+}
+
+template <class Rep, class Period, class... Cases>
+int select_for(const std::chrono::duration<Rep, Period>& timeout, Cases&... cases) {
+  return select_until(std::chrono::steady_clock::now() + timeout, cases...);
+}
+
+}  // namespace spindle
