@@ -49,11 +49,11 @@ runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
   __builtin_unreachable();  // nothing ever jumps back to a finished fiber
 }
 
-// Readies a new fiber `cb` (built by make_record) and hands it to
-// `target`: `local` when the caller is target's own thread.
+// Readies a new fiber `cb` (built by make_record, its name already set:
+// the one step that can throw, done before the fiber is counted) and hands
+// it to `target`: `local` when the caller is target's own thread.
 void start_fiber(worker& target, control_block* cb, const fiber_options& o, bool joinable,
-                 bool local) {
-  cb->name_ = o.name;  // may throw std::bad_alloc; nothing else below throws
+                 bool local) noexcept {
   cb->check_canary_ = cb->stack_.guard == guard_kind::canary;
   cb->id_ = next_fiber_id();
   cb->pinned_ = o.pinned ? 1 : 0;
@@ -79,10 +79,6 @@ void start_fiber(worker& target, control_block* cb, const fiber_options& o, bool
   }
 }
 
-[[noreturn]] void throw_no_runtime() {
-  throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
-                          "spindle: no runtime is running; start fibers inside spindle::run()");
-}
 
 void check_worker_index(const runtime& rt, const fiber_options& o) {
   if (o.worker < -1 || o.worker >= static_cast<int>(rt.worker_count())) {
@@ -222,6 +218,7 @@ stack allocate_fiber_stack(std::size_t size) {
 }
 
 void spawn(control_block* cb, const fiber_options& o, bool joinable) {
+  cb->name_ = o.name;  // may throw std::bad_alloc: before anything is counted
   if (worker* w = this_worker(); w != nullptr) {
     // On a worker, from a fiber (which keeps the runtime alive). Counted
     // before it is published: another worker may steal it and finish it at
@@ -230,12 +227,7 @@ void spawn(control_block* cb, const fiber_options& o, bool joinable) {
     check_worker_index(rt, o);
     worker& target = o.worker >= 0 ? rt.worker_at(static_cast<unsigned>(o.worker)) : *w;
     rt.fiber_started();
-    try {
-      start_fiber(target, cb, o, joinable, &target == w);
-    } catch (...) {
-      rt.fiber_finished();  // cannot be the last: the spawning fiber lives
-      throw;
-    }
+    start_fiber(target, cb, o, joinable, &target == w);
     return;
   }
   // From a plain thread: into the running spindle::run() runtime if there
@@ -253,13 +245,7 @@ void spawn(control_block* cb, const fiber_options& o, bool joinable) {
   // Counted before it can run (and finish): under g_runtime_mu, so the
   // runtime cannot decide to stop in between (see fiber_finished()).
   rt->fiber_started();
-  try {
-    start_fiber(target, cb, o, joinable, false);
-  } catch (...) {
-    // Not the last fiber (we hold g_runtime_mu): undo the count.
-    rt->fiber_finished();
-    throw;
-  }
+  start_fiber(target, cb, o, joinable, false);
 }
 
 void join(control_block* cb) noexcept {
@@ -308,6 +294,7 @@ void run_main(const options& opts, control_block* (*make_main)(void* ctx, const 
   control_block* main = nullptr;
   try {
     main = make_main(ctx, allocate_stack(rt.opts().stack_size));
+    main->name_ = "main";
     rt.fiber_started();
     // The workers have not started: this thread may use worker 0's queues.
     start_fiber(rt.worker_at(0), main, fiber_options{.name = "main"}, /*joinable=*/true,

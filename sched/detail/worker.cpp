@@ -96,6 +96,19 @@ constexpr int max_spinning_workers = 1;
 // "prime, so as not to correlate with user patterns").
 constexpr std::uint32_t shared_queue_interval = 61;
 
+// How long a fiber may sit in the runnext slot of a worker that does not
+// switch before another worker takes it (Go: ~3 us of spinning plus a
+// time slice; here a little more than one spin, since thieves look at
+// other workers only while they search or when their idle poll fires).
+constexpr auto stale_runnext_age = std::chrono::microseconds(20);
+
+// While some worker is busy, an idle one sleeps at most this long before it
+// looks again for work that nobody woke it for: a wakeup can be missed in
+// a race (wake_idle_worker reads relaxed), and a fiber queued behind one
+// that computes without blocking must not wait for it (Go's sysmon plays
+// this part). When every worker is idle they sleep without a timeout.
+constexpr double idle_poll_seconds = 0.001;
+
 // The most consecutive runnext picks before the ring gets a turn.
 constexpr std::uint32_t runnext_max_streak = 61;
 
@@ -178,6 +191,9 @@ void make_runnable(control_block* cb, bool next) noexcept {
   if (self != nullptr && &self->rt() == &home->rt() &&
       (self == home || (cb->pinned_ == 0 && cb->loop_wait_ == nullptr))) {
     self->enqueue(cb, next);
+    // Runnable work that nobody else may take for a while: if a worker
+    // idles, let it look (Go's ready() calls wakep()).
+    if (next) self->rt().wake_idle_worker();
   } else {
     home->schedule_remote(cb);
   }
@@ -191,6 +207,10 @@ void on_timer(struct ev_loop*, ev_timer* w, int) {
   if (c == claim::none) return;  // woken by someone else first
   node->fired = true;            // before the fiber can run and read it
   if (c == claim::parked) make_runnable(node->cb, /*next=*/false);
+}
+
+void on_idle_timer(struct ev_loop*, ev_timer*, int) {
+  // Nothing: the loop looks for work after every ev_run.
 }
 
 void on_async(struct ev_loop*, ev_async*, int) {
@@ -246,6 +266,7 @@ worker::worker(runtime& rt, unsigned index)
       rt_(rt),
       index_(index),
       async_(std::make_unique<ev_async>()),
+      idle_timer_(std::make_unique<ev_timer>()),
       rand_state_(0x9e3779b9u * (index + 1)) {
   // EVFLAG_NOSIGMASK: signals are not libev's business here.
   loop_ = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
@@ -256,6 +277,8 @@ worker::worker(runtime& rt, unsigned index)
   }
   ev_async_init(async_.get(), on_async);
   ev_async_start(loop_, async_.get());
+  ev_timer_init(idle_timer_.get(), on_idle_timer, idle_poll_seconds, 0.0);
+  seen_.resize(rt.opts().workers == 0 ? 1 : rt.opts().workers);
   loop_cb_->state_.store(fiber_state::running, std::memory_order_relaxed);
 }
 
@@ -292,7 +315,14 @@ void worker::loop() noexcept {
       switch_to(loop_cb_, next, switch_action::save);
       continue;
     }
-    poll_events(true);
+    if (rt_.all_idle()) {
+      poll_events(true);
+    } else {
+      ev_timer_set(idle_timer_.get(), idle_poll_seconds, 0.0);
+      ev_timer_start(loop_, idle_timer_.get());
+      poll_events(true);
+      ev_timer_stop(loop_, idle_timer_.get());
+    }
     rt_.leave_idle(this);
   }
   tls_worker = nullptr;
@@ -458,6 +488,29 @@ control_block* worker::find_work() noexcept {
     }
     return stolen[0];
   }
+  return steal_stale_runnext();
+}
+
+control_block* worker::steal_stale_runnext() noexcept {
+  // A worker whose switch count has not moved for stale_runnext_age while
+  // a fiber sat in its runnext slot is stuck in one fiber (computing, or
+  // spinning on something): the runnext fiber would wait for it, so we
+  // take it (Go steals runnext from a P that has run one G for a while).
+  const auto now = std::chrono::steady_clock::now();
+  const unsigned n = rt_.worker_count();
+  for (unsigned v = 0; v < n; ++v) {
+    if (v == index_) continue;
+    worker& victim = rt_.worker_at(v);
+    victim_view& seen = seen_[v];
+    const std::uint32_t count = victim.switch_count();
+    if (count != seen.switches || !victim.has_runnext()) {
+      seen.switches = count;
+      seen.since = now;
+      continue;
+    }
+    if (now - seen.since < stale_runnext_age) continue;
+    if (control_block* cb = victim.steal_runnext(count)) return cb;
+  }
   return nullptr;
 }
 
@@ -468,13 +521,6 @@ control_block* worker::search() noexcept {
     return find_work();
   }
   const auto give_up = std::chrono::steady_clock::now() + spin_duration;
-  // Switch counts of the others now: a worker whose count has not moved by
-  // the end of the spin has been in one fiber all along, and its runnext
-  // fiber has waited that long; then we take it.
-  const unsigned n = rt_.worker_count();
-  std::uint32_t seen[64];
-  const unsigned tracked = n < 64 ? n : 64;
-  for (unsigned i = 0; i < tracked; ++i) seen[i] = rt_.worker_at(i).switch_count();
   control_block* found = nullptr;
   do {
     found = find_work();
@@ -485,9 +531,6 @@ control_block* worker::search() noexcept {
     if (found != nullptr || rt_.stopping()) break;
     std::this_thread::yield();  // let a worker with real work have the core
   } while (std::chrono::steady_clock::now() < give_up);
-  for (unsigned i = 0; found == nullptr && i < tracked; ++i) {
-    if (i != index_) found = rt_.worker_at(i).steal_runnext(seen[i]);
-  }
   rt_.searching_.fetch_sub(1, std::memory_order_acq_rel);
   // We found work and stop searching: if others are idle, let one take
   // over the search (there may be more work than one worker can run).

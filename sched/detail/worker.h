@@ -19,6 +19,7 @@
 
 struct ev_loop;
 struct ev_async;
+struct ev_timer;
 
 namespace spindle::detail {
 
@@ -100,6 +101,7 @@ class worker {
     return runnext_.exchange(nullptr, std::memory_order_acq_rel);
   }
   std::uint32_t switch_count() const noexcept { return switches_.load(std::memory_order_relaxed); }
+  bool has_runnext() const noexcept { return runnext_.load(std::memory_order_relaxed) != nullptr; }
 
  private:
   friend class runtime;
@@ -124,6 +126,9 @@ class worker {
   // find_work(), spinning for a while if few other workers are (see
   // spin_duration in worker.cpp).
   control_block* search() noexcept;
+  // Takes another worker's runnext fiber if that worker has been stuck in
+  // one fiber for a while (see stale_runnext_age in worker.cpp).
+  control_block* steal_stale_runnext() noexcept;
 
   // ---- Hot: touched by every switch; kept together ----
   // The context now running on this worker (a fiber, or loop_cb_).
@@ -163,8 +168,17 @@ class worker {
   const unsigned index_;
   struct ev_loop* loop_ = nullptr;
   std::unique_ptr<ev_async> async_;
+  // Bounds an idle sleep while other workers are busy (worker.cpp).
+  std::unique_ptr<ev_timer> idle_timer_;
   // Cheap per-worker randomness for the order in which to visit victims.
   std::uint32_t rand_state_;
+  // What this worker last saw of each other worker: its switch count and
+  // since when, to tell a worker stuck in one fiber. Owner only.
+  struct victim_view {
+    std::uint32_t switches = 0;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::vector<victim_view> seen_;
 
   // Fibers made runnable by other threads. inbox_nonempty_ lets the owner
   // skip the lock when there is nothing; sleeping_ lets senders skip the
@@ -232,6 +246,10 @@ class runtime {
   }
   void wake_one_idle_worker() noexcept;
   void enter_idle(worker* w) noexcept;
+  // Whether every worker is idle (then idle workers need no timeout).
+  bool all_idle() const noexcept {
+    return idle_count_.load(std::memory_order_acquire) >= static_cast<int>(workers_.size());
+  }
   void leave_idle(worker* w) noexcept;
   std::atomic<int> searching_{0};
 

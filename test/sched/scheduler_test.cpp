@@ -325,6 +325,48 @@ TEST_P(WorkersTest, ACpuBoundFiberDoesNotHoldUpAFiberQueuedBehindIt) {
   });
 }
 
+TEST_P(WorkersTest, AFiberWokenByAComputingFiberIsNotHeldUpByIt) {
+  if (workers() < 2) GTEST_SKIP() << "with one worker a fiber that never yields holds it";
+  // The waker puts the woken fiber in its own runnext slot and then spins
+  // without blocking: another worker must take the woken fiber from there.
+  const int rounds = static_cast<int>(spindle::test::scaled(200));
+  spindle::run(opts(), [rounds] {
+    for (int i = 0; i < rounds; ++i) {
+      baton wake;
+      std::atomic<bool> answered{false};
+      fiber sleeper([&] {
+        wake.take_untimed();
+        answered = true;
+      });
+      fiber waker([&] {
+        spindle::this_fiber::sleep_for(std::chrono::microseconds(50));  // the sleeper parks
+        wake.give();
+        while (!answered.load()) {
+        }
+      });
+      sleeper.join();
+      waker.join();
+    }
+  });
+}
+
+TEST_P(WorkersTest, AFiberSpawnedByAComputingFiberIsNotHeldUpByIt) {
+  if (workers() < 2) GTEST_SKIP() << "with one worker a fiber that never yields holds it";
+  const int rounds = static_cast<int>(spindle::test::scaled(200));
+  spindle::run(opts(), [rounds] {
+    for (int i = 0; i < rounds; ++i) {
+      std::atomic<bool> ran{false};
+      fiber spawner([&ran] {
+        fiber child([&ran] { ran = true; });
+        while (!ran.load()) {
+        }
+        child.join();
+      });
+      spawner.join();
+    }
+  });
+}
+
 TEST(PinTest, PinningOutsideAFiberIsAnError) {
   try {
     spindle::this_fiber::pin();

@@ -1,0 +1,96 @@
+#include "sync/shared_mutex.h"
+
+namespace spindle {
+
+bool shared_mutex::try_lock() noexcept {
+  lock_.lock();
+  const bool ok = !writer_ && readers_count_ == 0;
+  if (ok) writer_ = true;
+  lock_.unlock();
+  return ok;
+}
+
+bool shared_mutex::try_lock_shared() noexcept {
+  lock_.lock();
+  const bool ok = !writer_ && writers_waiting_ == 0;
+  if (ok) ++readers_count_;
+  lock_.unlock();
+  return ok;
+}
+
+bool shared_mutex::lock_until(const std::chrono::steady_clock::time_point* deadline) noexcept {
+  lock_.lock();
+  if (!writer_ && readers_count_ == 0) {
+    writer_ = true;
+    lock_.unlock();
+    return true;
+  }
+  ++writers_waiting_;
+  return wait_in(writers_, deadline, true);
+}
+
+bool shared_mutex::lock_shared_until(const std::chrono::steady_clock::time_point* deadline) noexcept {
+  lock_.lock();
+  if (!writer_ && writers_waiting_ == 0) {
+    ++readers_count_;
+    lock_.unlock();
+    return true;
+  }
+  return wait_in(readers_, deadline, false);
+}
+
+bool shared_mutex::wait_in(detail::wait_list& list,
+                           const std::chrono::steady_clock::time_point* deadline,
+                           bool writer) noexcept {
+  detail::wait_node node;
+  node.waiter = detail::current_waiter();
+  detail::prepare_park(node.waiter);
+  list.push_back(&node);
+  lock_.unlock();
+  const bool woken = deadline == nullptr ? (detail::park(node.waiter), true)
+                                         : detail::park_until(node.waiter, *deadline);
+  // Woken: hand_off() gave us the lock under lock_; taking lock_ once makes
+  // sure it is done with the mutex. Timed out: withdraw if still queued (if
+  // a hand-off popped us, its unpark failed and it passed the lock on).
+  lock_.lock();
+  if (!woken && node.queued) {
+    list.remove(&node);
+    if (writer) {
+      --writers_waiting_;
+      // Readers held back only by this waiting writer may go now.
+      if (writers_waiting_ == 0 && !writer_) hand_off();
+    }
+  }
+  lock_.unlock();
+  return woken;
+}
+
+void shared_mutex::hand_off() noexcept {
+  while (detail::wait_node* w = writers_.pop_front()) {
+    --writers_waiting_;
+    if (detail::unpark(w->waiter)) {
+      writer_ = true;
+      return;
+    }
+  }
+  if (writers_waiting_ == 0) {
+    while (detail::wait_node* r = readers_.pop_front()) {
+      if (detail::unpark(r->waiter)) ++readers_count_;
+    }
+  }
+}
+
+void shared_mutex::unlock() noexcept {
+  lock_.lock();
+  writer_ = false;
+  hand_off();
+  lock_.unlock();
+}
+
+void shared_mutex::unlock_shared() noexcept {
+  lock_.lock();
+  if (--readers_count_ == 0) hand_off();
+  lock_.unlock();
+}
+
+}  // namespace spindle

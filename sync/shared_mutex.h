@@ -1,0 +1,76 @@
+// spindle::shared_mutex and shared_timed_mutex: std's reader/writer locks
+// for fibers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include "sync/condition_variable.h"
+#include "sync/detail/wait_queue.h"
+
+namespace spindle {
+
+// shared_mutex is std::shared_mutex for fibers: many readers
+// (lock_shared) or one writer (lock); waiting parks the fiber. Writers are
+// preferred: once a writer waits, new readers wait behind it, so a stream
+// of readers cannot starve writers. On release the lock is handed over
+// directly (to the next writer, else to every waiting reader). Works with
+// std::unique_lock and std::shared_lock. Any fiber or thread.
+class shared_mutex {
+ public:
+  shared_mutex() = default;
+  shared_mutex(const shared_mutex&) = delete;
+  shared_mutex& operator=(const shared_mutex&) = delete;
+
+  void lock() { (void)lock_until(nullptr); }
+  [[nodiscard]] bool try_lock() noexcept;
+  void unlock() noexcept;
+
+  void lock_shared() { (void)lock_shared_until(nullptr); }
+  [[nodiscard]] bool try_lock_shared() noexcept;
+  void unlock_shared() noexcept;
+
+ protected:
+  bool lock_until(const std::chrono::steady_clock::time_point* deadline) noexcept;
+  bool lock_shared_until(const std::chrono::steady_clock::time_point* deadline) noexcept;
+
+ private:
+  // Holds lock_: gives the lock to the next writer, else to all readers.
+  void hand_off() noexcept;
+  // Parks in `list` (lock_ held; returns with it released); true when the
+  // lock was handed to us, false on timeout.
+  bool wait_in(detail::wait_list& list, const std::chrono::steady_clock::time_point* deadline,
+               bool writer) noexcept;
+
+  detail::spinlock lock_;
+  detail::wait_list readers_;            // guarded by lock_
+  detail::wait_list writers_;            // guarded by lock_
+  bool writer_ = false;                  // guarded by lock_
+  std::uint32_t readers_count_ = 0;      // guarded by lock_
+  std::uint32_t writers_waiting_ = 0;    // guarded by lock_
+};
+
+// shared_timed_mutex adds the timed forms, as std::shared_timed_mutex.
+class shared_timed_mutex : public shared_mutex {
+ public:
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return try_lock_until(std::chrono::steady_clock::now() + timeout);
+  }
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    const auto d = detail::to_steady(deadline);
+    return lock_until(&d);
+  }
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return try_lock_shared_until(std::chrono::steady_clock::now() + timeout);
+  }
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    const auto d = detail::to_steady(deadline);
+    return lock_shared_until(&d);
+  }
+};
+
+}  // namespace spindle
