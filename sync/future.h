@@ -1,0 +1,310 @@
+// spindle::promise, future, shared_future, packaged_task, async: std's
+// <future> for fibers. Waiting parks the fiber.
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "fiber/fiber.h"
+#include "sync/condition_variable.h"
+#include "sync/mutex.h"
+
+namespace spindle {
+
+using std::future_errc;
+using std::future_error;
+using std::future_status;
+
+namespace detail {
+
+template <class T>
+using stored_t = std::conditional_t<std::is_void_v<T>, char, T>;
+
+// The state a promise and its futures share.
+template <class T>
+class future_state {
+ public:
+  template <class... V>
+  void set_value(V&&... v) {
+    std::lock_guard lock(mu_);
+    check_unsatisfied();
+    if constexpr (std::is_void_v<T>) {
+      value_.emplace();
+    } else {
+      value_.emplace(std::forward<V>(v)...);
+    }
+    ready_ = true;
+    cv_.notify_all();
+  }
+  void set_exception(std::exception_ptr e) {
+    std::lock_guard lock(mu_);
+    check_unsatisfied();
+    error_ = std::move(e);
+    ready_ = true;
+    cv_.notify_all();
+  }
+  // Sets broken_promise unless satisfied; never throws.
+  void abandon() noexcept {
+    std::lock_guard lock(mu_);
+    if (ready_) return;
+    error_ = std::make_exception_ptr(future_error(future_errc::broken_promise));
+    ready_ = true;
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return ready_; });
+  }
+  future_status wait_until(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_until(lock, deadline, [this] { return ready_; }) ? future_status::ready
+                                                                     : future_status::timeout;
+  }
+  // After wait(): the value, moved out (future::get), or rethrows.
+  stored_t<T> take() {
+    wait();
+    if (error_) std::rethrow_exception(error_);
+    return std::move(*value_);
+  }
+  // After wait(): the value, shared (shared_future::get), or rethrows.
+  const stored_t<T>& peek() {
+    wait();
+    if (error_) std::rethrow_exception(error_);
+    return *value_;
+  }
+
+ private:
+  void check_unsatisfied() const {
+    if (ready_) throw future_error(future_errc::promise_already_satisfied);
+  }
+
+  mutex mu_;
+  condition_variable cv_;
+  bool ready_ = false;                  // guarded by mu_
+  std::optional<stored_t<T>> value_;    // guarded by mu_
+  std::exception_ptr error_;            // guarded by mu_
+};
+
+[[noreturn]] inline void throw_no_state() { throw future_error(future_errc::no_state); }
+
+}  // namespace detail
+
+template <class T>
+class shared_future;
+
+// future<T> is std::future<T> for fibers: get() and wait() park the calling
+// fiber (or block a plain thread) until the value is there. Reference types
+// (future<T&>) are not supported.
+template <class T>
+class future {
+  static_assert(!std::is_reference_v<T>, "spindle::future<T&> is not supported");
+
+ public:
+  future() noexcept = default;
+  future(future&&) noexcept = default;
+  future& operator=(future&&) noexcept = default;
+
+  bool valid() const noexcept { return state_ != nullptr; }
+  // get() waits, then returns the value or rethrows the exception; the
+  // future is no longer valid() after.
+  T get() {
+    if (!state_) detail::throw_no_state();
+    auto state = std::move(state_);
+    if constexpr (std::is_void_v<T>) {
+      (void)state->take();
+    } else {
+      return state->take();
+    }
+  }
+  void wait() const {
+    if (!state_) detail::throw_no_state();
+    state_->wait();
+  }
+  template <class Rep, class Period>
+  future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
+    return wait_until(std::chrono::steady_clock::now() + timeout);
+  }
+  template <class Clock, class Duration>
+  future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
+    if (!state_) detail::throw_no_state();
+    return state_->wait_until(detail::to_steady(deadline));
+  }
+  shared_future<T> share() noexcept;
+
+ private:
+  template <class>
+  friend class promise;
+  template <class>
+  friend class shared_future;
+  explicit future(std::shared_ptr<detail::future_state<T>> s) noexcept : state_(std::move(s)) {}
+  std::shared_ptr<detail::future_state<T>> state_;
+};
+
+// shared_future<T> is std::shared_future<T>: copyable, get() may be called
+// many times and from many fibers.
+template <class T>
+class shared_future {
+ public:
+  shared_future() noexcept = default;
+  shared_future(future<T>&& f) noexcept : state_(std::move(f.state_)) {}  // NOLINT: as std
+
+  bool valid() const noexcept { return state_ != nullptr; }
+  decltype(auto) get() const {
+    if (!state_) detail::throw_no_state();
+    if constexpr (std::is_void_v<T>) {
+      (void)state_->peek();
+    } else {
+      return static_cast<const T&>(state_->peek());
+    }
+  }
+  void wait() const {
+    if (!state_) detail::throw_no_state();
+    state_->wait();
+  }
+  template <class Rep, class Period>
+  future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
+    return wait_until(std::chrono::steady_clock::now() + timeout);
+  }
+  template <class Clock, class Duration>
+  future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
+    if (!state_) detail::throw_no_state();
+    return state_->wait_until(detail::to_steady(deadline));
+  }
+
+ private:
+  std::shared_ptr<detail::future_state<T>> state_;
+};
+
+template <class T>
+shared_future<T> future<T>::share() noexcept {
+  return shared_future<T>(std::move(*this));
+}
+
+// promise<T> is std::promise<T>: the writing end. Destroyed unsatisfied,
+// it leaves future_errc::broken_promise for the future.
+template <class T>
+class promise {
+ public:
+  promise() : state_(std::make_shared<detail::future_state<T>>()) {}
+  promise(promise&&) noexcept = default;
+  promise& operator=(promise&& other) noexcept {
+    if (this != &other) {
+      if (state_) state_->abandon();
+      state_ = std::move(other.state_);
+      retrieved_ = other.retrieved_;
+    }
+    return *this;
+  }
+  ~promise() {
+    if (state_) state_->abandon();
+  }
+
+  future<T> get_future() {
+    if (!state_) detail::throw_no_state();
+    if (retrieved_) throw future_error(future_errc::future_already_retrieved);
+    retrieved_ = true;
+    return future<T>(state_);
+  }
+  template <class... V>
+  void set_value(V&&... v) {
+    if (!state_) detail::throw_no_state();
+    state_->set_value(std::forward<V>(v)...);
+  }
+  void set_exception(std::exception_ptr e) {
+    if (!state_) detail::throw_no_state();
+    state_->set_exception(std::move(e));
+  }
+
+ private:
+  std::shared_ptr<detail::future_state<T>> state_;
+  bool retrieved_ = false;
+};
+
+template <class Signature>
+class packaged_task;
+
+// packaged_task<R(Args...)> is std::packaged_task: a callable whose result
+// (or exception) goes to a future.
+template <class R, class... Args>
+class packaged_task<R(Args...)> {
+ public:
+  packaged_task() noexcept = default;
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, packaged_task>)
+  explicit packaged_task(F&& f)
+      : fn_(std::make_unique<holder<std::decay_t<F>>>(std::forward<F>(f))),
+        promise_(std::make_unique<promise<R>>()) {}
+  packaged_task(packaged_task&&) noexcept = default;
+  packaged_task& operator=(packaged_task&&) noexcept = default;
+
+  bool valid() const noexcept { return fn_ != nullptr; }
+  future<R> get_future() {
+    if (!promise_) detail::throw_no_state();
+    return promise_->get_future();
+  }
+  void operator()(Args... args) {
+    if (!fn_) detail::throw_no_state();
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn_->call(std::forward<Args>(args)...);
+        promise_->set_value();
+      } else {
+        promise_->set_value(fn_->call(std::forward<Args>(args)...));
+      }
+    } catch (const future_error&) {
+      throw;  // promise_already_satisfied: called twice
+    } catch (...) {
+      promise_->set_exception(std::current_exception());
+    }
+  }
+  void reset() {
+    if (!fn_) detail::throw_no_state();
+    promise_ = std::make_unique<promise<R>>();
+  }
+
+ private:
+  struct holder_base {
+    virtual ~holder_base() = default;
+    virtual R call(Args... args) = 0;
+  };
+  template <class F>
+  struct holder final : holder_base {
+    explicit holder(F f) : fn(std::move(f)) {}
+    R call(Args... args) override { return std::invoke(fn, std::forward<Args>(args)...); }
+    F fn;
+  };
+  std::unique_ptr<holder_base> fn_;
+  std::unique_ptr<promise<R>> promise_;
+};
+
+// async() runs f(args...) on a new fiber and returns a future of its
+// result, as std::async(std::launch::async, ...) with a fiber instead of a
+// thread. Starting the fiber follows spindle::go's rules.
+template <class F, class... Args>
+auto async(F&& f, Args&&... args) {
+  using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+  promise<R> p;
+  future<R> result = p.get_future();
+  go([p = std::move(p)](std::decay_t<F> fn, std::decay_t<Args>... a) mutable {
+       try {
+         if constexpr (std::is_void_v<R>) {
+           std::invoke(std::move(fn), std::move(a)...);
+           p.set_value();
+         } else {
+           p.set_value(std::invoke(std::move(fn), std::move(a)...));
+         }
+       } catch (...) {
+         p.set_exception(std::current_exception());
+       }
+     },
+     std::forward<F>(f), std::forward<Args>(args)...);
+  return result;
+}
+
+}  // namespace spindle

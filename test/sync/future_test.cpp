@@ -1,0 +1,116 @@
+#include "sync/future.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fiber/this_fiber.h"
+#include "sched/scheduler.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+class FutureTest : public testing::TestWithParam<unsigned> {
+ protected:
+  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
+};
+
+INSTANTIATE_TEST_SUITE_P(Workers, FutureTest, testing::Values(1u, 2u, 4u),
+                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+
+TEST_P(FutureTest, AsyncRunsOnAFiberAndGetReturnsItsResult) {
+  spindle::run(opts(), [] {
+    auto f = spindle::async([](int a, int b) { return a + b; }, 20, 22);
+    EXPECT_EQ(f.get(), 42);
+    EXPECT_FALSE(f.valid());
+    auto v = spindle::async([] {});
+    v.get();
+  });
+}
+
+TEST_P(FutureTest, ExceptionsTravelThroughTheFuture) {
+  spindle::run(opts(), [] {
+    auto f = spindle::async([]() -> int { throw std::runtime_error("nope"); });
+    EXPECT_THROW(f.get(), std::runtime_error);
+  });
+}
+
+TEST_P(FutureTest, APromiseSetFromAnotherFiberWakesTheWaiter) {
+  spindle::run(opts(), [] {
+    spindle::promise<std::unique_ptr<int>> p;
+    auto f = p.get_future();
+    EXPECT_EQ(f.wait_for(1ms), spindle::future_status::timeout);
+    spindle::go([p = std::move(p)]() mutable { p.set_value(std::make_unique<int>(7)); });
+    EXPECT_EQ(*f.get(), 7);
+  });
+}
+
+TEST_P(FutureTest, ABrokenPromiseAndMisuseReportStdErrors) {
+  spindle::run(opts(), [] {
+    spindle::future<int> f;
+    {
+      spindle::promise<int> p;
+      f = p.get_future();
+      try {
+        (void)p.get_future();
+        FAIL();
+      } catch (const spindle::future_error& e) {
+        EXPECT_EQ(e.code(), spindle::future_errc::future_already_retrieved);
+      }
+      p.set_value(1);
+      try {
+        p.set_value(2);
+        FAIL();
+      } catch (const spindle::future_error& e) {
+        EXPECT_EQ(e.code(), spindle::future_errc::promise_already_satisfied);
+      }
+    }
+    EXPECT_EQ(f.get(), 1);
+    spindle::future<int> g;
+    { g = spindle::promise<int>().get_future(); }
+    try {
+      g.get();
+      FAIL();
+    } catch (const spindle::future_error& e) {
+      EXPECT_EQ(e.code(), spindle::future_errc::broken_promise);
+    }
+  });
+}
+
+TEST_P(FutureTest, ASharedFutureGivesEveryWaiterTheValue) {
+  spindle::run(opts(), [] {
+    spindle::promise<std::string> p;
+    spindle::shared_future<std::string> sf = p.get_future().share();
+    std::vector<spindle::future<std::size_t>> lengths;
+    for (int i = 0; i < 8; ++i) {
+      lengths.push_back(spindle::async([sf] { return sf.get().size(); }));
+    }
+    p.set_value("twelve chars");
+    for (auto& l : lengths) EXPECT_EQ(l.get(), 12u);
+  });
+}
+
+TEST_P(FutureTest, APackagedTaskDeliversToItsFuture) {
+  spindle::run(opts(), [] {
+    spindle::packaged_task<int(int)> task([](int x) { return x * 2; });
+    auto f = task.get_future();
+    spindle::go([t = std::move(task)]() mutable { t(21); });
+    EXPECT_EQ(f.get(), 42);
+  });
+}
+
+TEST(FutureThreadTest, APlainThreadWaitsOnAFuture) {
+  spindle::promise<int> p;
+  auto f = p.get_future();
+  std::thread waiter([&f] { EXPECT_EQ(f.get(), 5); });
+  spindle::run([&p] { p.set_value(5); });
+  waiter.join();
+}
+
+}  // namespace
