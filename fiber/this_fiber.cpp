@@ -11,13 +11,7 @@
 
 namespace spindle::this_fiber {
 
-fiber::id get_id() noexcept {
-  if (const detail::control_block* cb = detail::tls_current_fiber) {
-    return make_fiber_id(cb->id_);
-  }
-  thread_local const std::uint64_t thread_id = detail::next_fiber_id();
-  return make_fiber_id(thread_id);
-}
+fiber::id get_id() noexcept { return make_fiber_id(detail::current_id()); }
 
 std::string_view get_name() noexcept {
   if (const detail::control_block* cb = detail::tls_current_fiber) return cb->name_;

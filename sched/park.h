@@ -47,6 +47,11 @@ void park(control_block* self) noexcept;
 // succeed any more).
 bool park_until(control_block* self, std::chrono::steady_clock::time_point deadline) noexcept;
 
+// parallel_workers() tells whether the caller is a fiber of a runtime with
+// more than one worker (so another fiber may be running at this moment),
+// or a plain thread: the condition under which spinning on a lock can pay.
+bool parallel_workers() noexcept;
+
 // yield_current() is this_fiber::yield() for a fiber on a worker.
 void yield_current() noexcept;
 

@@ -9,9 +9,23 @@
 namespace spindle {
 namespace detail {
 
-std::uint64_t current_owner_id() noexcept { return this_fiber::get_id().value(); }
+namespace {
+// Spinning before parking: attempts, and pauses between them (Go: 4 x 30).
+constexpr int spin_attempts = 4;
+constexpr int spin_pauses = 30;
+}  // namespace
 
 bool lock_word::acquire_slow(const std::chrono::steady_clock::time_point* deadline) noexcept {
+  // Spin a little first, when the holder can be running on another worker
+  // at the same moment: a critical section is usually shorter than a park
+  // and a wake (Go's sync.Mutex spins too, and only on multicore). With a
+  // single worker the holder cannot run while we spin, so we do not.
+  if (parallel_workers()) {
+    for (int i = 0; i < spin_attempts; ++i) {
+      for (int k = 0; k < spin_pauses; ++k) __builtin_ia32_pause();
+      if (state_.load(std::memory_order_relaxed) == 0 && try_acquire()) return true;
+    }
+  }
   // Mark the word contended; if it was free meanwhile, we have it.
   std::uint32_t c = state_.exchange(2, std::memory_order_acquire);
   while (c != 0) {
@@ -50,24 +64,15 @@ void lock_word::release_slow() noexcept {
 }  // namespace detail
 
 void mutex::check_not_owner(const char* what) const {
-  if (owner_.load(std::memory_order_relaxed) == detail::current_owner_id()) {
+  if (owner_.load(std::memory_order_relaxed) == detail::current_id()) {
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
                             what);
   }
 }
 
-void mutex::lock() {
-  if (!word_.try_acquire()) [[unlikely]] {
-    check_not_owner("spindle::mutex::lock: the caller already owns the mutex");
-    word_.acquire();
-  }
-  owner_.store(detail::current_owner_id(), std::memory_order_relaxed);
-}
-
-bool mutex::try_lock() noexcept {
-  if (!word_.try_acquire()) return false;
-  owner_.store(detail::current_owner_id(), std::memory_order_relaxed);
-  return true;
+void mutex::lock_slow() {
+  check_not_owner("spindle::mutex::lock: the caller already owns the mutex");
+  word_.acquire();
 }
 
 bool mutex::lock_until(std::chrono::steady_clock::time_point deadline) {
@@ -75,20 +80,13 @@ bool mutex::lock_until(std::chrono::steady_clock::time_point deadline) {
     check_not_owner("spindle::timed_mutex::try_lock_until: the caller already owns the mutex");
     if (!word_.acquire_until(deadline)) return false;
   }
-  owner_.store(detail::current_owner_id(), std::memory_order_relaxed);
+  owner_.store(detail::current_id(), std::memory_order_relaxed);
   return true;
 }
 
-void mutex::unlock() {
-  if (owner_.load(std::memory_order_relaxed) != detail::current_owner_id()) [[unlikely]] {
-    detail::misuse_abort("spindle::mutex::unlock: the caller does not own the mutex");
-  }
-  owner_.store(0, std::memory_order_relaxed);
-  word_.release();
-}
 
 void recursive_mutex::lock() {
-  const std::uint64_t me = detail::current_owner_id();
+  const std::uint64_t me = detail::current_id();
   if (owner_.load(std::memory_order_relaxed) == me) {
     ++depth_;
     return;
@@ -99,7 +97,7 @@ void recursive_mutex::lock() {
 }
 
 bool recursive_mutex::try_lock() noexcept {
-  const std::uint64_t me = detail::current_owner_id();
+  const std::uint64_t me = detail::current_id();
   if (owner_.load(std::memory_order_relaxed) == me) {
     ++depth_;
     return true;
@@ -111,7 +109,7 @@ bool recursive_mutex::try_lock() noexcept {
 }
 
 bool recursive_mutex::lock_until(std::chrono::steady_clock::time_point deadline) {
-  const std::uint64_t me = detail::current_owner_id();
+  const std::uint64_t me = detail::current_id();
   if (owner_.load(std::memory_order_relaxed) == me) {
     ++depth_;
     return true;
@@ -123,7 +121,7 @@ bool recursive_mutex::lock_until(std::chrono::steady_clock::time_point deadline)
 }
 
 void recursive_mutex::unlock() {
-  if (owner_.load(std::memory_order_relaxed) != detail::current_owner_id()) [[unlikely]] {
+  if (owner_.load(std::memory_order_relaxed) != detail::current_id()) [[unlikely]] {
     detail::misuse_abort("spindle::recursive_mutex::unlock: the caller does not own the mutex");
   }
   if (--depth_ != 0) return;

@@ -10,9 +10,7 @@
 namespace spindle {
 
 namespace detail {
-// The identity of the calling fiber, or of the calling plain thread
-// (this_fiber::get_id().value()); never 0.
-std::uint64_t current_owner_id() noexcept;
+[[noreturn]] void misuse_abort(const char* message) noexcept;
 
 // A futex-style lock word with a queue of parked waiters (Drepper,
 // "Futexes Are Tricky", mutex 2). state_: 0 unlocked; 1 locked and nobody
@@ -69,11 +67,25 @@ class mutex {
   mutex(const mutex&) = delete;
   mutex& operator=(const mutex&) = delete;
 
-  void lock();
-  [[nodiscard]] bool try_lock() noexcept;
-  void unlock();
+  void lock() {
+    if (!word_.try_acquire()) [[unlikely]] lock_slow();  // fast path: one CAS
+    owner_.store(detail::current_id(), std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool try_lock() noexcept {
+    if (!word_.try_acquire()) return false;
+    owner_.store(detail::current_id(), std::memory_order_relaxed);
+    return true;
+  }
+  void unlock() {
+    if (owner_.load(std::memory_order_relaxed) != detail::current_id()) [[unlikely]] {
+      detail::misuse_abort("spindle::mutex::unlock: the caller does not own the mutex");
+    }
+    owner_.store(0, std::memory_order_relaxed);
+    word_.release();
+  }
 
  protected:
+  void lock_slow();
   bool lock_until(std::chrono::steady_clock::time_point deadline);
   void check_not_owner(const char* what) const;
 

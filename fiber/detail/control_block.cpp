@@ -83,6 +83,21 @@ std::uint64_t next_fiber_id() noexcept {
   return r.next++;
 }
 
+constinit thread_local std::uint64_t tls_thread_id __attribute__((tls_model("initial-exec"))) = 0;
+
+__attribute__((noinline)) std::uint64_t current_id() noexcept {
+  const control_block* cb = tls_current_fiber;
+  asm volatile("" : "+r"(cb));  // keep the TLS read here, per call
+  if (cb != nullptr) return cb->id_;
+  const std::uint64_t id = tls_thread_id;
+  return id != 0 ? id : assign_thread_id();
+}
+
+std::uint64_t assign_thread_id() noexcept {
+  tls_thread_id = next_fiber_id();
+  return tls_thread_id;
+}
+
 std::size_t next_fls_index() noexcept {
   return g_next_fls_index.fetch_add(1, std::memory_order_relaxed);
 }

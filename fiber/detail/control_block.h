@@ -176,6 +176,20 @@ void* record_address(const stack& s, std::size_t size, std::size_t align) noexce
 // A fresh fiber id; ids are never reused.
 std::uint64_t next_fiber_id() noexcept;
 
+// A plain thread's id, from the same sequence as fibers' (0 until the
+// thread first asks).
+extern thread_local constinit std::uint64_t tls_thread_id __attribute__((tls_model("initial-exec")));
+std::uint64_t assign_thread_id() noexcept;
+
+// current_id() is the calling fiber's id, or the calling plain thread's:
+// what this_fiber::get_id() returns, cheap enough for a mutex's owner
+// check. Not inline: a caller that parks between two calls (a condition
+// variable's wait: unlock, park, lock) may resume on another thread, and an
+// inlined thread_local read could reuse the old thread's address (found by
+// TSan: the re-lock after the wait read the previous thread's current
+// fiber).
+std::uint64_t current_id() noexcept;
+
 // The fiber-local slots of the calling context: the running fiber's, or
 // the calling plain thread's own (destroyed when the thread exits).
 std::vector<fls_slot>& current_fls_slots();

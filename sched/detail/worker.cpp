@@ -729,6 +729,11 @@ bool park_until(control_block* self, std::chrono::steady_clock::time_point deadl
 
 void yield_current() noexcept { tls_current_fiber->worker_->yield(); }
 
+bool parallel_workers() noexcept {
+  const control_block* self = tls_current_fiber;
+  return self == nullptr || self->worker_->rt().worker_count() > 1;
+}
+
 bool unpark(control_block* cb) noexcept { return wake(cb, /*next=*/true); }
 
 bool wake(control_block* cb, bool next) noexcept {

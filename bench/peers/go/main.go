@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,7 +37,8 @@ var (
 	rssChild  = flag.Bool("parked-rss-child", false, "internal: run one parked_rss repetition and print bytes")
 )
 
-var order = []string{"yield", "spawn_join", "spawn_join_batch", "parked_rss", "pingpong", "pingpong_locked", "cpu"}
+var order = []string{"yield", "spawn_join", "spawn_join_batch", "parked_rss", "pingpong", "pingpong_locked", "cpu",
+	"mutex_uncontended", "mutex_contended", "chan_unbuffered_pingpong", "chan_buffered_1p1c", "chan_buffered_4p4c", "select4"}
 
 // sink keeps results observable so that the compiler cannot drop the work.
 var sink uint64
@@ -86,6 +88,19 @@ func main() {
 			timed("pingpong_locked", *procs, "ns/roundtrip", pingPongLockedN)
 		case "cpu":
 			cpuBound()
+		case "mutex_uncontended":
+			timed("mutex_uncontended", *procs, "ns/op", mutexUncontendedN)
+		case "mutex_contended":
+			timed("mutex_contended", *procs, "ns/op", mutexContendedN)
+		case "chan_unbuffered_pingpong":
+			// Exactly the pingpong measurement, under the name Spindle uses.
+			timed("chan_unbuffered_pingpong", *procs, "ns/roundtrip", pingPongN)
+		case "chan_buffered_1p1c":
+			timed("chan_buffered_1p1c", *procs, "ns/item", chanBuffered1p1cN)
+		case "chan_buffered_4p4c":
+			timed("chan_buffered_4p4c", *procs, "ns/item", chanBuffered4p4cN)
+		case "select4":
+			timed("select4", *procs, "ns/select", select4N)
 		}
 	}
 }
@@ -340,4 +355,137 @@ func cpuBound() {
 	}
 	report("cpu", *procs, 0, median(vals), "ms")
 	fmt.Printf("# cpu: %d goroutines x %d xorshift steps, checksum %#x\n", tasks, steps, sink)
+}
+
+// mutexUncontendedN: one goroutine locks and unlocks a sync.Mutex n times.
+func mutexUncontendedN(n int) int {
+	var mu sync.Mutex
+	var counter uint64
+	for i := 0; i < n; i++ {
+		mu.Lock()
+		counter++
+		mu.Unlock()
+	}
+	sink ^= counter
+	return n
+}
+
+// mutexContendedN: 8 goroutines each do Lock; counter++; Unlock n/8 times on
+// one sync.Mutex; reported as wall time per lock+unlock pair.
+func mutexContendedN(n int) int {
+	const workers = 8
+	per := (n + workers - 1) / workers
+	var mu sync.Mutex
+	var counter uint64
+	var wg sync.WaitGroup
+	wg.Add(workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				mu.Lock()
+				counter++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	sink ^= counter
+	return per * workers
+}
+
+// chanCap is the capacity of the buffered channels below (a power of two, as
+// Boost.Fiber's buffered_channel requires).
+const chanCap = 128
+
+// chanBuffered1p1cN: one producer sends n ints into a channel of capacity
+// 128 and closes it; one consumer receives until it is closed.
+func chanBuffered1p1cN(n int) int { return chanBuffered(n, 1, 1) }
+
+// chanBuffered4p4cN: 4 producers send n/4 ints each into one channel of
+// capacity 128; 4 consumers receive until it is closed after the last send.
+func chanBuffered4p4cN(n int) int { return chanBuffered(n, 4, 4) }
+
+func chanBuffered(n, producers, consumers int) int {
+	per := (n + producers - 1) / producers
+	ch := make(chan int, chanCap)
+	var prod, cons sync.WaitGroup
+	sums := make([]uint64, consumers)
+	prod.Add(producers)
+	cons.Add(consumers)
+	for c := 0; c < consumers; c++ {
+		go func(c int) {
+			defer cons.Done()
+			var s uint64
+			for v := range ch {
+				s += uint64(v)
+			}
+			sums[c] = s
+		}(c)
+	}
+	for p := 0; p < producers; p++ {
+		go func() {
+			defer prod.Done()
+			for i := 0; i < per; i++ {
+				ch <- i
+			}
+		}()
+	}
+	prod.Wait()
+	close(ch)
+	cons.Wait()
+	for _, s := range sums {
+		sink ^= s
+	}
+	return per * producers
+}
+
+// select4N: the calling goroutine runs n selects over 4 buffered channels
+// (capacity 128), each kept full by its own producer goroutine; reported
+// per select. Afterwards the producers are stopped and the channels drained
+// (a few hundred receives, counted in the time but not in the units).
+func select4N(n int) int {
+	var c [4]chan int
+	for i := range c {
+		c[i] = make(chan int, chanCap)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(len(c))
+	for i := range c {
+		go func(ch chan int) {
+			defer wg.Done()
+			for v := 0; !stop.Load(); v++ {
+				ch <- v
+			}
+		}(c[i])
+	}
+	var s uint64
+	for i := 0; i < n; i++ {
+		select {
+		case v := <-c[0]:
+			s += uint64(v)
+		case v := <-c[1]:
+			s += uint64(v)
+		case v := <-c[2]:
+			s += uint64(v)
+		case v := <-c[3]:
+			s += uint64(v)
+		}
+	}
+	stop.Store(true)
+	exited := make(chan struct{})
+	go func() { wg.Wait(); close(exited) }()
+	for done := false; !done; {
+		select {
+		case <-c[0]:
+		case <-c[1]:
+		case <-c[2]:
+		case <-c[3]:
+		case <-exited:
+			done = true
+		}
+	}
+	sink ^= s
+	return n
 }

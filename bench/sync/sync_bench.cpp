@@ -1,0 +1,157 @@
+// sync/ benchmarks, for the Boost.Fiber and Go peers in bench/peers/ to be
+// read beside (bench/run_sync_bench.sh runs all three):
+//   - uncontended mutex lock+unlock (std::mutex as the reference);
+//   - contended mutex: 8 fibers on 2 workers;
+//   - unbuffered channel ping-pong;
+//   - buffered channel throughput, 1 producer/1 consumer and 4/4;
+//   - select over 4 channels.
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include "fiber/fiber.h"
+#include "sched/scheduler.h"
+#include "sync/channel.h"
+#include "sync/mutex.h"
+#include "sync/select.h"
+
+namespace {
+
+constexpr spindle::options one_worker{.workers = 1};
+constexpr spindle::options two_workers{.workers = 2};
+
+void per_op(benchmark::State& state, double ops) {
+  state.counters["ns_per_op"] =
+      benchmark::Counter(ops, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+void BM_StdMutexUncontended(benchmark::State& state) {
+  std::mutex mu;
+  for (auto _ : state) {
+    mu.lock();
+    mu.unlock();
+  }
+  per_op(state, static_cast<double>(state.iterations()));
+}
+BENCHMARK(BM_StdMutexUncontended);
+
+void BM_MutexUncontended(benchmark::State& state) {
+  spindle::run(one_worker, [&state] {
+    spindle::mutex mu;
+    for (auto _ : state) {
+      mu.lock();
+      mu.unlock();
+    }
+  });
+  per_op(state, static_cast<double>(state.iterations()));
+}
+BENCHMARK(BM_MutexUncontended);
+
+// 8 fibers on 2 workers, each lock; ++counter; unlock; in a loop. One
+// iteration = 8 * 1000 lock+unlock pairs.
+void BM_MutexContended8Fibers2Workers(benchmark::State& state) {
+  constexpr int fibers = 8;
+  constexpr int per_fiber = 1000;
+  spindle::run(two_workers, [&state] {
+    spindle::mutex mu;
+    long counter = 0;
+    for (auto _ : state) {
+      std::vector<spindle::fiber> fs;
+      for (int f = 0; f < fibers; ++f) {
+        fs.emplace_back([&] {
+          for (int i = 0; i < per_fiber; ++i) {
+            std::lock_guard lock(mu);
+            ++counter;
+          }
+        });
+      }
+      for (auto& f : fs) f.join();
+    }
+    benchmark::DoNotOptimize(counter);
+  });
+  per_op(state, static_cast<double>(state.iterations()) * fibers * per_fiber);
+}
+BENCHMARK(BM_MutexContended8Fibers2Workers)->UseRealTime();
+
+void BM_UnbufferedChannelPingPong(benchmark::State& state) {
+  spindle::run(spindle::options{.workers = static_cast<unsigned>(state.range(0))}, [&state] {
+    spindle::channel<int> ping;
+    spindle::channel<int> pong;
+    spindle::fiber echo([&] {
+      while (auto v = ping.recv()) pong.send(*v);
+    });
+    int i = 0;
+    for (auto _ : state) {
+      ping.send(i++);
+      benchmark::DoNotOptimize(pong.recv());
+    }
+    ping.close();
+    echo.join();
+  });
+  state.counters["ns_per_round_trip"] =
+      benchmark::Counter(static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_UnbufferedChannelPingPong)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime();
+
+// Producers send `items` ints in total into a channel of capacity 128;
+// consumers receive them all. One iteration = `items` items.
+void buffered_throughput(benchmark::State& state, int producers, int consumers) {
+  constexpr int items = 100'000;
+  spindle::run(two_workers, [&] {
+    for (auto _ : state) {
+      spindle::channel<int> ch(128);
+      std::atomic<int> producers_left{producers};
+      std::vector<spindle::fiber> fs;
+      for (int p = 0; p < producers; ++p) {
+        fs.emplace_back([&] {
+          for (int i = 0; i < items / producers; ++i) ch.send(i);
+          if (producers_left.fetch_sub(1) == 1) ch.close();
+        });
+      }
+      for (int c = 0; c < consumers; ++c) {
+        fs.emplace_back([&] {
+          long sum = 0;
+          while (auto v = ch.recv()) sum += *v;
+          benchmark::DoNotOptimize(sum);
+        });
+      }
+      for (auto& f : fs) f.join();
+    }
+  });
+  per_op(state, static_cast<double>(state.iterations()) * items);
+}
+void BM_BufferedChannel1P1C(benchmark::State& state) { buffered_throughput(state, 1, 1); }
+void BM_BufferedChannel4P4C(benchmark::State& state) { buffered_throughput(state, 4, 4); }
+BENCHMARK(BM_BufferedChannel1P1C)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BufferedChannel4P4C)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// One fiber selects over 4 buffered channels that 4 producers keep full.
+void BM_Select4Channels(benchmark::State& state) {
+  constexpr int per_producer = 25'000;
+  spindle::run(two_workers, [&state] {
+    for (auto _ : state) {
+      std::vector<std::unique_ptr<spindle::channel<int>>> chans;
+      for (int c = 0; c < 4; ++c) chans.push_back(std::make_unique<spindle::channel<int>>(128));
+      std::vector<spindle::fiber> producers;
+      for (int c = 0; c < 4; ++c) {
+        producers.emplace_back([&ch = *chans[c]] {
+          for (int i = 0; i < per_producer; ++i) ch.send(i);
+        });
+      }
+      for (int n = 0; n < 4 * per_producer; ++n) {
+        spindle::recv_case r0(*chans[0]), r1(*chans[1]), r2(*chans[2]), r3(*chans[3]);
+        benchmark::DoNotOptimize(spindle::select(r0, r1, r2, r3));
+      }
+      for (auto& p : producers) p.join();
+    }
+  });
+  per_op(state, static_cast<double>(state.iterations()) * 4 * per_producer);
+}
+BENCHMARK(BM_Select4Channels)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
