@@ -47,17 +47,18 @@ int select_engine::run(select_case* const* cases, int n,
   for (int i = 0; i < n; ++i) order[i] = i;
   for (int i = n - 1; i > 0; --i) std::swap(order[i], order[select_random() % (i + 1)]);
 
-  // Lock order: the distinct channels by address (no allocation for up to
-  // 64 cases).
   lock_set locks;
-  channel_base** chans = locks.chans;
-  if (n > 64) {
-    locks.spill.resize(static_cast<std::size_t>(n));
-    chans = locks.spill.data();
+  std::vector<channel_base*> all;
+  all.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) all.push_back(&cases[i]->chan());
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  locks.n = static_cast<int>(all.size());
+  if (locks.n > 64) {
+    locks.spill = all;
+  } else {
+    std::copy(all.begin(), all.end(), locks.chans);
   }
-  for (int i = 0; i < n; ++i) chans[i] = &cases[i]->chan();
-  std::sort(chans, chans + n);
-  locks.n = static_cast<int>(std::unique(chans, chans + n) - chans);
 
   locks.lock_all();
   // Pass 1: a case that can go through now.
@@ -82,18 +83,11 @@ int select_engine::run(select_case* const* cases, int n,
   // each pointing at `fired`; the first waker to claim the park (unpark)
   // wins and records its case.
   int fired = -1;
-  channel_waiter small_nodes[8];
-  std::vector<channel_waiter> big_nodes;
-  channel_waiter* node_array = small_nodes;
-  if (n > 8) {
-    big_nodes.resize(static_cast<std::size_t>(n));
-    node_array = big_nodes.data();
-  }
-  auto nodes = [node_array](std::size_t i) -> channel_waiter& { return node_array[i]; };
+  std::vector<channel_waiter> nodes(static_cast<std::size_t>(n));
   control_block* self = current_waiter();
   prepare_park(self);
   for (int i = 0; i < n; ++i) {
-    channel_waiter& w = nodes(static_cast<std::size_t>(i));
+    channel_waiter& w = nodes[static_cast<std::size_t>(i)];
     w.waiter = self;
     w.payload = cases[i]->payload();
     w.case_index = i;
@@ -110,12 +104,12 @@ int select_engine::run(select_case* const* cases, int n,
   // withdraw from the other channels.
   locks.lock_all();
   for (int i = 0; i < n; ++i) {
-    channel_waiter& w = nodes(static_cast<std::size_t>(i));
+    channel_waiter& w = nodes[static_cast<std::size_t>(i)];
     if (w.queued) cases[i]->queue().remove(&w);
   }
   locks.unlock_all();
   if (fired < 0) return -1;  // the deadline passed first
-  const channel_waiter& w = nodes(static_cast<std::size_t>(fired));
+  const channel_waiter& w = nodes[static_cast<std::size_t>(fired)];
   if (w.status == channel_waiter::state::closed) {
     cases[fired]->set_status(channel_status::closed);
     if (cases[fired]->is_send()) throw channel_closed("spindle::select: send on a closed channel");
