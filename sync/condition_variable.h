@@ -56,69 +56,6 @@ std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Cl
 }
 }  // namespace detail
 
-// condition_variable is std::condition_variable for fibers, used with
-// std::unique_lock<spindle::mutex>. wait() parks the calling fiber (or
-// blocks a plain thread) and releases the mutex atomically with respect to
-// notify_one()/notify_all(): a notification that comes after wait() has
-// released the mutex is never lost. Waiters are woken in FIFO order.
-// notify_*() may be called with or without the mutex held, from any fiber
-// or thread. Unlike std's, wait() never wakes spuriously, but code should
-// still wait in a loop on its condition (or use the predicate forms).
-//
-//   spindle::mutex mu;
-//   spindle::condition_variable ready_cv;
-//   bool ready = false;
-//   ...
-//   std::unique_lock lock(mu);
-//   ready_cv.wait(lock, [&] { return ready; });
-class condition_variable {
- public:
-  condition_variable() = default;
-  condition_variable(const condition_variable&) = delete;
-  condition_variable& operator=(const condition_variable&) = delete;
-
-  void notify_one() noexcept { core_.notify_one(); }
-  void notify_all() noexcept { core_.notify_all(); }
-
-  void wait(std::unique_lock<mutex>& lock) { core_.wait(lock); }
-  template <class Predicate>
-  void wait(std::unique_lock<mutex>& lock, Predicate pred) {
-    while (!pred()) wait(lock);
-  }
-
-  template <class Clock, class Duration>
-  std::cv_status wait_until(std::unique_lock<mutex>& lock,
-                            const std::chrono::time_point<Clock, Duration>& deadline) {
-    return core_.wait_until(lock, detail::to_steady(deadline));
-  }
-  template <class Clock, class Duration, class Predicate>
-  bool wait_until(std::unique_lock<mutex>& lock,
-                  const std::chrono::time_point<Clock, Duration>& deadline, Predicate pred) {
-    const auto steady_deadline = detail::to_steady(deadline);
-    while (!pred()) {
-      if (core_.wait_until(lock, steady_deadline) == std::cv_status::timeout) return pred();
-    }
-    return true;
-  }
-  template <class Rep, class Period>
-  std::cv_status wait_for(std::unique_lock<mutex>& lock,
-                          const std::chrono::duration<Rep, Period>& timeout) {
-    return wait_until(lock, std::chrono::steady_clock::now() +
-                                std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
-  }
-  template <class Rep, class Period, class Predicate>
-  bool wait_for(std::unique_lock<mutex>& lock, const std::chrono::duration<Rep, Period>& timeout,
-                Predicate pred) {
-    return wait_until(lock,
-                      std::chrono::steady_clock::now() +
-                          std::chrono::ceil<std::chrono::steady_clock::duration>(timeout),
-                      std::move(pred));
-  }
-
- private:
-  detail::cv_core core_;
-};
-
 // condition_variable_any works with any lock (anything with lock() and
 // unlock(): spindle::timed_mutex, spindle::recursive_mutex held once,
 // std::unique_lock<...> of those, std::shared_lock), as
@@ -168,6 +105,61 @@ class condition_variable_any {
 
  private:
   detail::cv_core core_;
+};
+
+// condition_variable is std::condition_variable for fibers, used with
+// std::unique_lock<spindle::mutex>. wait() parks the calling fiber (or
+// blocks a plain thread) and releases the mutex atomically with respect to
+// notify_one()/notify_all(): a notification that comes after wait() has
+// released the mutex is never lost. Waiters are woken in FIFO order.
+// notify_*() may be called with or without the mutex held, from any fiber
+// or thread. Unlike std's, wait() never wakes spuriously, but code should
+// still wait in a loop on its condition (or use the predicate forms).
+//
+//   spindle::mutex mu;
+//   spindle::condition_variable ready_cv;
+//   bool ready = false;
+//   ...
+//   std::unique_lock lock(mu);
+//   ready_cv.wait(lock, [&] { return ready; });
+// (It is a condition_variable_any restricted to spindle::mutex.)
+class condition_variable {
+ public:
+  condition_variable() = default;
+  condition_variable(const condition_variable&) = delete;
+  condition_variable& operator=(const condition_variable&) = delete;
+
+  void notify_one() noexcept { any_.notify_one(); }
+  void notify_all() noexcept { any_.notify_all(); }
+
+  void wait(std::unique_lock<mutex>& lock) { any_.wait(lock); }
+  template <class Predicate>
+  void wait(std::unique_lock<mutex>& lock, Predicate pred) {
+    any_.wait(lock, std::move(pred));
+  }
+  template <class Clock, class Duration>
+  std::cv_status wait_until(std::unique_lock<mutex>& lock,
+                            const std::chrono::time_point<Clock, Duration>& deadline) {
+    return any_.wait_until(lock, deadline);
+  }
+  template <class Clock, class Duration, class Predicate>
+  bool wait_until(std::unique_lock<mutex>& lock,
+                  const std::chrono::time_point<Clock, Duration>& deadline, Predicate pred) {
+    return any_.wait_until(lock, deadline, std::move(pred));
+  }
+  template <class Rep, class Period>
+  std::cv_status wait_for(std::unique_lock<mutex>& lock,
+                          const std::chrono::duration<Rep, Period>& timeout) {
+    return any_.wait_for(lock, timeout);
+  }
+  template <class Rep, class Period, class Predicate>
+  bool wait_for(std::unique_lock<mutex>& lock, const std::chrono::duration<Rep, Period>& timeout,
+                Predicate pred) {
+    return any_.wait_for(lock, timeout, std::move(pred));
+  }
+
+ private:
+  condition_variable_any any_;
 };
 
 }  // namespace spindle

@@ -42,6 +42,26 @@ class lock_word {
   std::atomic<std::uint32_t> state_{0};
   wait_queue waiters_;
 };
+
+// The timed members of a timed lock, in terms of Derived::lock_until().
+template <class Derived>
+class timed_lock_members {
+ public:
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return self().lock_until(std::chrono::steady_clock::now() +
+                             std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+  }
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    const auto now = Clock::now();
+    return self().lock_until(std::chrono::steady_clock::now() +
+                             std::chrono::ceil<std::chrono::steady_clock::duration>(deadline - now));
+  }
+
+ private:
+  Derived& self() noexcept { return static_cast<Derived&>(*this); }
+};
 }  // namespace detail
 
 // mutex is std::mutex for fibers: lock() parks the calling fiber (never its
@@ -97,25 +117,16 @@ class mutex {
 
 // timed_mutex adds try_lock_for() and try_lock_until(), as
 // std::timed_mutex does.
-class timed_mutex : public mutex {
- public:
-  template <class Rep, class Period>
-  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return try_lock_until(std::chrono::steady_clock::now() +
-                          std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
-  }
-  template <class Clock, class Duration>
-  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    const auto now = Clock::now();
-    return lock_until(std::chrono::steady_clock::now() +
-                      std::chrono::ceil<std::chrono::steady_clock::duration>(deadline - now));
-  }
+class timed_mutex : public mutex, public detail::timed_lock_members<timed_mutex> {
+ private:
+  friend class detail::timed_lock_members<timed_mutex>;
+  using mutex::lock_until;
 };
 
 // recursive_mutex may be locked again by its owner; it must be unlocked as
 // many times. As std::recursive_mutex, with try_lock_for/until as in
 // std::recursive_timed_mutex (also spelled recursive_timed_mutex here).
-class recursive_mutex {
+class recursive_mutex : public detail::timed_lock_members<recursive_mutex> {
  public:
   constexpr recursive_mutex() noexcept = default;
   recursive_mutex(const recursive_mutex&) = delete;
@@ -125,19 +136,8 @@ class recursive_mutex {
   [[nodiscard]] bool try_lock() noexcept;
   void unlock();
 
-  template <class Rep, class Period>
-  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return lock_until(std::chrono::steady_clock::now() +
-                      std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
-  }
-  template <class Clock, class Duration>
-  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    const auto now = Clock::now();
-    return lock_until(std::chrono::steady_clock::now() +
-                      std::chrono::ceil<std::chrono::steady_clock::duration>(deadline - now));
-  }
-
  private:
+  friend class detail::timed_lock_members<recursive_mutex>;
   bool lock_until(std::chrono::steady_clock::time_point deadline);
 
   detail::lock_word word_;
