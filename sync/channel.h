@@ -48,7 +48,7 @@ struct channel_waiter : wait_node {
 
 class channel_base {
  public:
-  spinlock& lock() noexcept { return lock_; }
+  spinlock& lock() const noexcept { return lock_; }
 
  protected:
   // Wakes the first waiter of `list` that can still be woken (a waiter of
@@ -83,7 +83,7 @@ class channel_base {
     return woken;
   }
 
-  spinlock lock_;
+  mutable spinlock lock_;
   wait_list senders_;    // channel_waiter with payload: T* to move from
   wait_list receivers_;  // channel_waiter with payload: std::optional<T>* to fill
   bool closed_ = false;
@@ -182,8 +182,14 @@ class channel : private detail::channel_base {
     lock_.unlock();
   }
 
-  // size() is the number of buffered values now; capacity() the buffer's.
-  std::size_t size() const noexcept { return buffer_.size(); }
+  // size() is the number of buffered values now (a snapshot); capacity()
+  // the buffer's.
+  std::size_t size() const noexcept {
+    lock_.lock();
+    const std::size_t n = buffer_.size();
+    lock_.unlock();
+    return n;
+  }
   std::size_t capacity() const noexcept { return capacity_; }
 
  private:
