@@ -7,11 +7,8 @@
 #   Go: Gosched yield, spawn+join, RSS per parked goroutine.
 # Medians of 5 repetitions. Usage: bench/run_fiber_bench.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/install-deps.sh libboost-fiber-dev golang-go
-cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DSPINDLE_BUILD_TESTS=OFF -DSPINDLE_BUILD_SAMPLES=OFF >/dev/null
-cmake --build build/bench -j "$(nproc)" >/dev/null
+peer_packages="libboost-fiber-dev golang-go"
+source "$(dirname "$0")/bench_common.sh"
 
 reps=(--benchmark_repetitions=5 --benchmark_report_aggregates_only=true
       --benchmark_display_aggregates_only=true)

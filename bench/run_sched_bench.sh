@@ -6,11 +6,8 @@
 # Medians of 5 repetitions (the CPU-bound and idle ones: 3 and 1).
 # Usage: bench/run_sched_bench.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/install-deps.sh golang-go
-cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DSPINDLE_BUILD_TESTS=OFF -DSPINDLE_BUILD_SAMPLES=OFF >/dev/null
-cmake --build build/bench -j "$(nproc)" >/dev/null
+peer_packages="golang-go"
+source "$(dirname "$0")/bench_common.sh"
 
 agg=(--benchmark_report_aggregates_only=true --benchmark_display_aggregates_only=true)
 echo "### Spindle (bench/sched/scheduler_bench.cpp)"

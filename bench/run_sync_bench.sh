@@ -5,11 +5,8 @@
 # channel throughput (1/1 and 4/4), select over 4 channels.
 # Medians of 5 repetitions. Usage: bench/run_sync_bench.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/install-deps.sh libboost-fiber-dev golang-go
-cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DSPINDLE_BUILD_TESTS=OFF -DSPINDLE_BUILD_SAMPLES=OFF >/dev/null
-cmake --build build/bench -j "$(nproc)" >/dev/null
+peer_packages="libboost-fiber-dev golang-go"
+source "$(dirname "$0")/bench_common.sh"
 
 agg=(--benchmark_repetitions=5 --benchmark_report_aggregates_only=true
      --benchmark_display_aggregates_only=true)

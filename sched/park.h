@@ -52,9 +52,6 @@ bool park_until(control_block* self, std::chrono::steady_clock::time_point deadl
 // or a plain thread: the condition under which spinning on a lock can pay.
 bool parallel_workers() noexcept;
 
-// yield_current() is this_fiber::yield() for a fiber on a worker.
-void yield_current() noexcept;
-
 // unpark() wakes a waiter between prepare_park() and the return of its
 // park(): returns true if this call woke it, false if it was not parking
 // or someone else already woke it. A fiber is made runnable on the worker

@@ -98,19 +98,47 @@ class future_state {
 template <class T>
 class shared_future;
 
+namespace detail {
+// wait(), wait_for(), wait_until() and valid(), shared by future and
+// shared_future.
+template <class T>
+class future_base {
+ public:
+  bool valid() const noexcept { return state_ != nullptr; }
+  void wait() const {
+    if (!state_) throw_no_state();
+    state_->wait();
+  }
+  template <class Rep, class Period>
+  future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
+    return wait_until(std::chrono::steady_clock::now() + timeout);
+  }
+  template <class Clock, class Duration>
+  future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
+    if (!state_) throw_no_state();
+    return state_->wait_until(to_steady(deadline));
+  }
+
+ protected:
+  future_base() noexcept = default;
+  explicit future_base(std::shared_ptr<future_state<T>> s) noexcept : state_(std::move(s)) {}
+  std::shared_ptr<future_state<T>> state_;
+};
+}  // namespace detail
+
 // future<T> is std::future<T> for fibers: get() and wait() park the calling
 // fiber (or block a plain thread) until the value is there. Reference types
 // (future<T&>) are not supported.
 template <class T>
-class future {
+class future : public detail::future_base<T> {
   static_assert(!std::is_reference_v<T>, "spindle::future<T&> is not supported");
+  using detail::future_base<T>::state_;
 
  public:
   future() noexcept = default;
   future(future&&) noexcept = default;
   future& operator=(future&&) noexcept = default;
 
-  bool valid() const noexcept { return state_ != nullptr; }
   // get() waits, then returns the value or rethrows the exception; the
   // future is no longer valid() after.
   T get() {
@@ -122,19 +150,6 @@ class future {
       return state->take();
     }
   }
-  void wait() const {
-    if (!state_) detail::throw_no_state();
-    state_->wait();
-  }
-  template <class Rep, class Period>
-  future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
-    return wait_until(std::chrono::steady_clock::now() + timeout);
-  }
-  template <class Clock, class Duration>
-  future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
-    if (!state_) detail::throw_no_state();
-    return state_->wait_until(detail::to_steady(deadline));
-  }
   shared_future<T> share() noexcept;
 
  private:
@@ -142,19 +157,21 @@ class future {
   friend class promise;
   template <class>
   friend class shared_future;
-  explicit future(std::shared_ptr<detail::future_state<T>> s) noexcept : state_(std::move(s)) {}
-  std::shared_ptr<detail::future_state<T>> state_;
+  explicit future(std::shared_ptr<detail::future_state<T>> s) noexcept
+      : detail::future_base<T>(std::move(s)) {}
 };
 
 // shared_future<T> is std::shared_future<T>: copyable, get() may be called
 // many times and from many fibers.
 template <class T>
-class shared_future {
+class shared_future : public detail::future_base<T> {
+  using detail::future_base<T>::state_;
+
  public:
   shared_future() noexcept = default;
-  shared_future(future<T>&& f) noexcept : state_(std::move(f.state_)) {}  // NOLINT: as std
+  shared_future(future<T>&& f) noexcept  // NOLINT: implicit, as std's
+      : detail::future_base<T>(std::move(f.state_)) {}
 
-  bool valid() const noexcept { return state_ != nullptr; }
   decltype(auto) get() const {
     if (!state_) detail::throw_no_state();
     if constexpr (std::is_void_v<T>) {
@@ -163,22 +180,6 @@ class shared_future {
       return static_cast<const T&>(state_->peek());
     }
   }
-  void wait() const {
-    if (!state_) detail::throw_no_state();
-    state_->wait();
-  }
-  template <class Rep, class Period>
-  future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
-    return wait_until(std::chrono::steady_clock::now() + timeout);
-  }
-  template <class Clock, class Duration>
-  future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
-    if (!state_) detail::throw_no_state();
-    return state_->wait_until(detail::to_steady(deadline));
-  }
-
- private:
-  std::shared_ptr<detail::future_state<T>> state_;
 };
 
 template <class T>

@@ -52,3 +52,29 @@ inline void await_default_runtime_stacks_released() {
 }
 
 }  // namespace spindle::test
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "sched/scheduler.h"
+
+namespace spindle::test {
+
+// The fixture of suites that run each test on runtimes of several sizes:
+// TEST_P(...) bodies call opts() (and workers()), and the suite is
+// instantiated with SPINDLE_INSTANTIATE_WORKERS(Suite, 1u, 2u, ...).
+class workers_fixture : public testing::TestWithParam<unsigned> {
+ protected:
+  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
+  unsigned workers() const { return GetParam(); }
+};
+
+inline std::string workers_name(const testing::TestParamInfo<unsigned>& info) {
+  return std::to_string(info.param) + "Workers";
+}
+
+}  // namespace spindle::test
+
+#define SPINDLE_INSTANTIATE_WORKERS(suite, ...) \
+  INSTANTIATE_TEST_SUITE_P(Workers, suite, testing::Values(__VA_ARGS__), spindle::test::workers_name)

@@ -23,7 +23,6 @@ namespace spindle::detail {
 class fifo {
  public:
   bool empty() const noexcept { return head_ == nullptr; }
-  control_block* front() const noexcept { return head_; }
   void push_back(control_block* cb) noexcept {
     cb->next_ = nullptr;
     if (tail_ != nullptr) {

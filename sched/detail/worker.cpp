@@ -727,8 +727,6 @@ bool park_until(control_block* self, std::chrono::steady_clock::time_point deadl
   return self->worker_->park_until(deadline);
 }
 
-void yield_current() noexcept { tls_current_fiber->worker_->yield(); }
-
 bool parallel_workers() noexcept {
   const control_block* self = tls_current_fiber;
   return self == nullptr || self->worker_->rt().worker_count() > 1;

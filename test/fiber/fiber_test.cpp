@@ -22,18 +22,15 @@ namespace {
 using spindle::fiber;
 
 // Every test runs on runtimes of several shapes.
-class FiberTest : public testing::TestWithParam<unsigned> {
+class FiberTest : public spindle::test::workers_fixture {
  protected:
   template <class F>
   void run(F&& f) {
-    spindle::options o;
-    o.workers = GetParam();
-    spindle::run(o, std::forward<F>(f));
+    spindle::run(opts(), std::forward<F>(f));
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(Workers, FiberTest, testing::Values(1u, 2u, 4u),
-                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+SPINDLE_INSTANTIATE_WORKERS(FiberTest, 1u, 2u, 4u);
 
 TEST_P(FiberTest, JoinWaitsForTheFunctionAndSeesItsEffects) {
   run([] {
@@ -100,9 +97,7 @@ TEST_P(FiberTest, ExceptionEscapingAFiberIsRethrownByJoin) {
 }
 
 TEST_P(FiberTest, ExceptionOfMainIsRethrownByRun) {
-  spindle::options o;
-  o.workers = GetParam();
-  EXPECT_THROW(spindle::run(o, [] { throw std::logic_error("main failed"); }), std::logic_error);
+  EXPECT_THROW(spindle::run(opts(), [] { throw std::logic_error("main failed"); }), std::logic_error);
 }
 
 TEST_P(FiberTest, JoiningANonJoinableFiberIsAnInvalidArgumentError) {

@@ -177,14 +177,9 @@ namespace stress {
 using spindle::test::baton;
 using spindle::test::scaled;
 
-class ParkStressTest : public testing::TestWithParam<unsigned> {
- protected:
-  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
-  unsigned workers() const { return GetParam(); }
-};
+class ParkStressTest : public spindle::test::workers_fixture {};
 
-INSTANTIATE_TEST_SUITE_P(Workers, ParkStressTest, testing::Values(1u, 2u, 4u, 8u),
-                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+SPINDLE_INSTANTIATE_WORKERS(ParkStressTest, 1u, 2u, 4u, 8u);
 
 // Counts how many threads run a fiber's code at once: 2 means the fiber
 // was resumed twice.

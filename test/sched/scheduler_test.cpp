@@ -176,14 +176,9 @@ namespace many {
 using spindle::test::baton;
 using spindle::test::scaled;
 
-class WorkersTest : public testing::TestWithParam<unsigned> {
- protected:
-  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
-  unsigned workers() const { return GetParam(); }
-};
+class WorkersTest : public spindle::test::workers_fixture {};
 
-INSTANTIATE_TEST_SUITE_P(Workers, WorkersTest, testing::Values(1u, 2u, 4u, 8u),
-                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+SPINDLE_INSTANTIATE_WORKERS(WorkersTest, 1u, 2u, 4u, 8u);
 
 TEST_P(WorkersTest, ASpawnStormFromEveryWorkerRunsEveryFiberOnce) {
   const int spawners = 16;

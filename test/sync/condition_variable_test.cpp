@@ -20,13 +20,9 @@ namespace {
 using namespace std::chrono_literals;
 using spindle::fiber;
 
-class ConditionVariableTest : public testing::TestWithParam<unsigned> {
- protected:
-  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
-};
+class ConditionVariableTest : public spindle::test::workers_fixture {};
 
-INSTANTIATE_TEST_SUITE_P(Workers, ConditionVariableTest, testing::Values(1u, 2u, 4u),
-                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+SPINDLE_INSTANTIATE_WORKERS(ConditionVariableTest, 1u, 2u, 4u);
 
 TEST_P(ConditionVariableTest, AProducerAndConsumersPassEveryItemExactlyOnce) {
   const int items = static_cast<int>(spindle::test::scaled(50'000));

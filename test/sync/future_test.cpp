@@ -11,18 +11,15 @@
 
 #include "fiber/this_fiber.h"
 #include "sched/scheduler.h"
+#include "test_util.h"
 
 namespace {
 
 using namespace std::chrono_literals;
 
-class FutureTest : public testing::TestWithParam<unsigned> {
- protected:
-  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
-};
+class FutureTest : public spindle::test::workers_fixture {};
 
-INSTANTIATE_TEST_SUITE_P(Workers, FutureTest, testing::Values(1u, 2u, 4u),
-                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+SPINDLE_INSTANTIATE_WORKERS(FutureTest, 1u, 2u, 4u);
 
 TEST_P(FutureTest, AsyncRunsOnAFiberAndGetReturnsItsResult) {
   spindle::run(opts(), [] {

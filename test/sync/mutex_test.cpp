@@ -20,13 +20,9 @@ namespace {
 using namespace std::chrono_literals;
 using spindle::fiber;
 
-class MutexTest : public testing::TestWithParam<unsigned> {
- protected:
-  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
-};
+class MutexTest : public spindle::test::workers_fixture {};
 
-INSTANTIATE_TEST_SUITE_P(Workers, MutexTest, testing::Values(1u, 2u, 4u, 8u),
-                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+SPINDLE_INSTANTIATE_WORKERS(MutexTest, 1u, 2u, 4u, 8u);
 
 // The mutex types share the basic contract.
 template <class M>

@@ -21,13 +21,9 @@ using spindle::fiber;
 using spindle::recv_case;
 using spindle::send_case;
 
-class SelectTest : public testing::TestWithParam<unsigned> {
- protected:
-  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
-};
+class SelectTest : public spindle::test::workers_fixture {};
 
-INSTANTIATE_TEST_SUITE_P(Workers, SelectTest, testing::Values(1u, 2u, 4u),
-                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+SPINDLE_INSTANTIATE_WORKERS(SelectTest, 1u, 2u, 4u);
 
 TEST_P(SelectTest, ReceivesFromWhicheverChannelHasAValue) {
   spindle::run(opts(), [] {

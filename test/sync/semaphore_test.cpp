@@ -17,13 +17,9 @@ namespace {
 using namespace std::chrono_literals;
 using spindle::fiber;
 
-class SemaphoreTest : public testing::TestWithParam<unsigned> {
- protected:
-  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
-};
+class SemaphoreTest : public spindle::test::workers_fixture {};
 
-INSTANTIATE_TEST_SUITE_P(Workers, SemaphoreTest, testing::Values(1u, 2u, 4u),
-                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+SPINDLE_INSTANTIATE_WORKERS(SemaphoreTest, 1u, 2u, 4u);
 
 TEST_P(SemaphoreTest, NeverMoreHoldersThanTheCount) {
   spindle::run(opts(), [] {

@@ -19,13 +19,9 @@ namespace {
 using namespace std::chrono_literals;
 using spindle::fiber;
 
-class SharedMutexTest : public testing::TestWithParam<unsigned> {
- protected:
-  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
-};
+class SharedMutexTest : public spindle::test::workers_fixture {};
 
-INSTANTIATE_TEST_SUITE_P(Workers, SharedMutexTest, testing::Values(1u, 2u, 4u),
-                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+SPINDLE_INSTANTIATE_WORKERS(SharedMutexTest, 1u, 2u, 4u);
 
 TEST_P(SharedMutexTest, ReadersShareWritersExcludeEveryone) {
   spindle::run(opts(), [] {

@@ -16,13 +16,9 @@ namespace {
 
 using spindle::fiber;
 
-class WaitGroupTest : public testing::TestWithParam<unsigned> {
- protected:
-  spindle::options opts() const { return spindle::options{.workers = GetParam()}; }
-};
+class WaitGroupTest : public spindle::test::workers_fixture {};
 
-INSTANTIATE_TEST_SUITE_P(Workers, WaitGroupTest, testing::Values(1u, 2u, 4u, 8u),
-                         [](const auto& info) { return std::to_string(info.param) + "Workers"; });
+SPINDLE_INSTANTIATE_WORKERS(WaitGroupTest, 1u, 2u, 4u, 8u);
 
 TEST_P(WaitGroupTest, WaitReturnsOnceEveryDoneWasCalledAndSeesTheirWork) {
   spindle::run(opts(), [] {
