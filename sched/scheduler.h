@@ -1,6 +1,7 @@
 // The runtime: workers that run fibers. Design notes: docs/sched.md.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <tuple>
 #include <type_traits>
@@ -19,6 +20,14 @@ struct options {
   // Worker threads; 0 (the default) means one per hardware thread. The
   // calling thread of run() is worker 0.
   unsigned workers = 0;
+  // The blocking pool (sched/blocking.h; files and DNS use it too): at
+  // most this many threads, started on demand...
+  unsigned blocking_threads = 64;
+  // ...each retired after this long without work...
+  std::chrono::milliseconds blocking_idle = std::chrono::seconds(10);
+  // ...and at most this many calls queued for them; callers beyond that
+  // park (in order) until there is room.
+  std::size_t blocking_queue = 1024;
 };
 
 namespace detail {

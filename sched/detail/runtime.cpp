@@ -102,7 +102,8 @@ runtime& default_runtime() {
 
 }  // namespace
 
-runtime::runtime(const options& opts, bool persistent) : opts_(opts), persistent_(persistent) {
+runtime::runtime(const options& opts, bool persistent)
+    : opts_(opts), persistent_(persistent), blocking_(std::make_unique<blocking_pool>(opts)) {
   if (opts_.workers == 0) opts_.workers = std::max(1u, std::thread::hardware_concurrency());
   workers_.reserve(opts_.workers);
   for (unsigned i = 0; i < opts_.workers; ++i) {

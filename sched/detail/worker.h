@@ -14,6 +14,7 @@
 #include "fiber/detail/context.h"
 #include "fiber/detail/control_block.h"
 #include "fiber/detail/sanitizer.h"
+#include "sched/detail/blocking_pool.h"
 #include "sched/detail/run_queue.h"
 #include "sched/scheduler.h"
 
@@ -206,6 +207,7 @@ class runtime {
   worker& worker_at(unsigned i) noexcept { return *workers_[i]; }
   unsigned worker_count() const noexcept { return static_cast<unsigned>(workers_.size()); }
   bool persistent() const noexcept { return persistent_; }
+  blocking_pool& blocking() noexcept { return *blocking_; }
 
   void fiber_started() noexcept { live_.fetch_add(1, std::memory_order_relaxed); }
   // Stops the runtime when the last fiber finishes (unless persistent).
@@ -257,6 +259,7 @@ class runtime {
   options opts_;
   const bool persistent_;
   std::vector<std::unique_ptr<worker>> workers_;
+  std::unique_ptr<blocking_pool> blocking_;
   std::atomic<std::size_t> live_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<unsigned> next_plain_{0};
