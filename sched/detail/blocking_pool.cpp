@@ -301,6 +301,8 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
       cancel_park(self);
       c.invoke(&c);
       c.st = blocking_call::state::done;
+      std::lock_guard relock(s.mu);
+      ++s.completed;
       return call_result::done;
     }
     c.lock.unlock();
