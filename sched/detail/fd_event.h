@@ -1,0 +1,89 @@
+// fd_event: waiting for a file descriptor to become readable or writable,
+// the one thing io/ asks of the scheduler (Go's netpoll contract, after
+// runtime/netpoll.go: "A particular implementation must define ...").
+//
+// The contract, for io/:
+//   - An fd_event watches one direction (read or write) of one fd. It is
+//     created after the fd is opened and destroyed before it is closed,
+//     and at most one fiber waits on it at a time (io/ serializes readers
+//     and writers).
+//   - wait() is called only after the operation returned EAGAIN. It parks
+//     the calling fiber on a libev watcher in the loop of the worker it
+//     runs on, until the fd is ready, the deadline passes, or cancel() or
+//     interrupt() is called. Readiness is level-triggered: a wait started
+//     while the fd is ready returns at once.
+//   - cancel() is for close(): it wakes the waiter (canceled), and every
+//     later wait() returns canceled without waiting. interrupt() wakes the
+//     waiter so that it re-reads its deadline (Go's SetDeadline affecting a
+//     blocked Read).
+//
+// Re-arming costs no system call: the watcher is started and stopped in
+// user space; libev touches epoll only the first time the watcher is
+// started in a given worker's loop (ev_io_set, which also makes a reused
+// fd number safe) or when the mask changes (DESIGN.md, measured).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+namespace spindle::detail {
+
+class fd_event {
+ public:
+  enum class result : std::uint8_t {
+    ready,        // the fd is readable (writable): retry the operation
+    timed_out,    // the deadline passed first
+    canceled,     // cancel() was called: the fd is being closed
+    interrupted,  // interrupt() was called: re-read the deadline and retry
+  };
+  using time_point = std::chrono::steady_clock::time_point;
+  using deadline_rep = std::chrono::steady_clock::rep;  // time_since_epoch().count()
+  static constexpr deadline_rep no_deadline = std::chrono::steady_clock::duration::max().count();
+
+  fd_event(int fd, bool for_write) noexcept;
+  ~fd_event();
+  fd_event(const fd_event&) = delete;
+  fd_event& operator=(const fd_event&) = delete;
+
+  // wait() waits as described above, until the earlier of `deadline` and
+  // `*shared_deadline` (read after the wait is registered, so that an
+  // interrupt() after a change cannot be missed; may be null). A fiber
+  // parks; a plain thread blocks in poll(2), checking for cancel() every
+  // 50 ms.
+  result wait(time_point deadline, const std::atomic<deadline_rep>* shared_deadline) noexcept;
+
+  // cancel() wakes the current waiter with `canceled`; every later wait()
+  // returns `canceled` at once. Any thread.
+  void cancel() noexcept;
+  bool canceled() const noexcept { return canceled_.load(std::memory_order_acquire); }
+  // interrupt() wakes the current waiter, if any, with `interrupted`. Any
+  // thread.
+  void interrupt() noexcept;
+
+  struct wait_node;  // in worker.cpp
+
+ private:
+  result wait_plain(time_point deadline, const std::atomic<deadline_rep>* shared_deadline) noexcept;
+  void wake_waiter(result why) noexcept;
+  void lock() noexcept;
+  void unlock() noexcept { lock_.store(false, std::memory_order_release); }
+
+  // The ev_io watcher (libev stays out of headers; worker.cpp checks the
+  // size).
+  alignas(16) unsigned char io_[64];
+  const int fd_;
+  const bool write_;
+  // Worker loops this watcher has been started in since the fd was
+  // opened (bit = worker index; see the comment at the top), and of which
+  // runtime. Only the waiter touches them.
+  std::uint64_t started_in_ = 0;
+  const void* started_runtime_ = nullptr;
+  std::atomic<bool> canceled_{false};
+  // Guards waiter_: a waker holds it while it looks at the node, so the
+  // waiter takes it once more before its node (on its stack) goes away.
+  std::atomic<bool> lock_{false};
+  wait_node* waiter_ = nullptr;
+};
+
+}  // namespace spindle::detail
