@@ -1,0 +1,126 @@
+#include "io/detail/fd_state.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <mutex>
+
+#include "sched/park.h"
+
+namespace spindle {
+
+namespace {
+class io_category_impl : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "spindle.io"; }
+  std::string message(int code) const override {
+    switch (static_cast<io_errc>(code)) {
+      case io_errc::eof:
+        return "end of stream";
+      case io_errc::unexpected_eof:
+        return "end of stream before the requested bytes";
+    }
+    return "unknown io error";
+  }
+};
+}  // namespace
+
+const std::error_category& io_category() noexcept {
+  static const io_category_impl category;
+  return category;
+}
+
+namespace detail {
+
+void ignore_sigpipe() noexcept {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction old {};
+    if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL &&
+        (old.sa_flags & SA_SIGINFO) == 0) {
+      struct sigaction ign {};
+      ign.sa_handler = SIG_IGN;
+      sigemptyset(&ign.sa_mask);
+      ::sigaction(SIGPIPE, &ign, nullptr);
+    }
+  });
+}
+
+fd_state::fd_state(int fd, bool is_socket) noexcept
+    : fd_(fd), is_socket_(is_socket), read_event_(fd, false), write_event_(fd, true) {
+  ignore_sigpipe();
+}
+
+fd_state::~fd_state() {
+  std::error_code ignored;
+  close(ignored);
+}
+
+bool fd_state::enter() noexcept {
+  if ((ops_.fetch_add(1, std::memory_order_acquire) & closing_bit) == 0) return true;
+  leave();
+  return false;
+}
+
+void fd_state::leave() noexcept {
+  // The op that brings the count to zero while closing wakes the closer.
+  // Late ops (refused by enter()) come through here too, so the closer
+  // may be taken by any of them: the exchange makes sure it is woken once.
+  if (ops_.fetch_sub(1, std::memory_order_acq_rel) == (closing_bit | 1)) {
+    if (control_block* c = closer_.exchange(nullptr, std::memory_order_acq_rel)) unpark(c);
+  }
+}
+
+std::error_code fd_state::closed_error() const noexcept {
+  return closed_.load(std::memory_order_acquire) ? std::make_error_code(std::errc::bad_file_descriptor)
+                                                 : std::make_error_code(std::errc::operation_canceled);
+}
+
+std::error_code fd_state::wait(direction dir, const deadline& until) noexcept {
+  fd_event& ev = dir == direction::read ? read_event_ : write_event_;
+  const auto& shared = dir == direction::read ? read_deadline_ : write_deadline_;
+  for (;;) {
+    switch (ev.wait(until.when(), &shared)) {
+      case fd_event::result::ready:
+        return {};
+      case fd_event::result::timed_out:
+        return std::make_error_code(std::errc::timed_out);
+      case fd_event::result::canceled:
+        return std::make_error_code(std::errc::operation_canceled);
+      case fd_event::result::interrupted:
+        break;  // a deadline changed: wait again with it
+    }
+  }
+}
+
+void fd_state::set_deadline(direction dir, const deadline& d) noexcept {
+  auto& shared = dir == direction::read ? read_deadline_ : write_deadline_;
+  shared.store(d.when().time_since_epoch().count(), std::memory_order_seq_cst);
+  (dir == direction::read ? read_event_ : write_event_).interrupt();
+}
+
+void fd_state::close(std::error_code& ec) noexcept {
+  ec.clear();
+  std::lock_guard lock(close_mu_);
+  if (closed_.load(std::memory_order_acquire)) return;
+  control_block* self = current_waiter();
+  prepare_park(self);
+  closer_.store(self, std::memory_order_release);
+  const std::uint32_t before = ops_.fetch_or(closing_bit, std::memory_order_acq_rel);
+  // Parked readers and writers wake with operation_canceled; new waits
+  // return it at once.
+  read_event_.cancel();
+  write_event_.cancel();
+  if ((before & ~closing_bit) == 0 && closer_.exchange(nullptr, std::memory_order_acq_rel) == self) {
+    cancel_park(self);  // no op in flight, and none can take the closer now
+  } else {
+    park(self);  // the last op wakes us (perhaps already has)
+  }
+  // No op is in flight or can start: the descriptor is ours alone.
+  if (::close(fd_) != 0 && errno != EINTR) ec = last_error();
+  if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
+  closed_.store(true, std::memory_order_release);
+}
+
+}  // namespace detail
+}  // namespace spindle

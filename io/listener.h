@@ -1,0 +1,77 @@
+// spindle::listener and spindle::listen(): accepting stream connections
+// (TCP over IPv4 and IPv6, Unix-domain) from fibers.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <memory>
+#include <string_view>
+#include <system_error>
+
+#include "io/address.h"
+#include "io/conn.h"
+#include "io/error.h"
+
+namespace spindle {
+
+struct listen_options {
+  int backlog = SOMAXCONN;     // listen(2)'s backlog (the kernel caps it)
+  bool reuse_address = true;   // SO_REUSEADDR: restart without waiting out TIME_WAIT
+  bool reuse_port = false;     // SO_REUSEPORT: several listeners share the port
+};
+
+// listener is a listening stream socket. accept() parks the calling fiber
+// until a connection arrives, so a server is a loop:
+//
+//   spindle::listener l = spindle::listen(":7000");
+//   for (;;) {
+//     spindle::connection c = l.accept();
+//     spindle::go([c = std::move(c)]() mutable { serve(c); });
+//   }
+//
+// When the process runs out of descriptors (EMFILE, ENFILE) or kernel
+// memory, accept() does not spin: it backs off (sleeping 1 ms, doubling up
+// to 100 ms between attempts, within its deadline) and resumes accepting
+// once descriptors are free again. Connections it returns have TCP_NODELAY
+// set. close() from any fiber or thread wakes a parked accept() with
+// std::errc::operation_canceled. A Unix-domain listener removes its
+// socket file when closed. Errors as for connection (io_error, or the
+// std::error_code& forms).
+class listener {
+ public:
+  listener() noexcept;  // not listening
+  listener(listener&&) noexcept;
+  listener& operator=(listener&&) noexcept;
+  ~listener();  // close(), errors ignored
+
+  connection accept(deadline d = {});
+  connection accept(std::error_code& ec) noexcept;
+  connection accept(deadline d, std::error_code& ec) noexcept;
+
+  void close();
+  void close(std::error_code& ec) noexcept;
+
+  bool is_open() const noexcept;
+  int native_handle() const noexcept;
+  address local_address() const;
+  address local_address(std::error_code& ec) const noexcept;
+
+ private:
+  friend listener listen(const address& at, const listen_options& opts, std::error_code& ec) noexcept;
+  explicit listener(std::unique_ptr<detail::fd_state> s, bool tcp) noexcept;
+
+  std::unique_ptr<detail::fd_state> s_;
+  bool tcp_ = false;
+};
+
+// listen() opens a listening socket at `where`: "host:port" (":port" or
+// "0.0.0.0:port" for every IPv4 interface, "[::]:port" for IPv6 ones,
+// names resolved through spindle::resolve), "unix:/path", "/path" or
+// "@abstract". Port 0 picks a free port (see local_address()).
+listener listen(std::string_view where, const listen_options& opts = {});
+listener listen(std::string_view where, std::error_code& ec) noexcept;
+listener listen(std::string_view where, const listen_options& opts, std::error_code& ec) noexcept;
+listener listen(const address& at, const listen_options& opts = {});
+listener listen(const address& at, const listen_options& opts, std::error_code& ec) noexcept;
+
+}  // namespace spindle

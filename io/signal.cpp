@@ -1,0 +1,124 @@
+// wait_signal(): the self-pipe trick. The handler counts the signal and
+// writes a byte to a non-blocking pipe; waiters park until the pipe is
+// readable, drain it, and take a counted signal of their set. A waiter
+// that drained the pipe but found only others' signals writes a byte back
+// so that their waiters wake too.
+#include "io/signal.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+
+#include "io/detail/fd_state.h"
+#include "sched/detail/fd_event.h"
+
+namespace spindle {
+
+namespace {
+
+constexpr int max_signal = 65;
+std::atomic<int> pending[max_signal];
+std::atomic<bool> installed[max_signal];
+int pipe_fds[2] = {-1, -1};
+std::mutex install_mu;
+
+void on_signal(int sig) {
+  const int saved = errno;
+  if (sig > 0 && sig < max_signal) pending[sig].fetch_add(1, std::memory_order_relaxed);
+  const char byte = 1;
+  (void)!::write(pipe_fds[1], &byte, 1);  // full pipe: a wake is pending anyway
+  errno = saved;
+}
+
+bool install(int sig, std::error_code& ec) noexcept {
+  if (sig <= 0 || sig >= max_signal || sig == SIGKILL || sig == SIGSTOP) {
+    ec = std::make_error_code(std::errc::invalid_argument);
+    return false;
+  }
+  if (installed[sig].load(std::memory_order_acquire)) return true;
+  std::lock_guard lock(install_mu);
+  if (pipe_fds[0] < 0 && ::pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    ec = detail::last_error();
+    return false;
+  }
+  if (!installed[sig].load(std::memory_order_relaxed)) {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (::sigaction(sig, &sa, nullptr) != 0) {
+      ec = detail::last_error();
+      return false;
+    }
+    installed[sig].store(true, std::memory_order_release);
+  }
+  return true;
+}
+
+int take_one(std::initializer_list<int> signals) noexcept {
+  for (int sig : signals) {
+    int n = pending[sig].load(std::memory_order_relaxed);
+    while (n > 0) {
+      if (pending[sig].compare_exchange_weak(n, n - 1, std::memory_order_acq_rel)) return sig;
+    }
+  }
+  return 0;
+}
+
+bool any_pending() noexcept {
+  for (auto& p : pending) {
+    if (p.load(std::memory_order_relaxed) > 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int wait_signal(std::initializer_list<int> signals, deadline d, std::error_code& ec) noexcept {
+  ec.clear();
+  if (signals.size() == 0) {
+    ec = std::make_error_code(std::errc::invalid_argument);
+    return 0;
+  }
+  for (int sig : signals) {
+    if (!install(sig, ec)) return 0;
+  }
+  detail::fd_event readable(pipe_fds[0], false);
+  for (;;) {
+    if (int sig = take_one(signals)) return sig;
+    // Drain the wakes; if others' signals remain, leave a wake for them.
+    char buf[64];
+    bool drained = false;
+    while (::read(pipe_fds[0], buf, sizeof buf) > 0) drained = true;
+    if (int sig = take_one(signals)) {
+      if (any_pending()) on_signal(0);
+      return sig;
+    }
+    if (drained && any_pending()) {
+      const char byte = 1;
+      (void)!::write(pipe_fds[1], &byte, 1);
+    }
+    switch (readable.wait(d.when(), nullptr)) {
+      case detail::fd_event::result::timed_out:
+        ec = std::make_error_code(std::errc::timed_out);
+        return 0;
+      case detail::fd_event::result::canceled:
+        ec = std::make_error_code(std::errc::operation_canceled);
+        return 0;
+      default:
+        break;
+    }
+  }
+}
+
+int wait_signal(std::initializer_list<int> signals, deadline d) {
+  std::error_code ec;
+  const int sig = wait_signal(signals, d, ec);
+  if (ec) throw io_error(ec, "spindle::wait_signal");
+  return sig;
+}
+
+}  // namespace spindle

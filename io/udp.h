@@ -1,0 +1,73 @@
+// spindle::udp_socket: datagrams from fibers.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <system_error>
+
+#include "io/address.h"
+#include "io/error.h"
+
+namespace spindle {
+
+namespace detail {
+class fd_state;
+}
+
+// udp_socket sends and receives datagrams. recv_from() parks the calling
+// fiber until a datagram arrives; send_to() parks only while the socket's
+// send buffer is full. Deadlines, close() under a parked call, and errors
+// work as for connection (io/conn.h).
+//
+//   spindle::udp_socket s = spindle::udp_socket::bind("127.0.0.1:0");
+//   spindle::address from;
+//   std::array<std::byte, 1500> buf;
+//   std::size_t n = s.recv_from(buf, from, 5s);
+//   s.send_to(std::span(buf).first(n), from);  // echo it back
+class udp_socket {
+ public:
+  udp_socket() noexcept;  // not open
+  udp_socket(udp_socket&&) noexcept;
+  udp_socket& operator=(udp_socket&&) noexcept;
+  ~udp_socket();
+
+  // bind() opens a socket bound to `where` ("host:port", port 0 for any).
+  static udp_socket bind(std::string_view where);
+  static udp_socket bind(std::string_view where, std::error_code& ec) noexcept;
+  static udp_socket bind(const address& at);
+  static udp_socket bind(const address& at, std::error_code& ec) noexcept;
+  // open() opens an unbound socket of `family` (AF_INET, AF_INET6) for
+  // sending; the kernel picks its port at the first send.
+  static udp_socket open(int family = AF_INET);
+  static udp_socket open(int family, std::error_code& ec) noexcept;
+
+  // send_to() sends one datagram; returns its size.
+  std::size_t send_to(std::span<const std::byte> data, const address& to, deadline d = {});
+  std::size_t send_to(std::span<const std::byte> data, const address& to, deadline d,
+                      std::error_code& ec) noexcept;
+  std::size_t send_to(std::string_view data, const address& to, deadline d = {});
+  // recv_from() receives one datagram into `buf` (the excess of a longer
+  // one is dropped, as with recvfrom(2)) and its sender into `from`.
+  std::size_t recv_from(std::span<std::byte> buf, address& from, deadline d = {});
+  std::size_t recv_from(std::span<std::byte> buf, address& from, deadline d, std::error_code& ec) noexcept;
+
+  void close();
+  void close(std::error_code& ec) noexcept;
+  bool is_open() const noexcept;
+  int native_handle() const noexcept;
+  address local_address() const;
+  address local_address(std::error_code& ec) const noexcept;
+  void set_deadline(deadline d) noexcept;
+  void set_read_deadline(deadline d) noexcept;
+  void set_write_deadline(deadline d) noexcept;
+
+ private:
+  explicit udp_socket(std::unique_ptr<detail::fd_state> s) noexcept;
+  std::unique_ptr<detail::fd_state> s_;
+};
+
+}  // namespace spindle
