@@ -134,9 +134,12 @@ std::size_t connection::read_some(std::span<std::byte> buf, deadline d, std::err
     ec = std::make_error_code(std::errc::operation_canceled);
     return 0;
   }
+  if (s_->read_drained && !s_->read_ready_hint() && (ec = s_->wait(direction::read, d))) return 0;
   const int fd = s_->fd();
   const ssize_t n = s_->retry(direction::read, d, ec, [&] { return ::read(fd, buf.data(), buf.size()); });
-  return n < 0 ? 0 : static_cast<std::size_t>(n);
+  if (n < 0) return 0;
+  s_->read_drained = static_cast<std::size_t>(n) < buf.size() && n != 0;
+  return static_cast<std::size_t>(n);
 }
 
 std::size_t connection::read_some(std::span<std::byte> buf, std::error_code& ec) noexcept {

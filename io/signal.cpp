@@ -22,6 +22,8 @@ namespace {
 constexpr int max_signal = 65;
 std::atomic<int> pending[max_signal];
 std::atomic<bool> installed[max_signal];
+// Fibers and threads in wait_signal() for each signal.
+std::atomic<int> waiting[max_signal];
 int pipe_fds[2] = {-1, -1};
 std::mutex install_mu;
 
@@ -68,12 +70,31 @@ int take_one(std::initializer_list<int> signals) noexcept {
   return 0;
 }
 
-bool any_pending() noexcept {
-  for (auto& p : pending) {
-    if (p.load(std::memory_order_relaxed) > 0) return true;
+// Whether a signal that someone waits for is pending: then a waiter that
+// drained the pipe leaves a wake in it for them. (Not for signals nobody
+// waits for: that wake would come straight back to the drainer.)
+bool pending_for_others() noexcept {
+  for (int sig = 1; sig < max_signal; ++sig) {
+    if (pending[sig].load(std::memory_order_relaxed) > 0 &&
+        waiting[sig].load(std::memory_order_relaxed) > 0) {
+      return true;
+    }
   }
   return false;
 }
+
+class waiting_guard {
+ public:
+  explicit waiting_guard(std::initializer_list<int> signals) : signals_(signals) {
+    for (int sig : signals_) waiting[sig].fetch_add(1, std::memory_order_relaxed);
+  }
+  ~waiting_guard() {
+    for (int sig : signals_) waiting[sig].fetch_sub(1, std::memory_order_relaxed);
+  }
+
+ private:
+  std::initializer_list<int> signals_;
+};
 
 }  // namespace
 
@@ -87,20 +108,17 @@ int wait_signal(std::initializer_list<int> signals, deadline d, std::error_code&
     if (!install(sig, ec)) return 0;
   }
   detail::fd_event readable(pipe_fds[0], false);
+  const waiting_guard counted(signals);
+  const char byte = 1;
   for (;;) {
     if (int sig = take_one(signals)) return sig;
     // Drain the wakes; if others' signals remain, leave a wake for them.
     char buf[64];
     bool drained = false;
     while (::read(pipe_fds[0], buf, sizeof buf) > 0) drained = true;
-    if (int sig = take_one(signals)) {
-      if (any_pending()) on_signal(0);
-      return sig;
-    }
-    if (drained && any_pending()) {
-      const char byte = 1;
-      (void)!::write(pipe_fds[1], &byte, 1);
-    }
+    const int sig = take_one(signals);
+    if (drained && pending_for_others()) (void)!::write(pipe_fds[1], &byte, 1);
+    if (sig != 0) return sig;
     switch (readable.wait(d.when(), nullptr)) {
       case detail::fd_event::result::timed_out:
         ec = std::make_error_code(std::errc::timed_out);

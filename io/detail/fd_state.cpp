@@ -47,7 +47,7 @@ void ignore_sigpipe() noexcept {
 }
 
 fd_state::fd_state(int fd, bool is_socket) noexcept
-    : fd_(fd), is_socket_(is_socket), read_event_(fd, false), write_event_(fd, true) {
+    : fd_(fd), is_socket_(is_socket), pd_(poll_desc::open(fd)) {
   ignore_sigpipe();
 }
 
@@ -77,17 +77,18 @@ std::error_code fd_state::closed_error() const noexcept {
 }
 
 std::error_code fd_state::wait(direction dir, const deadline& until) noexcept {
-  fd_event& ev = dir == direction::read ? read_event_ : write_event_;
+  if (pd_ == nullptr) return std::make_error_code(std::errc::operation_not_supported);
+  const auto pdir = dir == direction::read ? poll_desc::read : poll_desc::write;
   const auto& shared = dir == direction::read ? read_deadline_ : write_deadline_;
   for (;;) {
-    switch (ev.wait(until.when(), &shared)) {
-      case fd_event::result::ready:
+    switch (pd_->wait(pdir, until.when(), &shared)) {
+      case poll_desc::result::ready:
         return {};
-      case fd_event::result::timed_out:
+      case poll_desc::result::timed_out:
         return std::make_error_code(std::errc::timed_out);
-      case fd_event::result::canceled:
+      case poll_desc::result::canceled:
         return std::make_error_code(std::errc::operation_canceled);
-      case fd_event::result::interrupted:
+      case poll_desc::result::interrupted:
         break;  // a deadline changed: wait again with it
     }
   }
@@ -96,7 +97,7 @@ std::error_code fd_state::wait(direction dir, const deadline& until) noexcept {
 void fd_state::set_deadline(direction dir, const deadline& d) noexcept {
   auto& shared = dir == direction::read ? read_deadline_ : write_deadline_;
   shared.store(d.when().time_since_epoch().count(), std::memory_order_seq_cst);
-  (dir == direction::read ? read_event_ : write_event_).interrupt();
+  if (pd_ != nullptr) pd_->interrupt(dir == direction::read ? poll_desc::read : poll_desc::write);
 }
 
 void fd_state::close(std::error_code& ec) noexcept {
@@ -109,14 +110,14 @@ void fd_state::close(std::error_code& ec) noexcept {
   const std::uint32_t before = ops_.fetch_or(closing_bit, std::memory_order_acq_rel);
   // Parked readers and writers wake with operation_canceled; new waits
   // return it at once.
-  read_event_.cancel();
-  write_event_.cancel();
+  if (pd_ != nullptr) pd_->cancel();
   if ((before & ~closing_bit) == 0 && closer_.exchange(nullptr, std::memory_order_acq_rel) == self) {
     cancel_park(self);  // no op in flight, and none can take the closer now
   } else {
     park(self);  // the last op wakes us (perhaps already has)
   }
   // No op is in flight or can start: the descriptor is ours alone.
+  if (pd_ != nullptr) pd_->close();
   if (::close(fd_) != 0 && errno != EINTR) ec = last_error();
   if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
   closed_.store(true, std::memory_order_release);

@@ -2,6 +2,9 @@
 // udp_socket). It owns one non-blocking descriptor and everything that
 // makes closing it under parked fibers safe.
 //
+// Readiness comes from the netpoll (sched/detail/netpoll.h), where the
+// descriptor is registered once, edge-triggered.
+//
 // Close protocol (after Go's fdMutex): every operation holds an `op` for
 // its whole duration. close() marks the state closing, cancels both
 // readiness events (parked fibers wake with operation_canceled), waits
@@ -18,7 +21,7 @@
 #include <sys/types.h>
 
 #include "io/error.h"
-#include "sched/detail/fd_event.h"
+#include "sched/detail/netpoll.h"
 #include "sync/mutex.h"
 
 namespace spindle::detail {
@@ -76,6 +79,20 @@ class fd_state {
     }
   }
 
+  // The reader's hint (guarded by the read lock): the last read returned
+  // less than it asked for, so the socket's receive buffer was empty then
+  // and a read now would most likely fail with EAGAIN. read_some() then
+  // waits for readiness before reading: it saves that failing system call,
+  // and, more importantly, it lets the worker's loop run (and serve every
+  // other ready connection in one epoll_wait) instead of this fiber
+  // ping-ponging with a fast peer while the others starve.
+  bool read_drained = false;
+  // Whether a read now is worth trying under that hint: readiness came
+  // since (see poll_desc::ready_hint).
+  bool read_ready_hint() const noexcept {
+    return pd_ == nullptr || pd_->ready_hint(poll_desc::read);
+  }
+
   // wait() parks until the fd is ready in `dir` (or the deadlines, or a
   // close): empty on ready, else timed_out or operation_canceled.
   std::error_code wait(direction dir, const deadline& until) noexcept;
@@ -99,6 +116,7 @@ class fd_state {
 
  private:
   static constexpr std::uint32_t closing_bit = 1u << 31;
+  static constexpr poll_desc::deadline_rep no_deadline = std::chrono::steady_clock::duration::max().count();
 
   bool enter() noexcept;
   void leave() noexcept;
@@ -106,12 +124,13 @@ class fd_state {
 
   const int fd_;
   const bool is_socket_;
-  fd_event read_event_;
-  fd_event write_event_;
+  // Registration with the netpoll; null for a descriptor epoll cannot
+  // watch (a regular file: never EAGAIN).
+  poll_desc* pd_;
   spindle::mutex read_mu_;
   spindle::mutex write_mu_;
-  std::atomic<fd_event::deadline_rep> read_deadline_{fd_event::no_deadline};
-  std::atomic<fd_event::deadline_rep> write_deadline_{fd_event::no_deadline};
+  std::atomic<poll_desc::deadline_rep> read_deadline_{no_deadline};
+  std::atomic<poll_desc::deadline_rep> write_deadline_{no_deadline};
   // Operations in flight, and closing_bit once close() has begun.
   std::atomic<std::uint32_t> ops_{0};
   // Held by the closer from start to end; later closers wait on it.

@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
           stopping = !listener.is_open();
           if (!stopping) open.emplace(id, &conn);
         }
-        std::array<char, 16384> buf;
+        std::array<char, 4096> buf;  // the peers in bench/peers/ use 4 KiB too
         std::error_code io;
         while (!stopping) {
           const std::size_t n = conn.read_some(buf, io);

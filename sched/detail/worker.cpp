@@ -62,6 +62,7 @@
 
 #include "fiber/detail/overflow.h"
 #include "fiber/detail/sanitizer.h"
+#include "sched/detail/netpoll.h"
 #include "sched/park.h"
 
 namespace spindle::detail {
@@ -213,6 +214,8 @@ void on_idle_timer(struct ev_loop*, ev_timer*, int) {
   // Nothing: the loop looks for work after every ev_run.
 }
 
+void on_netpoll(struct ev_loop*, ev_io*, int) { netpoll_poll(); }
+
 void on_async(struct ev_loop*, ev_async*, int) {
   // Nothing: the loop drains the inbox after every ev_run.
 }
@@ -266,6 +269,7 @@ worker::worker(runtime& rt, unsigned index)
       rt_(rt),
       index_(index),
       async_(std::make_unique<ev_async>()),
+      netpoll_io_(std::make_unique<ev_io>()),
       idle_timer_(std::make_unique<ev_timer>()),
       rand_state_(0x9e3779b9u * (index + 1)) {
   // EVFLAG_NOSIGMASK: signals are not libev's business here.
@@ -277,6 +281,10 @@ worker::worker(runtime& rt, unsigned index)
   }
   ev_async_init(async_.get(), on_async);
   ev_async_start(loop_, async_.get());
+  if (netpoll_fd() >= 0) {
+    ev_io_init(netpoll_io_.get(), on_netpoll, netpoll_fd(), EV_READ);
+    ev_io_start(loop_, netpoll_io_.get());
+  }
   ev_timer_init(idle_timer_.get(), on_idle_timer, idle_poll_seconds, 0.0);
   seen_.resize(rt.opts().workers == 0 ? 1 : rt.opts().workers);
   loop_cb_->state_.store(fiber_state::running, std::memory_order_relaxed);
@@ -284,6 +292,7 @@ worker::worker(runtime& rt, unsigned index)
 
 worker::~worker() {
   ev_async_stop(loop_, async_.get());
+  ev_io_stop(loop_, netpoll_io_.get());
   ev_loop_destroy(loop_);
   loop_cb_->release();
 }

@@ -20,6 +20,7 @@
 
 struct ev_loop;
 struct ev_async;
+struct ev_io;
 struct ev_timer;
 
 namespace spindle::detail {
@@ -169,6 +170,8 @@ class worker {
   const unsigned index_;
   struct ev_loop* loop_ = nullptr;
   std::unique_ptr<ev_async> async_;
+  // Watches the netpoll's epoll fd (sched/detail/netpoll.h).
+  std::unique_ptr<ev_io> netpoll_io_;
   // Bounds an idle sleep while other workers are busy (worker.cpp).
   std::unique_ptr<ev_timer> idle_timer_;
   // Cheap per-worker randomness for the order in which to visit victims.

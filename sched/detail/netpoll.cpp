@@ -1,0 +1,225 @@
+#include "sched/detail/netpoll.h"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <mutex>
+#include <thread>
+
+#include "fiber/detail/control_block.h"
+#include "sched/park.h"
+
+namespace spindle::detail {
+
+namespace {
+
+// The pool of poll_descs: allocated in batches, never freed.
+std::mutex pool_mu;
+poll_desc* free_list = nullptr;  // guarded by pool_mu
+
+constexpr std::uint64_t pointer_mask = (std::uint64_t{1} << 48) - 1;
+
+std::uint64_t pack(poll_desc* d, std::uint16_t gen) noexcept {
+  return (reinterpret_cast<std::uint64_t>(d) & pointer_mask) | (std::uint64_t{gen} << 48);
+}
+
+}  // namespace
+
+int netpoll_fd() noexcept {
+  static const int fd = ::epoll_create1(EPOLL_CLOEXEC);
+  return fd;
+}
+
+poll_desc* poll_desc::open(int fd) noexcept {
+  const int ep = netpoll_fd();
+  if (ep < 0) return nullptr;
+  poll_desc* d;
+  {
+    std::lock_guard lock(pool_mu);
+    if (free_list == nullptr) {
+      constexpr int batch = 64;
+      auto* block = new (std::nothrow) poll_desc[batch];
+      if (block == nullptr) {
+        errno = ENOMEM;
+        return nullptr;
+      }
+      for (int i = 0; i < batch; ++i) {
+        block[i].next_free_ = free_list;
+        free_list = &block[i];
+      }
+    }
+    d = free_list;
+    free_list = d->next_free_;
+  }
+  d->lock();
+  d->fd_ = fd;
+  ++d->gen_;
+  d->waiter_[0] = d->waiter_[1] = nullptr;
+  d->ready_[0].store(false, std::memory_order_relaxed);
+  d->ready_[1].store(false, std::memory_order_relaxed);
+  d->final_[0].store(false, std::memory_order_relaxed);
+  d->final_[1].store(false, std::memory_order_relaxed);
+  d->canceled_ = false;
+  const std::uint16_t gen = d->gen_;
+  d->unlock();
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = pack(d, gen);
+  if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    const int e = errno;
+    d->close();
+    errno = e;
+    return nullptr;
+  }
+  return d;
+}
+
+void poll_desc::close() noexcept {
+  lock();
+  const int fd = fd_;
+  fd_ = -1;
+  ++gen_;  // edges collected before this are stale from now on
+  unlock();
+  if (fd >= 0) ::epoll_ctl(netpoll_fd(), EPOLL_CTL_DEL, fd, nullptr);
+  std::lock_guard lock(pool_mu);
+  next_free_ = free_list;
+  free_list = this;
+}
+
+void poll_desc::lock() noexcept {
+  while (lock_.exchange(true, std::memory_order_acquire)) {
+    for (int i = 0; lock_.load(std::memory_order_relaxed); ++i) {
+      if (i < 64) {
+        __builtin_ia32_pause();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+}
+
+void poll_desc::wake_locked(direction dir, result why) noexcept {
+  if (control_block* w = waiter_[dir]) {
+    waiter_[dir] = nullptr;
+    result_[dir] = why;
+    unpark(w);
+  }
+}
+
+void poll_desc::deliver(std::uint32_t events, std::uint16_t gen) noexcept {
+  const bool readable = (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+  const bool writable = (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+  lock();
+  if (gen == gen_) {
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) final_[read].store(true, std::memory_order_relaxed);
+    if ((events & (EPOLLHUP | EPOLLERR)) != 0) final_[write].store(true, std::memory_order_relaxed);
+    if (readable) {
+      if (waiter_[read] != nullptr) {
+        wake_locked(read, result::ready);
+      } else {
+        ready_[read].store(true, std::memory_order_relaxed);
+      }
+    }
+    if (writable) {
+      if (waiter_[write] != nullptr) {
+        wake_locked(write, result::ready);
+      } else {
+        ready_[write].store(true, std::memory_order_relaxed);
+      }
+    }
+  }
+  unlock();
+}
+
+poll_desc::result poll_desc::wait(direction dir, time_point deadline,
+                                  const std::atomic<deadline_rep>* shared_deadline) noexcept {
+  control_block* self = tls_current_fiber;
+  if (self == nullptr) return wait_plain(dir, deadline, shared_deadline);
+  lock();
+  if (canceled_) {
+    unlock();
+    return result::canceled;
+  }
+  if (ready_[dir].load(std::memory_order_relaxed) || final_[dir].load(std::memory_order_relaxed)) {
+    ready_[dir].store(false, std::memory_order_relaxed);
+    unlock();
+    return result::ready;
+  }
+  prepare_park(self);
+  waiter_[dir] = self;
+  // Read under the lock, after registering: a deadline changed from now on
+  // comes with an interrupt() that finds us.
+  time_point until = deadline;
+  if (shared_deadline != nullptr) {
+    until = std::min(until, time_point(std::chrono::steady_clock::duration(
+                                shared_deadline->load(std::memory_order_seq_cst))));
+  }
+  unlock();
+  const bool woken = until == time_point::max() ? (park(self), true) : park_until(self, until);
+  lock();
+  result r;
+  if (!woken && waiter_[dir] == self) {
+    waiter_[dir] = nullptr;  // nobody claimed us: a plain timeout
+    r = result::timed_out;
+  } else {
+    r = result_[dir];  // a waker claimed us (its unpark may have lost to the timer)
+  }
+  unlock();
+  return r;
+}
+
+void poll_desc::cancel() noexcept {
+  lock();
+  canceled_ = true;
+  wake_locked(read, result::canceled);
+  wake_locked(write, result::canceled);
+  unlock();
+}
+
+void poll_desc::interrupt(direction dir) noexcept {
+  lock();
+  wake_locked(dir, result::interrupted);
+  unlock();
+}
+
+poll_desc::result poll_desc::wait_plain(direction dir, time_point deadline,
+                                        const std::atomic<deadline_rep>* shared_deadline) noexcept {
+  for (;;) {
+    lock();
+    const bool canceled = canceled_;
+    const int fd = fd_;
+    unlock();
+    if (canceled) return result::canceled;
+    time_point until = deadline;
+    if (shared_deadline != nullptr) {
+      until = std::min(until, time_point(std::chrono::steady_clock::duration(
+                                  shared_deadline->load(std::memory_order_seq_cst))));
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) return result::timed_out;
+    auto slice = std::chrono::milliseconds(50);
+    if (until - now < slice) slice = std::chrono::ceil<std::chrono::milliseconds>(until - now);
+    pollfd p{fd, static_cast<short>(dir == write ? POLLOUT : POLLIN), 0};
+    const int n = ::poll(&p, 1, static_cast<int>(slice.count()));
+    if (n > 0 || (n < 0 && errno != EINTR)) return result::ready;  // the retry reports errors
+  }
+}
+
+void netpoll_poll() noexcept {
+  constexpr int batch = 128;
+  epoll_event events[batch];
+  for (;;) {
+    const int n = ::epoll_wait(netpoll_fd(), events, batch, 0);
+    if (n <= 0) return;
+    for (int i = 0; i < n; ++i) {
+      auto* d = reinterpret_cast<poll_desc*>(events[i].data.u64 & pointer_mask);
+      d->deliver(events[i].events, static_cast<std::uint16_t>(events[i].data.u64 >> 48));
+    }
+    if (n < batch) return;
+  }
+}
+
+}  // namespace spindle::detail
