@@ -114,8 +114,10 @@ void poll_desc::deliver(std::uint32_t events, std::uint16_t gen) noexcept {
   const bool writable = (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
   lock();
   if (gen == gen_) {
-    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) final_[read].store(true, std::memory_order_relaxed);
-    if ((events & (EPOLLHUP | EPOLLERR)) != 0) final_[write].store(true, std::memory_order_relaxed);
+    // Not EPOLLHUP alone: a socket not yet connected or listening reports
+    // it too (tcp_poll: state TCP_CLOSE), and that passes.
+    if ((events & (EPOLLRDHUP | EPOLLERR)) != 0) final_[read].store(true, std::memory_order_relaxed);
+    if ((events & EPOLLERR) != 0) final_[write].store(true, std::memory_order_relaxed);
     if (readable) {
       if (waiter_[read] != nullptr) {
         wake_locked(read, result::ready);

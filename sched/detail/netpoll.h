@@ -95,9 +95,11 @@ class poll_desc {
   control_block* waiter_[2] = {nullptr, nullptr};
   result result_[2] = {result::ready, result::ready};
   std::atomic<bool> ready_[2] = {false, false};
-  // Sticky: the peer hung up (read: EPOLLRDHUP, either: EPOLLHUP,
-  // EPOLLERR). End of stream or an error is then always there to be
-  // read, and comes with no further edge, so waits return at once.
+  // Sticky: the peer shut its side (read: EPOLLRDHUP) or the socket has
+  // an error (both: EPOLLERR). End of stream or the error is then always
+  // there to be read, with no further edge to come, so waits return at
+  // once. (A read that returned data may have left the end of stream of
+  // the same edge behind it.)
   std::atomic<bool> final_[2] = {false, false};
   bool canceled_ = false;
   poll_desc* next_free_ = nullptr;
