@@ -446,13 +446,26 @@ connection dial(const address& to, deadline d, std::error_code& ec) noexcept {
         ec = detail::last_error();
         return {};
       }
-      if ((ec = s->wait(direction::write, d))) return {};
-      int err = 0;
-      socklen_t len = sizeof err;
-      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-      if (err != 0) {
-        ec.assign(err, std::system_category());
-        return {};
+      // Wait until the connect has an outcome. A write edge is not proof
+      // of one: the socket reported an edge when it was registered, before
+      // connect() (as Go's netFD.connect, golang.org/issue/19289, check
+      // that the socket is connected before believing it).
+      for (;;) {
+        if ((ec = s->wait(direction::write, d))) return {};
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        if (err != 0) {
+          ec.assign(err, std::system_category());
+          return {};
+        }
+        sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0) break;
+        if (errno != ENOTCONN) {
+          ec = detail::last_error();
+          return {};
+        }
       }
     }
   }
