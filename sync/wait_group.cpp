@@ -6,28 +6,40 @@
 namespace spindle {
 
 void wait_group::add(std::int64_t delta) noexcept {
-  const std::int64_t now = count_.fetch_add(delta, std::memory_order_acq_rel) + delta;
-  if (now < 0) {
+  const std::uint64_t before =
+      state_.fetch_add(static_cast<std::uint64_t>(delta) << 32, std::memory_order_acq_rel);
+  const std::uint64_t after = before + (static_cast<std::uint64_t>(delta) << 32);
+  const auto counter = static_cast<std::int32_t>(after >> 32);
+  const auto waiters = static_cast<std::uint32_t>(after);
+  if (counter < 0) {
     std::fprintf(stderr, "spindle: wait_group: counter below zero (done() called too many times?)\n");
     std::abort();
   }
-  if (now == 0 && delta != 0) {
-    waiters_.lock().lock();
-    (void)waiters_.wake_all();
-    waiters_.lock().unlock();
-  }
+  // Nobody waits, or not done yet: touch nothing more (a waiter that saw
+  // zero may already have destroyed *this).
+  if (counter > 0 || waiters == 0 || delta == 0) return;
+  // Zero with waiters: they registered under the lock and are parked or
+  // parking in waiters_; they return only after we let go of the lock.
+  waiters_.lock().lock();
+  state_.store(0, std::memory_order_release);
+  (void)waiters_.wake_all();
+  waiters_.lock().unlock();
 }
 
 void wait_group::wait() noexcept {
-  if (count_.load(std::memory_order_acquire) == 0) return;  // fast path
-  waiters_.lock().lock();
-  // Checked under the lock that add() wakes under: no lost wakeup.
-  if (count_.load(std::memory_order_acquire) == 0) {
+  for (;;) {
+    std::uint64_t s = state_.load(std::memory_order_acquire);
+    if ((s >> 32) == 0) return;  // the counter is zero
+    waiters_.lock().lock();
+    // Registered as a waiter only if the counter has not moved meanwhile:
+    // then the add() that zeroes it sees us and wakes us under this lock.
+    if (state_.compare_exchange_strong(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      detail::wait_node node;
+      waiters_.wait(node);  // releases the lock; returns once woken
+      return;
+    }
     waiters_.lock().unlock();
-    return;
   }
-  detail::wait_node node;
-  waiters_.wait(node);
 }
 
 }  // namespace spindle

@@ -27,8 +27,8 @@ class wait_group {
   wait_group(const wait_group&) = delete;
   wait_group& operator=(const wait_group&) = delete;
 
-  // add() adds `delta` (which may be negative) to the counter, waking the
-  // waiters when it reaches zero. A counter below zero is a caller bug:
+  // add() adds `delta` (which may be negative) to the counter (32 bits,
+  // as in Go), waking the waiters when it reaches zero. A counter below zero is a caller bug:
   // add() aborts with "spindle::wait_group: counter below zero".
   void add(std::int64_t delta = 1) noexcept;
 
@@ -39,10 +39,16 @@ class wait_group {
   void wait() noexcept;
 
   // count() is the counter now (for diagnostics).
-  std::int64_t count() const noexcept { return count_.load(std::memory_order_acquire); }
+  std::int64_t count() const noexcept {
+    return static_cast<std::int32_t>(state_.load(std::memory_order_acquire) >> 32);
+  }
 
  private:
-  std::atomic<std::int64_t> count_{0};
+  // The counter (high 32 bits, signed) and the number of waiters (low 32
+  // bits), in one word as in Go's WaitGroup: an add() that brings the
+  // counter to zero touches nothing else unless someone waits, so a waiter
+  // that sees zero may destroy the wait_group at once.
+  std::atomic<std::uint64_t> state_{0};
   detail::wait_queue waiters_;
 };
 
