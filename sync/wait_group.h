@@ -28,8 +28,9 @@ class wait_group {
   wait_group& operator=(const wait_group&) = delete;
 
   // add() adds `delta` (which may be negative) to the counter (32 bits,
-  // as in Go), waking the waiters when it reaches zero. A counter below zero is a caller bug:
-  // add() aborts with "spindle::wait_group: counter below zero".
+  // as in Go), waking the waiters when it reaches zero. A counter below
+  // zero is a caller bug: add() aborts with "spindle::wait_group: counter
+  // below zero".
   void add(std::int64_t delta = 1) noexcept;
 
   // done() is add(-1).
