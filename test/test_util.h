@@ -78,3 +78,26 @@ inline std::string workers_name(const testing::TestParamInfo<unsigned>& info) {
 
 #define SPINDLE_INSTANTIATE_WORKERS(suite, ...) \
   INSTANTIATE_TEST_SUITE_P(Workers, suite, testing::Values(__VA_ARGS__), spindle::test::workers_name)
+
+#include "fiber/fiber.h"
+#include "fiber/fiber_options.h"
+#include "fiber/this_fiber.h"
+
+namespace spindle::test {
+
+// Yields until `done()` holds; for conditions other fibers or threads make
+// true.
+template <class Pred>
+void yield_until(Pred done) {
+  while (!done()) spindle::this_fiber::yield();
+}
+
+// Returns once worker `w` has run a fiber started by this call. Called
+// after a fiber pinned to `w` has begun running there, it proves that
+// fiber has parked (or finished) since: a worker runs one fiber at a time.
+inline void await_worker_free(int w) {
+  spindle::fiber probe(spindle::fiber_options{.worker = w, .pinned = true}, [] {});
+  probe.join();
+}
+
+}  // namespace spindle::test

@@ -43,28 +43,15 @@
 
 namespace {
 
+using spindle::test::yield_until;
+using spindle::test::await_worker_free;
+
 namespace stdfs = std::filesystem;
 using namespace std::chrono_literals;
 using spindle::connection;
 using spindle::fiber;
 
 // ---- Helpers ----
-
-// Yields until `done()` holds; for conditions other fibers or threads make
-// true.
-template <class Pred>
-void yield_until(Pred done) {
-  while (!done()) spindle::this_fiber::yield();
-}
-
-// Returns once worker `w` has run a fiber started by this call. Called
-// after a fiber pinned to `w` has begun running there, it proves that
-// fiber has parked (or finished) since: a worker runs one fiber at a time,
-// and nothing before the park lets it go.
-void await_worker_free(int w) {
-  fiber probe(spindle::fiber_options{.worker = w, .pinned = true}, [] {});
-  probe.join();
-}
 
 // The bytes of a byte pattern with no short period, so that data arriving
 // out of order, duplicated or shifted does not compare equal.

@@ -45,22 +45,13 @@ extern std::atomic<long> accept_backoffs;
 
 namespace {
 
+using spindle::test::yield_until;
+using spindle::test::await_worker_free;
+
 namespace stdfs = std::filesystem;
 using namespace std::chrono_literals;
 using spindle::connection;
 using spindle::fiber;
-
-template <class Pred>
-void yield_until(Pred done) {
-  while (!done()) spindle::this_fiber::yield();
-}
-
-// Returns once worker `w` has run a fiber started by this call: a fiber
-// pinned to `w` that was running there before has parked since.
-void await_worker_free(int w) {
-  fiber probe(spindle::fiber_options{.worker = w, .pinned = true}, [] {});
-  probe.join();
-}
 
 class ListenerTest : public spindle::test::workers_fixture {};
 SPINDLE_INSTANTIATE_WORKERS(ListenerTest, 1u, 2u, 4u);

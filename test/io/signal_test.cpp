@@ -25,13 +25,10 @@
 
 namespace {
 
+using spindle::test::yield_until;
+
 using namespace std::chrono_literals;
 using spindle::fiber;
-
-template <class Pred>
-void yield_until(Pred done) {
-  while (!done()) spindle::this_fiber::yield();
-}
 
 // Makes sure Spindle's handler for `sig` is installed before the test sends
 // it (else the default action would end the process): a wait with a

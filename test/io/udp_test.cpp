@@ -25,22 +25,13 @@
 
 namespace {
 
+using spindle::test::yield_until;
+using spindle::test::await_worker_free;
+
 using namespace std::chrono_literals;
 using spindle::address;
 using spindle::fiber;
 using spindle::udp_socket;
-
-template <class Pred>
-void yield_until(Pred done) {
-  while (!done()) spindle::this_fiber::yield();
-}
-
-// Returns once worker `w` has run a fiber started by this call: a fiber
-// pinned to `w` that was running there before has parked since.
-void await_worker_free(int w) {
-  fiber probe(spindle::fiber_options{.worker = w, .pinned = true}, [] {});
-  probe.join();
-}
 
 std::string_view text(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 

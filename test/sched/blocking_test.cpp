@@ -20,6 +20,8 @@
 
 namespace {
 
+using spindle::test::yield_until;
+
 using namespace std::chrono_literals;
 using spindle::fiber;
 
@@ -42,12 +44,6 @@ class thread_event {
   std::condition_variable cv_;
   bool set_ = false;
 };
-
-// Yields until `done()` holds; for conditions other threads make true.
-template <class Pred>
-void yield_until(Pred done) {
-  while (!done()) spindle::this_fiber::yield();
-}
 
 class BlockingTest : public spindle::test::workers_fixture {};
 
