@@ -105,7 +105,10 @@ void poll_desc::wake_locked(direction dir, result why) noexcept {
   if (control_block* w = waiter_[dir]) {
     waiter_[dir] = nullptr;
     result_[dir] = why;
-    unpark(w);
+    // Readiness queues the fiber behind those already runnable (FIFO, and
+    // stealable); a cancel or an interrupt comes from a fiber, whose
+    // worker runs the woken one next.
+    wake(w, /*next=*/why != result::ready);
   }
 }
 
@@ -210,18 +213,22 @@ poll_desc::result poll_desc::wait_plain(direction dir, time_point deadline,
   }
 }
 
-void netpoll_poll() noexcept {
-  constexpr int batch = 128;
+std::uint32_t netpoll_poll(std::uint32_t max) noexcept {
+  constexpr std::uint32_t batch = 128;
   epoll_event events[batch];
-  for (;;) {
-    const int n = ::epoll_wait(netpoll_fd(), events, batch, 0);
-    if (n <= 0) return;
+  std::uint32_t taken = 0;
+  while (taken < max) {
+    const int want = static_cast<int>(std::min(batch, max - taken));
+    const int n = ::epoll_wait(netpoll_fd(), events, want, 0);
+    if (n <= 0) break;
     for (int i = 0; i < n; ++i) {
       auto* d = reinterpret_cast<poll_desc*>(events[i].data.u64 & pointer_mask);
       d->deliver(events[i].events, static_cast<std::uint16_t>(events[i].data.u64 >> 48));
     }
-    if (n < batch) return;
+    taken += static_cast<std::uint32_t>(n);
+    if (n < want) break;
   }
+  return taken;
 }
 
 }  // namespace spindle::detail

@@ -107,8 +107,14 @@ class poll_desc {
 
 // The netpoll's epoll fd, created at the first call. Any thread.
 int netpoll_fd() noexcept;
-// Collects the edges that are in without blocking, and wakes their
-// waiters. Called from a worker's loop when the netpoll fd is readable.
-void netpoll_poll() noexcept;
+// Collects up to `max` of the edges that are in, without blocking, and
+// wakes their waiters; returns how many it took. Edges beyond `max` stay
+// in the epoll ready list for the next poll (by this worker or another).
+// Called from a worker's loop when the netpoll fd is readable, with `max`
+// the room left in the worker's ring, so that readiness never overflows
+// the ring into the shared queue: under a flood of ready connections the
+// woken fibers then run in the order their edges came, and a connection
+// waits at most one ring's worth of others (see docs/sched.md).
+std::uint32_t netpoll_poll(std::uint32_t max) noexcept;
 
 }  // namespace spindle::detail

@@ -214,7 +214,7 @@ void on_idle_timer(struct ev_loop*, ev_timer*, int) {
   // Nothing: the loop looks for work after every ev_run.
 }
 
-void on_netpoll(struct ev_loop*, ev_io*, int) { netpoll_poll(); }
+void on_netpoll(struct ev_loop*, ev_io* w, int) { static_cast<worker*>(w->data)->poll_network(); }
 
 void on_async(struct ev_loop*, ev_async*, int) {
   // Nothing: the loop drains the inbox after every ev_run.
@@ -283,6 +283,7 @@ worker::worker(runtime& rt, unsigned index)
   ev_async_start(loop_, async_.get());
   if (netpoll_fd() >= 0) {
     ev_io_init(netpoll_io_.get(), on_netpoll, netpoll_fd(), EV_READ);
+    netpoll_io_->data = this;
     ev_io_start(loop_, netpoll_io_.get());
   }
   ev_timer_init(idle_timer_.get(), on_idle_timer, idle_poll_seconds, 0.0);
@@ -352,6 +353,16 @@ void worker::poll_events(bool block) noexcept {
   last_poll_ = std::chrono::steady_clock::now();
   poll_due_ = false;
   switches_since_check_ = 0;
+}
+
+void worker::poll_network() noexcept {
+  // Only as many as the ring has room for (keeping a little for fibers
+  // that wake others): the rest stay in the epoll ready list, which libev
+  // reports again at the next poll, until the ring drains.
+  constexpr std::uint32_t reserve = 16;
+  const std::uint32_t used = ring_.size();
+  if (used + reserve >= run_ring::capacity) return;
+  netpoll_poll(run_ring::capacity - reserve - used);
 }
 
 void worker::drain_inbox() noexcept {

@@ -56,6 +56,9 @@ class worker {
   // Suspends the current fiber, which prepare_park() made `parking`.
   void park() noexcept;
   bool park_until(std::chrono::steady_clock::time_point deadline) noexcept;
+  // Wakes the fibers whose sockets the netpoll reports ready, as many as
+  // the ring has room for. From the worker's loop (a libev callback).
+  void poll_network() noexcept;
 
   // ---- Making a fiber runnable (by whoever won its transition) ----
   // enqueue() puts a runnable fiber in this worker's queues. With `next`

@@ -921,6 +921,54 @@ TEST(ConnOneWorkerTest, AReaderOfAnAdoptedPipeParksInsteadOfBlockingItsWorker) {
   });
 }
 
+TEST(ConnOneWorkerTest, ConnectionsThatBecomeReadableTogetherAreServedInTheOrderTheirDataCame) {
+  // More ready connections than a worker's run queue holds (256): a worker
+  // takes readiness only as far as its queue has room, so the readers run
+  // first come, first served. (Had it woken them all at once, the queue
+  // would have spilled its older half behind the newer fibers.)
+  constexpr int pairs = 600;
+  if (raise_descriptor_limit() < 2 * pairs + 64) GTEST_SKIP() << "too few descriptors allowed";
+  spindle::run(spindle::options{.workers = 1}, [] {
+    std::vector<connection> readers;
+    std::vector<int> writers;  // plain descriptors: no readiness of their own
+    for (int i = 0; i < pairs; ++i) {
+      int fds[2];
+      ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+      readers.push_back(connection::adopt(fds[0]));
+      writers.push_back(fds[1]);
+    }
+    // Two rounds, of which the second counts: the edges a registration
+    // reports (writable) sit in the kernel's ready list in registration
+    // order until taken, and the first round takes them all (a reader
+    // parked in it wakes only once its edge was reported).
+    std::vector<int> served[2];
+    int parked = 0;
+    std::vector<fiber> fibers;
+    for (int i = 0; i < pairs; ++i) {
+      fibers.emplace_back([&, i] {
+        for (auto& order : served) {
+          std::array<char, 1> buf;
+          ++parked;  // one worker: nothing runs between this and the park below
+          EXPECT_EQ(readers[i].read_some(buf), 1u);
+          order.push_back(i);
+        }
+      });
+    }
+    for (int round = 0; round < 2; ++round) {
+      yield_until([&] { return parked == (round + 1) * pairs; });
+      // All parked in read_some: make them readable in order, without
+      // giving up the worker in between.
+      for (int fd : writers) ASSERT_EQ(::write(fd, "x", 1), 1);
+      yield_until([&] { return served[round].size() == pairs; });
+    }
+    for (auto& f : fibers) f.join();
+    for (int fd : writers) ::close(fd);
+    std::vector<int> expected(pairs);
+    for (int i = 0; i < pairs; ++i) expected[i] = i;
+    EXPECT_EQ(served[1], expected);
+  });
+}
+
 TEST_P(ConnTest, AnAdoptedSocketWorksLikeADialedOne) {
   spindle::run(opts(), [] {
     int sv[2];
