@@ -1,0 +1,2 @@
+#include <cstdio>
+int main() { std::puts("loadgen: not written yet"); return 1; }
