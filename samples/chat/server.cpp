@@ -99,6 +99,7 @@ class client {
   std::string user_;
   std::string realname_;
   std::string prefix_;  // "nick!user@host", once registered
+  std::string away_;    // the AWAY message; empty when here
   bool registered_ = false;
   std::vector<channel*> channels_;
 
@@ -193,6 +194,7 @@ class server::impl {
   void cmd_who(client& c, const irc::message& m);
   void cmd_whois(client& c, const irc::message& m);
   void cmd_mode(client& c, const irc::message& m);
+  void cmd_ison_userhost(client& c, const irc::message& m);
 
   // ---- replies ----
   // ":server NNN target rest\r\n", target the client's nick or "*". Under
@@ -579,7 +581,8 @@ bool server::impl::handle(client& c, std::string_view line) {
   if (cmd == "USER") return cmd_user(c, m), true;
   if (cmd == "CAP") return cmd_cap(c, m), true;
   static const absl::flat_hash_set<std::string_view> after_registration = {
-      "JOIN", "PART", "PRIVMSG", "NOTICE", "TOPIC", "NAMES", "LIST", "WHO", "WHOIS", "MODE"};
+      "JOIN", "PART", "PRIVMSG", "NOTICE", "TOPIC", "NAMES", "LIST", "WHO", "WHOIS", "WHOWAS",
+      "MODE", "ISON", "USERHOST", "AWAY"};
   const bool known = after_registration.contains(cmd);
   if (!c.registered_) {
     if (known) {
@@ -609,6 +612,21 @@ bool server::impl::handle(client& c, std::string_view line) {
     cmd_whois(c, m);
   } else if (cmd == "MODE") {
     cmd_mode(c, m);
+  } else if (cmd == "WHOWAS") {
+    // No history is kept: every nick "was no such nickname".
+    if (m.params.empty()) return reply(c, "431", ":No nickname given"), true;
+    reply(c, "406", irc::cat(m.params[0], " :There was no such nickname"));
+    reply(c, "369", irc::cat(m.params[0], " :End of WHOWAS"));
+  } else if (cmd == "ISON" || cmd == "USERHOST") {
+    cmd_ison_userhost(c, m);
+  } else if (cmd == "AWAY") {
+    std::lock_guard lock(state_mu_);
+    c.away_ = m.params.empty() ? "" : m.params[0];
+    if (c.away_.empty()) {
+      reply(c, "305", ":You are no longer marked as being away");
+    } else {
+      reply(c, "306", ":You have been marked as being away");
+    }
   } else {
     reply(c, "421", irc::cat(cmd, " :Unknown command"));
   }
@@ -876,6 +894,7 @@ void server::impl::cmd_privmsg(client& c, const irc::message& m, bool notice) {
         if (!notice) reply(c, "401", irc::cat(target, " :No such nick/channel"));
         continue;
       }
+      if (!notice && !to->away_.empty()) reply(c, "301", irc::cat(to->nick_, " :", to->away_));
       head += irc::cat(to->nick_, " :");
       std::string_view text = m.params[1];
       if (head.size() + text.size() + 2 > irc::max_line) text = text.substr(0, irc::max_line - 2 - head.size());
@@ -1003,6 +1022,31 @@ void server::impl::cmd_mode(client& c, const irc::message& m) {
   if (p != &c) return reply(c, "502", ":Cant change mode for other users");
   if (m.params.size() < 2) reply(c, "221", "+");
   // Setting user modes: accepted, and nothing changes.
+}
+
+void server::impl::cmd_ison_userhost(client& c, const irc::message& m) {
+  const bool ison = m.command == "ISON";
+  if (m.params.empty()) return reply(c, "461", irc::cat(m.command, " :Not enough parameters"));
+  std::shared_lock lock(state_mu_);
+  std::string out;
+  std::size_t count = 0;
+  for (const std::string& param : m.params) {
+    // ISON's nicks may come space-separated in one trailing parameter.
+    std::string_view rest = param;
+    while (!rest.empty()) {
+      const std::size_t sp = rest.find(' ');
+      const std::string_view nick = rest.substr(0, sp);
+      rest = sp == std::string_view::npos ? std::string_view() : rest.substr(sp + 1);
+      if (nick.empty()) continue;
+      if (!ison && ++count > 5) break;  // USERHOST: at most five (RFC 2812 4.8)
+      const client* p = find_nick(nick);
+      if (p == nullptr) continue;
+      if (!out.empty()) out += ' ';
+      out += ison ? p->nick_
+                  : irc::cat(p->nick_, "=", p->away_.empty() ? "+" : "-", p->user_, "@", p->host_);
+    }
+  }
+  reply(c, ison ? "303" : "302", irc::cat(":", out));
 }
 
 // ---- server ----
