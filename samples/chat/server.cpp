@@ -426,7 +426,7 @@ void server::impl::session(const std::shared_ptr<client>& cp) {
 
   // Lines are cut out of `buf`; a line longer than max_line is dropped as
   // it comes (`overlong`), without ever holding more than the buffer.
-  std::array<char, 16 * 1024> buf;
+  std::array<char, 4096> buf;  // 8 lines of the longest kind
   std::size_t begin = 0, end = 0;
   bool overlong = false;
   std::string quit_reason;
