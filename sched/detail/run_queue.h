@@ -42,6 +42,11 @@ class fifo {
     }
     tail_ = last;
   }
+  void push_front(control_block* cb) noexcept {
+    cb->next_ = head_;
+    head_ = cb;
+    if (tail_ == nullptr) tail_ = cb;
+  }
   control_block* pop_front() noexcept {
     control_block* cb = head_;
     if (cb != nullptr) {

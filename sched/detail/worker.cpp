@@ -23,8 +23,9 @@
 // jumped to releases its control block, and with it the stack.
 //
 // Queues. Each worker has a ring (run_queue.h) that other workers steal
-// from, a list of pinned fibers that nobody steals, and an inbox through
-// which other threads hand it fibers. A fiber made runnable by a fiber on
+// from, an overflow list behind it for what does not fit (moved into the
+// ring, in order, as the ring empties), a list of pinned fibers that
+// nobody steals, and an inbox through which other threads hand it fibers. A fiber made runnable by a fiber on
 // another worker goes to the waker's worker (Go's ready()), unless it is
 // pinned or still holds a watcher in its own worker's libev loop: those go
 // home through the inbox, and the home worker stops the watcher before the
@@ -360,6 +361,7 @@ void worker::poll_network() noexcept {
   // that wake others): the rest stay in the epoll ready list, which libev
   // reports again at the next poll, until the ring drains.
   constexpr std::uint32_t reserve = 16;
+  if (!overflow_.empty()) return;
   const std::uint32_t used = ring_.size();
   if (used + reserve >= run_ring::capacity) return;
   netpoll_poll(run_ring::capacity - reserve - used);
@@ -419,25 +421,29 @@ void worker::enqueue(control_block* cb, bool next) noexcept {
 }
 
 void worker::push_ring(control_block* cb) noexcept {
-  const int before = ring_.push(cb);
+  // Behind fibers already in the overflow list, to keep the order.
+  const int before = overflow_.empty() ? ring_.push(cb) : -1;
   if (before < 0) [[unlikely]] {
-    // Full: move the older half, and this one, to the shared queue (Go's
-    // runqputslow), where every worker can find them.
-    control_block* batch[run_ring::capacity / 2];
-    const std::uint32_t n = ring_.grab(batch, run_ring::capacity / 2);
-    for (std::uint32_t i = 0; i < n; ++i) batch[i]->next_ = batch[i + 1 < n ? i + 1 : 0];
-    cb->next_ = nullptr;
-    if (n > 0) {
-      batch[n - 1]->next_ = cb;
-      rt_.push_shared(batch[0], cb, n + 1);
-    } else {
-      rt_.push_shared(cb, cb, 1);
-    }
+    overflow_.push_back(cb);
     rt_.wake_idle_worker();
     return;
   }
   // More than this worker will run next: worth a hand from an idle one.
   if (before >= 1) rt_.wake_idle_worker();
+}
+
+control_block* worker::pop_overflow() noexcept {
+  // The ring is empty: refill it from the overflow list, oldest first, so
+  // that thieves can take a share again.
+  control_block* first = overflow_.pop_front();
+  while (!overflow_.empty() && ring_.size() < run_ring::capacity) {
+    control_block* cb = overflow_.pop_front();
+    if (ring_.push(cb) < 0) {
+      overflow_.push_front(cb);
+      break;
+    }
+  }
+  return first;
 }
 
 inline control_block* worker::pop_local() noexcept {
@@ -458,6 +464,7 @@ inline control_block* worker::pop_local() noexcept {
     }
   }
   if (control_block* cb = ring_.pop()) return cb;
+  if (!overflow_.empty()) return pop_overflow();
   if (!pinned_.empty()) return pinned_.pop_front();
   if (rt_.shared_nonempty()) {
     if (control_block* cb = take_shared()) return cb;

@@ -86,6 +86,35 @@ TEST(ParkTest, CancelParkConsumesAnEarlyUnpark) {
   });
 }
 
+TEST(ParkTest, MoreFibersWokenAtOnceThanTheRunQueueHoldsRunInTheOrderTheyWereWoken) {
+  // One worker, 1000 wakes in a row (its ring holds 256): those that do
+  // not fit wait, in order, behind those that do; none waits behind fibers
+  // woken later (as it would in a queue served only now and then).
+  constexpr int count = 1000;
+  spindle::run(spindle::options{.workers = 1}, [] {
+    std::vector<control_block*> waiters(count, nullptr);
+    std::vector<int> order;
+    std::vector<fiber> fibers;
+    int parked = 0;
+    for (int i = 0; i < count; ++i) {
+      fibers.emplace_back([&, i] {
+        control_block* self = current_waiter();
+        prepare_park(self);
+        waiters[i] = self;
+        ++parked;  // one worker: nothing runs between this and the park
+        park(self);
+        order.push_back(i);
+      });
+    }
+    spindle::test::yield_until([&] { return parked == count; });
+    for (control_block* w : waiters) EXPECT_TRUE(wake(w, /*next=*/false));
+    for (auto& f : fibers) f.join();
+    std::vector<int> expected(count);
+    for (int i = 0; i < count; ++i) expected[i] = i;
+    EXPECT_EQ(order, expected);
+  });
+}
+
 TEST(ParkTest, ParkUntilReturnsFalseAtTheDeadlineAndTrueWhenUnparked) {
   spindle::run([] {
     control_block* self = current_waiter();
