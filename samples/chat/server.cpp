@@ -61,7 +61,17 @@ constexpr std::size_t max_user = 10;
 constexpr std::size_t max_topic = 390;
 constexpr std::size_t max_channels_per_client = 50;
 
-line_ptr make_line(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
+// Every line the server sends goes through here, and none is longer than
+// 512 bytes, CR LF included (RFC 1459 2.3): a reply that echoes a long
+// parameter (a PONG's token, a 421's command, a long real name or reason)
+// is cut, keeping its CR LF.
+line_ptr make_line(std::string s) {
+  if (s.size() > irc::max_line) {
+    s.resize(irc::max_line - 2);
+    s += "\r\n";
+  }
+  return std::make_shared<const std::string>(std::move(s));
+}
 
 // The host part of a prefix: the IP; an IPv6 one that starts with ':'
 // would end the prefix early on the wire, so it gets a leading 0 (as
@@ -140,6 +150,11 @@ class client {
   std::deque<line_ptr> q_;  // q_mu_
   std::size_t q_bytes_ = 0;  // q_mu_: queued and not yet written
   bool closing_ = false;     // q_mu_
+ public:
+  // closing_, readable without the lock (the session checks it per line).
+  std::atomic<bool> dead_{false};
+
+ private:
   bool discarded_ = false;   // q_mu_: kill() dropped what was queued
   std::string reason_;       // q_mu_
 };
@@ -241,6 +256,7 @@ void client::kill_locked(std::string_view reason, bool discard,
                          std::unique_lock<spindle::mutex>& lock) {
   if (closing_) return;
   closing_ = true;
+  dead_.store(true, std::memory_order_relaxed);
   reason_ = std::string(reason);
   if (discard) {
     q_.clear();
@@ -448,8 +464,8 @@ void server::impl::session(const std::shared_ptr<client>& cp) {
       begin = 0;
     }
     std::error_code ec;
-    const std::size_t n = c.conn_.read_some(std::span<char>(buf.data() + end, buf.size() - end),
-                                            until, ec);
+    const std::size_t asked = buf.size() - end;
+    const std::size_t n = c.conn_.read_some(std::span<char>(buf.data() + end, asked), until, ec);
     if (ec == std::errc::timed_out) {
       if (c.closing()) break;  // kill() woke us
       if (clock::now() < until) continue;  // a kill's deadline that was taken back? retry
@@ -495,20 +511,35 @@ void server::impl::session(const std::shared_ptr<client>& cp) {
         continue;
       }
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.size() + 2 > irc::max_line) {  // with CR LF, over 512
-        reply(c, "417", ":Input line was too long");
-        continue;
-      }
-      if (line.empty()) continue;
+      // Empty and overlong lines count against the flood limit too.
       if (!flood_wait(c)) {
         quit = true;
         break;
       }
-      if (!handle(c, line)) {
-        quit = true;
-        break;
+      if (line.size() + 2 > irc::max_line) {  // with CR LF, over 512
+        reply(c, "417", ":Input line was too long");
+        continue;
+      }
+      // A CR inside a line ends it as well: relayed, it would let a client
+      // that splits lines at CR show what follows as a line of its own
+      // (a forged server line, say).
+      while (!quit && !line.empty()) {
+        const std::size_t cr = line.find('\r');
+        const std::string_view piece = line.substr(0, cr);
+        line.remove_prefix(cr == std::string_view::npos ? line.size() : cr + 1);
+        // Lines already read from a client being disconnected are not
+        // handled (a wrong PASS followed by a right one, say).
+        if (c.dead_.load(std::memory_order_relaxed)) {
+          quit = true;
+        } else if (!piece.empty() && !handle(c, piece)) {
+          quit = true;
+        }
       }
     }
+    // Fibers are not preempted: a client that keeps the socket full (the
+    // read filled all it was given) would otherwise keep its worker from
+    // everyone else.
+    if (n == asked && !quit) spindle::this_fiber::yield();
     if (c.closing()) break;
   }
   if (quit_reason.empty()) quit_reason = c.close_reason();
@@ -715,11 +746,11 @@ void server::impl::try_register(client& c) {
     c.kill("Password incorrect", false);
     return;
   }
-  {
-    std::lock_guard lock(state_mu_);
-    c.registered_ = true;
-    c.prefix_ = irc::cat(c.nick_, "!", c.user_, "@", c.host_);
-  }
+  // The welcome is queued under the lock that makes the client findable,
+  // so that nothing sent to the new nick can come before 001.
+  std::lock_guard lock(state_mu_);
+  c.registered_ = true;
+  c.prefix_ = irc::cat(c.nick_, "!", c.user_, "@", c.host_);
   registered_.fetch_add(1, std::memory_order_relaxed);
   reply(c, "001", irc::cat(":Welcome to the ", opts_.network, " IRC Network ", c.prefix_));
   reply(c, "002", irc::cat(":Your host is ", opts_.server_name, ", running version ", version));
@@ -868,7 +899,9 @@ void server::impl::cmd_privmsg(client& c, const irc::message& m, bool notice) {
     return;
   }
   std::shared_lock lock(state_mu_);
+  absl::flat_hash_set<std::string> seen;  // "PRIVMSG a,a" delivers once
   for (std::string_view target : irc::split_list(m.params[0])) {
+    if (!seen.insert(irc::fold(target)).second) continue;
     std::string head = irc::cat(":", c.prefix_, " ", cmd, " ");
     if (target[0] == '#') {
       channel* ch = find_channel(target);
@@ -964,7 +997,7 @@ void server::impl::cmd_list(client& c, const irc::message& m) {
 }
 
 void server::impl::cmd_who(client& c, const irc::message& m) {
-  const std::string mask = m.params.empty() ? "*" : m.params[0];
+  const std::string mask = m.params.empty() || m.params[0].empty() ? "*" : m.params[0];
   std::shared_lock lock(state_mu_);
   auto one = [&](std::string_view where, const client& p) {
     reply(c, "352", irc::cat(where, " ", p.user_, " ", p.host_, " ", opts_.server_name, " ",
@@ -991,11 +1024,18 @@ void server::impl::cmd_whois(client& c, const irc::message& m) {
     return reply(c, "318", irc::cat(nick, " :End of WHOIS list"));
   }
   reply(c, "311", irc::cat(p->nick_, " ", p->user_, " ", p->host_, " * :", p->realname_));
-  if (!p->channels_.empty()) {
-    std::string names;
-    for (const channel* ch : p->channels_) names += irc::cat(names.empty() ? "" : " ", ch->name);
-    reply(c, "319", irc::cat(p->nick_, " :", names));
+  // Channels in as many 319 lines as it takes to keep each within 512.
+  const std::size_t room = irc::max_line - 2 - opts_.server_name.size() - c.nick_.size() -
+                           p->nick_.size() - 12;
+  std::string names;
+  for (const channel* ch : p->channels_) {
+    if (!names.empty() && names.size() + 1 + ch->name.size() > room) {
+      reply(c, "319", irc::cat(p->nick_, " :", names));
+      names.clear();
+    }
+    names += irc::cat(names.empty() ? "" : " ", ch->name);
   }
+  if (!names.empty()) reply(c, "319", irc::cat(p->nick_, " :", names));
   reply(c, "312", irc::cat(p->nick_, " ", opts_.server_name, " :", opts_.network));
   reply(c, "318", irc::cat(p->nick_, " :End of WHOIS list"));
 }
