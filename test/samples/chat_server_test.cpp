@@ -20,6 +20,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <spawn.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -2019,3 +2023,86 @@ TEST_P(ChatServerTest, ACarriageReturnInsideALineIsNeverRelayed) {
 }
 
 }  // namespace
+
+namespace {
+
+// Reads one line (without CR LF) from a blocking socket whose receive
+// timeout is set; empty at end of stream, error or timeout.
+std::string read_raw_line(int fd) {
+  std::string line;
+  char ch;
+  while (::recv(fd, &ch, 1, 0) == 1) {
+    if (ch == '\n') {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      return line;
+    }
+    line += ch;
+  }
+  return line;
+}
+
+}  // namespace
+
+TEST(ChatServerProgramTest, OnSigtermItTellsClientsItIsShuttingDownAndExitsWithZero) {
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  char program[] = CHAT_SERVER_PROGRAM;
+  char port[] = "--port=0";
+  char bind[] = "--bind=127.0.0.1";
+  char workers[] = "--workers=2";
+  char* argv[] = {program, port, bind, workers, nullptr};
+  pid_t pid = -1;
+  ASSERT_EQ(::posix_spawn(&pid, program, &actions, nullptr, argv, environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  // Whatever fails below, the server does not outlive the test.
+  struct reaper {
+    pid_t& pid;
+    ~reaper() {
+      if (pid > 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+    }
+  } reap{pid};
+  // "chat_server: listening on 127.0.0.1:PORT"
+  const timeval patience{30, 0};
+  std::string first;
+  char ch;
+  while (::read(out[0], &ch, 1) == 1 && ch != '\n') first += ch;
+  const std::size_t colon = first.rfind(':');
+  ASSERT_NE(colon, std::string::npos) << "first line: " << first;
+  const int port_number = std::atoi(first.c_str() + colon + 1);
+  ASSERT_GT(port_number, 0) << "first line: " << first;
+
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(port_number));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+  const std::string hello = "NICK sig\r\nUSER sig 0 * :Sig\r\n";
+  ASSERT_EQ(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL), static_cast<ssize_t>(hello.size()));
+  std::string line;
+  do {
+    line = read_raw_line(fd);
+  } while (!line.empty() && line.find(" 376 ") == std::string::npos &&
+           line.find(" 422 ") == std::string::npos);
+  ASSERT_FALSE(line.empty()) << "no end of MOTD";
+
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  EXPECT_EQ(read_raw_line(fd), "ERROR :Server shutting down");
+  EXPECT_EQ(read_raw_line(fd), "");  // then end of stream
+  ::close(fd);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  pid = -1;
+  EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  ::close(out[0]);
+}
