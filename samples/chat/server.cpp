@@ -367,11 +367,13 @@ void server::impl::serve() {
     if (ec) continue;  // the listener backs off by itself on EMFILE
     std::string ip = conn.remote_address(ec).ip();
     if (ec) ip = "unknown";
-    accepted_.fetch_add(1, std::memory_order_relaxed);
     auto c = std::make_shared<client>(*this, std::move(conn), std::move(ip));
     bool refused = false;
     {
       std::lock_guard lock(conns_mu_);
+      // Counted under the lock that makes the client visible, so that
+      // stats() never shows a connection accepted but not yet a client.
+      accepted_.fetch_add(1, std::memory_order_relaxed);
       std::size_t& from_ip = per_ip_[c->ip_];
       if (clients_.size() >= opts_.max_clients || from_ip >= opts_.max_clients_per_ip) {
         refused = true;
@@ -416,13 +418,13 @@ chat::stats server::impl::stats() {
   {
     std::lock_guard lock(conns_mu_);
     s.clients = clients_.size();
+    s.accepted = accepted_.load();
   }
   {
     std::shared_lock lock(state_mu_);
     s.channels = channels_.size();
   }
   s.registered = registered_.load();
-  s.accepted = accepted_.load();
   s.refused = refused_.load();
   s.sendq_exceeded = sendq_exceeded_.load();
   s.flood_kills = flood_kills_.load();
