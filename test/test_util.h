@@ -101,3 +101,21 @@ inline void await_worker_free(int w) {
 }
 
 }  // namespace spindle::test
+
+#include <sys/resource.h>
+
+namespace spindle::test {
+
+// Raises the soft limit on descriptors to the hard limit; returns it.
+inline rlim_t raise_descriptor_limit() {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return 1024;
+  if (r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &r);
+    (void)::getrlimit(RLIMIT_NOFILE, &r);
+  }
+  return r.rlim_cur;
+}
+
+}  // namespace spindle::test

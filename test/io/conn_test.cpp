@@ -43,6 +43,7 @@
 
 namespace {
 
+using spindle::test::raise_descriptor_limit;
 using spindle::test::yield_until;
 using spindle::test::await_worker_free;
 
@@ -119,18 +120,6 @@ std::string describe_descriptors() {
     out += e.path().filename().string() + " -> " + (ec ? "?" : target.string()) + "\n";
   }
   return out;
-}
-
-// Raises the soft limit on descriptors to the hard limit; returns it.
-rlim_t raise_descriptor_limit() {
-  rlimit r{};
-  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return 1024;
-  if (r.rlim_cur < r.rlim_max) {
-    r.rlim_cur = r.rlim_max;
-    (void)::setrlimit(RLIMIT_NOFILE, &r);
-    (void)::getrlimit(RLIMIT_NOFILE, &r);
-  }
-  return r.rlim_cur;
 }
 
 // Serves echo on `l` until it is closed: a fiber per connection writes

@@ -60,6 +60,7 @@ namespace {
 using namespace std::chrono_literals;
 using namespace std::string_literals;
 using chat::irc::cat;
+using spindle::test::raise_descriptor_limit;
 using testing::AllOf;
 using testing::Contains;
 using testing::ElementsAre;
@@ -90,18 +91,6 @@ std::string_view command_of(std::string_view line) {
     line.remove_prefix(space + 1);
   }
   return line.substr(0, line.find(' '));
-}
-
-// Raises the soft limit on descriptors to the hard limit; returns it.
-rlim_t raise_descriptor_limit() {
-  rlimit r{};
-  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return 1024;
-  if (r.rlim_cur < r.rlim_max) {
-    r.rlim_cur = r.rlim_max;
-    (void)::setrlimit(RLIMIT_NOFILE, &r);
-    (void)::getrlimit(RLIMIT_NOFILE, &r);
-  }
-  return r.rlim_cur;
 }
 
 // Polls `done` until it holds, sleeping a millisecond between tries (for
