@@ -25,11 +25,12 @@
 // Queues. Each worker has a ring (run_queue.h) that other workers steal
 // from, an overflow list behind it for what does not fit (moved into the
 // ring, in order, as the ring empties), a list of pinned fibers that
-// nobody steals, and an inbox through which other threads hand it fibers. A fiber made runnable by a fiber on
-// another worker goes to the waker's worker (Go's ready()), unless it is
-// pinned or still holds a watcher in its own worker's libev loop: those go
-// home through the inbox, and the home worker stops the watcher before the
-// fiber can run anywhere (libev loops are single-threaded).
+// nobody steals, and an inbox through which other threads hand it fibers.
+// A fiber made runnable by a fiber on another worker goes to the waker's
+// worker (Go's ready()), unless it is pinned or still holds a watcher in
+// its own worker's libev loop: those go home through the inbox, and the
+// home worker stops the watcher before the fiber can run anywhere (libev
+// loops are single-threaded).
 //
 // Stealing and idling (Go's findrunnable, simplified). A worker with
 // nothing to run looks for work: the runtime's shared overflow queue, then
@@ -436,9 +437,9 @@ control_block* worker::pop_overflow() noexcept {
   // The ring is empty: refill it from the overflow list, oldest first, so
   // that thieves can take a share again.
   control_block* first = overflow_.pop_front();
-  while (!overflow_.empty() && ring_.size() < run_ring::capacity) {
+  while (!overflow_.empty()) {
     control_block* cb = overflow_.pop_front();
-    if (ring_.push(cb) < 0) {
+    if (ring_.push(cb) < 0) {  // full
       overflow_.push_front(cb);
       break;
     }
