@@ -13,7 +13,7 @@ source "$(dirname "$0")/bench_common.sh"
 reps=(--benchmark_repetitions=5 --benchmark_report_aggregates_only=true
       --benchmark_display_aggregates_only=true)
 echo "### Spindle (bench/fiber/fiber_bench.cpp)"
-build/bench/bench/fiber_bench --benchmark_filter='^BM_(RawContextSwitch|Yield|SpawnJoin|SpawnJoinBatch/1000|StdThreadSpawnJoin)$' \
+build/bench/bench/fiber_bench --benchmark_filter='^BM_(RawContextSwitch|Yield|YieldSameCode|SpawnJoin|SpawnJoinBatch/1000|StdThreadSpawnJoin)$' \
   "${reps[@]}" 2>&1 | grep -E '_median|^Benchmark|^-'
 build/bench/bench/fiber_bench --benchmark_filter='BM_ParkedFiberMemory' 2>&1 | grep -E 'BM_'
 echo "### Boost.Fiber (bench/peers/boost_fiber_bench.cpp)"

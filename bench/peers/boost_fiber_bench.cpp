@@ -68,6 +68,24 @@ void BM_BoostFiberYield(benchmark::State& state) {
 }
 BENCHMARK(BM_BoostFiberYield);
 
+// Both fibers run the same loop (compare with Spindle's BM_YieldSameCode).
+__attribute__((noinline)) void yield_times(int n) {
+    for (int i = 0; i < n; ++i) boost::this_fiber::yield();
+}
+void BM_BoostFiberYieldSameCode(benchmark::State& state) {
+    static constexpr int yields = 10000;
+    auto start = clock_type::now();
+    for (auto _ : state) {
+        boost::fibers::fiber a(yield_times, yields);
+        boost::fibers::fiber b(yield_times, yields);
+        a.join();
+        b.join();
+    }
+    double ns = elapsed_ns(start);
+    state.counters["ns_per_yield"] = ns / (2.0 * yields * static_cast<double>(state.iterations()));
+}
+BENCHMARK(BM_BoostFiberYieldSameCode);
+
 // Spawn one empty fiber and join it: stack allocation, context creation, two
 // switches and teardown, one fiber at a time.
 void BM_BoostFiberSpawnJoin(benchmark::State& state) {

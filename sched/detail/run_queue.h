@@ -103,6 +103,20 @@ class run_ring {
     }
   }
 
+  // pop_unshared() is pop() for a ring that nobody steals from (its
+  // worker is the runtime's only one): no CAS. A work-stealing pop cannot
+  // avoid an atomic read-modify-write or a store-load fence when thieves
+  // may be about (Attiya et al., "Laws of Order", POPL 2011), and that one
+  // locked instruction is a third of a yield; a one-worker runtime need
+  // not pay it. Owner only.
+  control_block* pop_unshared() noexcept {
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
+    if (h == tail_.load(std::memory_order_relaxed)) return nullptr;
+    control_block* cb = slots_[h % capacity].load(std::memory_order_relaxed);
+    head_.store(h + 1, std::memory_order_relaxed);
+    return cb;
+  }
+
   // grab() takes the older half (rounded up) of the ring, at most `max`,
   // into `out`; returns how many. Any thread (a thief).
   std::uint32_t grab(control_block** out, std::uint32_t max) noexcept {

@@ -268,6 +268,7 @@ __attribute__((noinline)) worker* this_worker() noexcept {
 
 worker::worker(runtime& rt, unsigned index)
     : loop_cb_(new loop_context),
+      alone_(rt.opts().workers == 1),
       rt_(rt),
       index_(index),
       async_(std::make_unique<ev_async>()),
@@ -415,7 +416,13 @@ void worker::enqueue(control_block* cb, bool next) noexcept {
       return;
     }
     // The one it displaces goes to the ring, where others may steal it.
-    cb = runnext_.exchange(cb, std::memory_order_acq_rel);
+    if (alone_) {
+      control_block* displaced = runnext_.load(std::memory_order_relaxed);
+      runnext_.store(cb, std::memory_order_relaxed);
+      cb = displaced;
+    } else {
+      cb = runnext_.exchange(cb, std::memory_order_acq_rel);
+    }
     if (cb == nullptr) return;
   }
   push_ring(cb);
@@ -447,10 +454,19 @@ control_block* worker::pop_overflow() noexcept {
   return first;
 }
 
+inline control_block* worker::take_runnext() noexcept {
+  if (alone_) {
+    control_block* cb = runnext_.load(std::memory_order_relaxed);
+    runnext_.store(nullptr, std::memory_order_relaxed);
+    return cb;
+  }
+  return runnext_.exchange(nullptr, std::memory_order_acq_rel);
+}
+
 inline control_block* worker::pop_local() noexcept {
   // runnext_ first, up to a streak (see runnext_streak_).
   if (runnext_.load(std::memory_order_relaxed) != nullptr && runnext_streak_ < runnext_max_streak) {
-    if (control_block* cb = runnext_.exchange(nullptr, std::memory_order_acq_rel)) {
+    if (control_block* cb = take_runnext()) {
       ++runnext_streak_;
       return cb;
     }
@@ -464,13 +480,13 @@ inline control_block* worker::pop_local() noexcept {
       if (control_block* cb = take_shared()) return cb;
     }
   }
-  if (control_block* cb = ring_.pop()) return cb;
+  if (control_block* cb = alone_ ? ring_.pop_unshared() : ring_.pop()) return cb;
   if (!overflow_.empty()) return pop_overflow();
   if (!pinned_.empty()) return pinned_.pop_front();
   if (rt_.shared_nonempty()) {
     if (control_block* cb = take_shared()) return cb;
   }
-  return runnext_.exchange(nullptr, std::memory_order_acq_rel);
+  return take_runnext();
 }
 
 control_block* worker::take_shared() noexcept {

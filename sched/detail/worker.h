@@ -117,6 +117,8 @@ class worker {
   // worker's loop should run instead (nothing runnable, or a poll is due).
   inline control_block* pick_next() noexcept;
   inline control_block* pop_local() noexcept;
+  // Takes runnext_ (nullptr if empty); an exchange unless alone_.
+  inline control_block* take_runnext() noexcept;
   // Appends to the ring, or to the overflow list when the ring is full (or
   // the list is not empty); wakes an idle worker when there is more than
   // this worker will run next.
@@ -148,6 +150,9 @@ class worker {
   void* eh_globals_ = nullptr;
   switch_action pending_action_ = switch_action::save;
   bool poll_due_ = false;
+  // The runtime's only worker: no thief can touch its ring or runnext_,
+  // so the owner takes from them without atomic read-modify-writes.
+  const bool alone_;
   // A hint that the inbox has fibers; read relaxed on the hot path.
   std::atomic<bool> inbox_nonempty_{false};
   // Fairness: fibers that hand the worker to each other directly never
