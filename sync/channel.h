@@ -4,9 +4,12 @@
 
 #include <chrono>
 #include <cstddef>
-#include <deque>
+#include <cstdint>
+#include <limits>
+#include <new>
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 #include "sync/condition_variable.h"
@@ -46,7 +49,7 @@ struct channel_waiter : wait_node {
   int* fired_case = nullptr;
 };
 
-class channel_base {
+class alignas(64) channel_base {
  public:
   spinlock& lock() const noexcept { return lock_; }
 
@@ -83,10 +86,21 @@ class channel_base {
     return woken;
   }
 
+  // Everything a send or receive touches sits on this one cache line (the
+  // channel is aligned to it): with senders and receivers on different
+  // workers, each operation moves one line between cores, not four (the
+  // lock, a std::deque's iterators, ...). The values live in a ring of
+  // `ring_size_` slots at `slots_`, grown geometrically up to the
+  // capacity as the buffer fills (Go allocates the whole buffer up front).
   mutable spinlock lock_;
+  bool closed_ = false;
+  std::uint32_t head_ = 0;       // the oldest buffered value's slot
+  std::uint32_t count_ = 0;      // values buffered
+  std::uint32_t ring_size_ = 0;  // slots allocated
+  std::uint32_t capacity_ = 0;
+  void* slots_ = nullptr;
   wait_list senders_;    // channel_waiter with payload: T* to move from
   wait_list receivers_;  // channel_waiter with payload: std::optional<T>* to fill
-  bool closed_ = false;
 
   template <class>
   friend class channel;
@@ -94,6 +108,8 @@ class channel_base {
 };
 
 }  // namespace detail
+
+static_assert(sizeof(detail::channel_base) == 64, "a channel's hot fields fill one cache line");
 
 template <class>
 class recv_case;
@@ -121,9 +137,19 @@ namespace detail {
 template <class T>
 class channel : private detail::channel_base {
  public:
-  explicit channel(std::size_t capacity = 0) : capacity_(capacity) {}
+  // Throws std::length_error for a capacity over 2^32 - 1 values.
+  explicit channel(std::size_t capacity = 0) {
+    if (capacity > std::numeric_limits<std::uint32_t>::max()) {
+      throw std::length_error("spindle::channel: capacity over 2^32 - 1 values");
+    }
+    capacity_ = static_cast<std::uint32_t>(capacity);
+  }
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
+  ~channel() {
+    while (count_ != 0) pop_front();
+    ::operator delete(slots_, std::align_val_t{alignof(T)});
+  }
 
   // send() waits until the value is taken (unbuffered) or buffered.
   void send(T value) {
@@ -186,7 +212,7 @@ class channel : private detail::channel_base {
   // the buffer's.
   std::size_t size() const noexcept {
     lock_.lock();
-    const std::size_t n = buffer_.size();
+    const std::size_t n = count_;
     lock_.unlock();
     return n;
   }
@@ -210,8 +236,8 @@ class channel : private detail::channel_base {
       r->status = detail::channel_waiter::state::done;
       return channel_status::success;
     }
-    if (buffer_.size() < capacity_) {
-      buffer_.push_back(std::move(value));
+    if (count_ < capacity_) {
+      push_back(value);
       return channel_status::success;
     }
     return channel_status::full;
@@ -220,12 +246,17 @@ class channel : private detail::channel_base {
   // Receives now if it can: from the buffer (refilling it from a waiting
   // sender), or from a waiting sender directly (unbuffered).
   channel_status try_recv_locked(std::optional<T>& out) {
-    if (!buffer_.empty()) {
-      out.emplace(std::move(buffer_.front()));
-      buffer_.pop_front();
-      if (detail::channel_waiter* s = claim_first(senders_)) {
-        buffer_.push_back(std::move(*static_cast<T*>(s->payload)));
-        s->status = detail::channel_waiter::state::done;
+    if (count_ != 0) {
+      out.emplace(std::move(front()));
+      pop_front();
+      if (!senders_.empty()) {
+        // The buffer was full: the room just made goes to the first sender.
+        // Grow first (the only step that can throw), then claim.
+        reserve_one();
+        if (detail::channel_waiter* s = claim_first(senders_)) {
+          push_back(*static_cast<T*>(s->payload));
+          s->status = detail::channel_waiter::state::done;
+        }
       }
       return channel_status::success;
     }
@@ -240,7 +271,13 @@ class channel : private detail::channel_base {
   channel_status send_impl(T& value, const std::chrono::steady_clock::time_point* deadline,
                            bool block) {
     lock_.lock();
-    channel_status st = try_send_locked(value);
+    channel_status st;
+    try {
+      st = try_send_locked(value);  // may throw: T's move, growing the ring
+    } catch (...) {
+      lock_.unlock();
+      throw;
+    }
     if (st != channel_status::full || !block) {
       lock_.unlock();
       return st;
@@ -258,7 +295,13 @@ class channel : private detail::channel_base {
   channel_status recv_impl(std::optional<T>& out,
                            const std::chrono::steady_clock::time_point* deadline, bool block) {
     lock_.lock();
-    channel_status st = try_recv_locked(out);
+    channel_status st;
+    try {
+      st = try_recv_locked(out);  // may throw: T's move, growing the ring
+    } catch (...) {
+      lock_.unlock();
+      throw;
+    }
     if (st != channel_status::empty || !block) {
       lock_.unlock();
       return st;
@@ -273,8 +316,47 @@ class channel : private detail::channel_base {
     return st;
   }
 
-  const std::size_t capacity_;
-  std::deque<T> buffer_;  // guarded by lock_
+  // ---- The ring (under lock_) ----
+  T* slots() const noexcept { return static_cast<T*>(slots_); }
+  T& front() noexcept { return slots()[head_]; }
+  void pop_front() noexcept {
+    slots()[head_].~T();
+    if (++head_ == ring_size_) head_ = 0;
+    --count_;
+  }
+  // Makes room for one more value (count_ < capacity_): grows the ring
+  // when it is full, moving the values into a new one twice its size
+  // (at most the capacity). Strong guarantee: on a throw nothing changed.
+  void reserve_one() {
+    if (count_ < ring_size_) return;
+    const std::uint64_t want = ring_size_ == 0 ? 8 : 2 * std::uint64_t{ring_size_};
+    const auto size = static_cast<std::uint32_t>(want < capacity_ ? want : capacity_);
+    T* fresh = static_cast<T*>(::operator new(sizeof(T) * size, std::align_val_t{alignof(T)}));
+    std::uint32_t moved = 0;
+    try {
+      for (; moved < count_; ++moved) {
+        ::new (static_cast<void*>(fresh + moved))
+            T(std::move_if_noexcept(slots()[(std::uint64_t{head_} + moved) % ring_size_]));
+      }
+    } catch (...) {
+      while (moved != 0) fresh[--moved].~T();
+      ::operator delete(fresh, std::align_val_t{alignof(T)});
+      throw;
+    }
+    for (std::uint32_t i = 0; i < count_; ++i) slots()[(std::uint64_t{head_} + i) % ring_size_].~T();
+    ::operator delete(slots_, std::align_val_t{alignof(T)});
+    slots_ = fresh;
+    ring_size_ = size;
+    head_ = 0;
+  }
+  // Appends, moving from `value` (count_ < capacity_).
+  void push_back(T& value) {
+    reserve_one();
+    std::uint64_t tail = std::uint64_t{head_} + count_;
+    if (tail >= ring_size_) tail -= ring_size_;
+    ::new (static_cast<void*>(slots() + tail)) T(std::move(value));
+    ++count_;
+  }
 };
 
 }  // namespace spindle

@@ -1,5 +1,6 @@
 #include "sync/select.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace spindle::detail {
@@ -24,6 +25,7 @@ struct lock_set {
   std::vector<channel_base*> spill;
 
   channel_base** data() { return spill.empty() ? chans : spill.data(); }
+  // (lock_all/unlock_all use the first n of data().)
   void lock_all() {
     for (int i = 0; i < n; ++i) data()[i]->lock().lock();
   }
@@ -47,47 +49,85 @@ int select_engine::run(select_case* const* cases, int n,
   for (int i = 0; i < n; ++i) order[i] = i;
   for (int i = n - 1; i > 0; --i) std::swap(order[i], order[select_random() % (i + 1)]);
 
-  lock_set locks;
-  std::vector<channel_base*> all;
-  all.reserve(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) all.push_back(&cases[i]->chan());
-  std::sort(all.begin(), all.end());
-  all.erase(std::unique(all.begin(), all.end()), all.end());
-  locks.n = static_cast<int>(all.size());
-  if (locks.n > 64) {
-    locks.spill = all;
-  } else {
-    std::copy(all.begin(), all.end(), locks.chans);
-  }
+  // Reports the case that went through (or found its channel closed).
+  auto finish = [&](int i, channel_status st) {
+    cases[i]->set_status(st);
+    if (st == channel_status::closed && cases[i]->is_send()) {
+      throw channel_closed("spindle::select: send on a closed channel");
+    }
+    return i;
+  };
+  // Tries case i under its channel's lock (which the caller holds).
+  auto try_case = [&](int i) {
+    channel_status st = cases[i]->try_locked();
+    return st == channel_status::success || st == channel_status::closed ? st
+                                                                         : channel_status::empty;
+  };
 
-  locks.lock_all();
-  // Pass 1: a case that can go through now.
+  // Pass 1: each case under its own channel's lock alone, in the random
+  // order. Taking one lock at a time is enough to go through a ready case
+  // (it is a try_send or try_recv on that channel), and when some case is
+  // ready, as in a busy server, the select takes one lock instead of all
+  // of them (Go takes all of them first).
   for (int k = 0; k < n; ++k) {
     const int i = order[k];
-    const channel_status st = cases[i]->try_locked();
-    if (st == channel_status::success || st == channel_status::closed) {
+    spinlock& l = cases[i]->chan().lock();
+    l.lock();
+    channel_status st;
+    try {
+      st = try_case(i);
+    } catch (...) {
+      l.unlock();
+      throw;
+    }
+    l.unlock();
+    if (st != channel_status::empty) return finish(i, st);
+  }
+  if (!block) return -1;
+
+  // Pass 2: all the locks, in address order, so that no case can become
+  // ready between our last look and our waiting on it.
+  lock_set locks;
+  channel_base** all = locks.chans;
+  if (n > 64) {
+    locks.spill.resize(static_cast<std::size_t>(n));
+    all = locks.spill.data();
+  }
+  for (int i = 0; i < n; ++i) all[i] = &cases[i]->chan();
+  std::sort(all, all + n);
+  locks.n = static_cast<int>(std::unique(all, all + n) - all);
+
+  locks.lock_all();
+  for (int k = 0; k < n; ++k) {
+    const int i = order[k];
+    channel_status st;
+    try {
+      st = try_case(i);
+    } catch (...) {
       locks.unlock_all();
-      cases[i]->set_status(st);
-      if (st == channel_status::closed && cases[i]->is_send()) {
-        throw channel_closed("spindle::select: send on a closed channel");
-      }
-      return i;
+      throw;
+    }
+    if (st != channel_status::empty) {
+      locks.unlock_all();
+      return finish(i, st);
     }
   }
-  if (!block) {
-    locks.unlock_all();
-    return -1;
-  }
 
-  // Pass 2: wait on all of them at once. One park; a waiter node per case,
-  // each pointing at `fired`; the first waker to claim the park (unpark)
-  // wins and records its case.
+  // Wait on all of them at once. One park; a waiter node per case, each
+  // pointing at `fired`; the first waker to claim the park (unpark) wins
+  // and records its case.
   int fired = -1;
-  std::vector<channel_waiter> nodes(static_cast<std::size_t>(n));
+  channel_waiter nodes_small[8];
+  std::vector<channel_waiter> nodes_storage;
+  channel_waiter* nodes = nodes_small;
+  if (n > 8) {
+    nodes_storage.resize(static_cast<std::size_t>(n));
+    nodes = nodes_storage.data();
+  }
   control_block* self = current_waiter();
   prepare_park(self);
   for (int i = 0; i < n; ++i) {
-    channel_waiter& w = nodes[static_cast<std::size_t>(i)];
+    channel_waiter& w = nodes[i];
     w.waiter = self;
     w.payload = cases[i]->payload();
     w.case_index = i;
@@ -104,19 +144,14 @@ int select_engine::run(select_case* const* cases, int n,
   // withdraw from the other channels.
   locks.lock_all();
   for (int i = 0; i < n; ++i) {
-    channel_waiter& w = nodes[static_cast<std::size_t>(i)];
+    channel_waiter& w = nodes[i];
     if (w.queued) cases[i]->queue().remove(&w);
   }
   locks.unlock_all();
   if (fired < 0) return -1;  // the deadline passed first
-  const channel_waiter& w = nodes[static_cast<std::size_t>(fired)];
-  if (w.status == channel_waiter::state::closed) {
-    cases[fired]->set_status(channel_status::closed);
-    if (cases[fired]->is_send()) throw channel_closed("spindle::select: send on a closed channel");
-  } else {
-    cases[fired]->set_status(channel_status::success);
-  }
-  return fired;
+  const channel_waiter& w = nodes[fired];
+  return finish(fired, w.status == channel_waiter::state::closed ? channel_status::closed
+                                                                 : channel_status::success);
 }
 
 }  // namespace spindle::detail

@@ -117,10 +117,12 @@ void BM_UnbufferedChannelPingPong(benchmark::State& state) {
 BENCHMARK(BM_UnbufferedChannelPingPong)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime();
 
 // Producers send `items` ints in total into a channel of capacity 128;
-// consumers receive them all. One iteration = `items` items.
+// consumers receive them all. One iteration = `items` items. The
+// benchmark's argument is the number of workers.
 void buffered_throughput(benchmark::State& state, int producers, int consumers) {
   constexpr int items = 100'000;
-  spindle::run(two_workers, [&] {
+  const spindle::options opts{.workers = static_cast<unsigned>(state.range(0))};
+  spindle::run(opts, [&] {
     for (auto _ : state) {
       spindle::channel<int> ch(128);
       std::atomic<int> producers_left{producers};
@@ -145,8 +147,8 @@ void buffered_throughput(benchmark::State& state, int producers, int consumers) 
 }
 void BM_BufferedChannel1P1C(benchmark::State& state) { buffered_throughput(state, 1, 1); }
 void BM_BufferedChannel4P4C(benchmark::State& state) { buffered_throughput(state, 4, 4); }
-BENCHMARK(BM_BufferedChannel1P1C)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_BufferedChannel4P4C)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BufferedChannel1P1C)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BufferedChannel4P4C)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // One fiber selects over 4 buffered channels that 4 producers keep full.
 void BM_Select4Channels(benchmark::State& state) {

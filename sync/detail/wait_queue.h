@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <thread>
 
 #include "fiber/detail/control_block.h"
@@ -29,30 +30,50 @@
 
 namespace spindle::detail {
 
-// A test-and-test-and-set lock for critical sections of a few
-// instructions. Never held across a park.
+// A lock for critical sections of a few instructions (a queue of waiters,
+// a channel's buffer). Never held across a park.
+//
+// Uncontended it costs one exchange to take and a plain store to release.
+// A waiter spins a little and then sleeps on a futex, as the Go runtime's
+// lock does. Sleeping matters when several workers hammer one lock (four
+// producers and four consumers on one channel, say): spinning waiters keep
+// pulling the lock's cache line, and the data next to it, away from the
+// holder, and every operation pays for several cache-line transfers. With
+// waiters asleep the holder's worker runs a burst of operations on lines
+// it already owns. Measured with bench/sync/sync_bench.cpp on 2 workers:
+// 4x4 buffered channel 130 ns an item with spinning, 47 ns with sleeping.
+//
+// The unlocker wakes a sleeper only if it saw one (state 2) before its
+// store: a waiter that marks itself in the moment between that load and
+// the store can miss its wake, so sleeps are bounded (max_sleep), and a
+// waiter whose futex word changed before it slept does not sleep at all.
 class spinlock {
  public:
   void lock() noexcept {
-    for (;;) {
-      if (!locked_.exchange(true, std::memory_order_acquire)) return;
-      int spins = 0;
-      while (locked_.load(std::memory_order_relaxed)) {
-        if (++spins < 64) {
-          __builtin_ia32_pause();
-        } else {
-          // The holder's thread was preempted (more workers than cores).
-          std::this_thread::yield();
-          spins = 0;
-        }
-      }
+    std::uint32_t expected = 0;
+    if (state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) [[likely]] {
+      return;
     }
+    lock_contended();
   }
-  bool try_lock() noexcept { return !locked_.exchange(true, std::memory_order_acquire); }
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  bool try_lock() noexcept {
+    std::uint32_t expected = 0;
+    return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                          std::memory_order_relaxed);
+  }
+  void unlock() noexcept {
+    const std::uint32_t s = state_.load(std::memory_order_relaxed);
+    state_.store(0, std::memory_order_release);
+    if (s == 2) [[unlikely]] wake_one();
+  }
 
  private:
-  std::atomic<bool> locked_{false};
+  void lock_contended() noexcept;
+  void wake_one() noexcept;
+
+  // 0: free; 1: held; 2: held, and a waiter may be asleep.
+  std::atomic<std::uint32_t> state_{0};
 };
 
 // A waiter's place in a queue; lives on the waiter's stack while it waits.

@@ -4,6 +4,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
+#include <limits>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <thread>
@@ -172,6 +175,138 @@ TEST(ChannelThreadTest, PlainThreadsAndFibersShareAChannel) {
   });
   producer.join();
   EXPECT_EQ(sum, 1000 * 1001 / 2);
+}
+
+// A value that counts the live copies of itself, and whose copy throws on
+// demand (its move is not noexcept, so a growing buffer copies it).
+struct counted {
+  static inline int live = 0;
+  static inline bool throw_on_copy = false;
+  int v;
+  explicit counted(int x) : v(x) { ++live; }
+  counted(const counted& o) : v(o.v) {
+    if (throw_on_copy) throw std::runtime_error("copy");
+    ++live;
+  }
+  counted(counted&& o) noexcept(false) : v(o.v) { ++live; }
+  counted& operator=(const counted&) = default;
+  ~counted() { --live; }
+};
+
+TEST(ChannelBufferTest, ABufferGrowsToItsCapacityAndWrapsAroundWithoutReorderingValues) {
+  // No fiber needed: try_send and try_recv never wait. A capacity that is
+  // not a power of two, and a pattern that wraps the ring at every size
+  // it grows through.
+  channel<int> ch(100);
+  std::deque<int> model;
+  int next = 0;
+  for (int round = 0; round < 200; ++round) {
+    const int sends = 1 + round % 37;
+    const int recvs = 1 + (round * 7) % 31;
+    for (int i = 0; i < sends; ++i) {
+      int v = next;
+      const channel_status st = ch.try_send(v);
+      if (model.size() < 100) {
+        ASSERT_EQ(st, channel_status::success);
+        model.push_back(next++);
+      } else {
+        ASSERT_EQ(st, channel_status::full);
+      }
+    }
+    for (int i = 0; i < recvs; ++i) {
+      std::optional<int> out;
+      const channel_status st = ch.try_recv(out);
+      if (model.empty()) {
+        ASSERT_EQ(st, channel_status::empty);
+      } else {
+        ASSERT_EQ(st, channel_status::success);
+        ASSERT_EQ(*out, model.front());
+        model.pop_front();
+      }
+    }
+    ASSERT_EQ(ch.size(), model.size());
+  }
+}
+
+TEST(ChannelBufferTest, ValuesLeftInAChannelAreDestroyedWithIt) {
+  counted::live = 0;
+  {
+    channel<counted> ch(50);
+    for (int i = 0; i < 20; ++i) ASSERT_EQ(ch.try_send(counted(i)), channel_status::success);
+    for (int i = 0; i < 5; ++i) {
+      std::optional<counted> out;
+      ASSERT_EQ(ch.try_recv(out), channel_status::success);
+      EXPECT_EQ(out->v, i);
+    }
+    EXPECT_EQ(counted::live, 15);
+  }
+  EXPECT_EQ(counted::live, 0);
+}
+
+TEST(ChannelBufferTest, AThrowWhileTheBufferGrowsLeavesTheChannelAsItWasAndUsable) {
+  counted::live = 0;
+  {
+    channel<counted> ch(64);
+    // The ring starts with 8 slots: the 9th value makes it grow, which
+    // copies the 8 (their move may throw).
+    for (int i = 0; i < 8; ++i) ASSERT_EQ(ch.try_send(counted(i)), channel_status::success);
+    counted ninth(8);
+    counted::throw_on_copy = true;
+    EXPECT_THROW((void)ch.try_send(ninth), std::runtime_error);
+    counted::throw_on_copy = false;
+    EXPECT_EQ(ninth.v, 8);  // not taken
+    EXPECT_EQ(ch.size(), 8u);
+    // The lock was released, and nothing was lost or reordered.
+    ASSERT_EQ(ch.try_send(ninth), channel_status::success);
+    for (int i = 0; i < 9; ++i) {
+      std::optional<counted> out;
+      ASSERT_EQ(ch.try_recv(out), channel_status::success);
+      EXPECT_EQ(out->v, i);
+    }
+  }
+  EXPECT_EQ(counted::live, 0);
+}
+
+TEST(ChannelBufferTest, ACapacityOverFourBillionValuesIsALengthError) {
+  if constexpr (sizeof(std::size_t) > 4) {
+    EXPECT_THROW(channel<char>(std::size_t{std::numeric_limits<std::uint32_t>::max()} + 1),
+                 std::length_error);
+  }
+  channel<char> largest(std::numeric_limits<std::uint32_t>::max());  // allocates as it fills
+  EXPECT_EQ(largest.capacity(), std::size_t{std::numeric_limits<std::uint32_t>::max()});
+}
+
+TEST(ChannelThreadTest, ManyPlainThreadsAndFibersOnOneChannelLoseAndDuplicateNothing) {
+  // More threads than cores, all hammering one channel's lock: waiters
+  // that sleep on it must all be woken, and nothing may be lost.
+  constexpr int threads = 4;
+  const int per_thread = static_cast<int>(spindle::test::scaled(20'000));
+  std::vector<std::atomic<int>> seen(threads * per_thread);
+  channel<int> ch(8);
+  std::atomic<int> producing{threads};
+  std::vector<std::thread> producers;
+  std::atomic<int> received{0};
+  spindle::run(spindle::options{.workers = 4}, [&] {
+    for (int t = 0; t < threads; ++t) {
+      producers.emplace_back([&ch, &producing, t, per_thread] {
+        for (int i = 0; i < per_thread; ++i) ch.send(t * per_thread + i);
+        if (producing.fetch_sub(1) == 1) ch.close();
+      });
+    }
+    std::vector<fiber> consumers;
+    for (int c = 0; c < 4; ++c) {
+      consumers.emplace_back([&] {
+        while (auto v = ch.recv()) {
+          seen[static_cast<std::size_t>(*v)].fetch_add(1, std::memory_order_relaxed);
+          received.fetch_add(1, std::memory_order_relaxed);
+        }
+      });
+    }
+    for (auto& f : consumers) f.join();
+  });
+  for (auto& p : producers) p.join();
+  EXPECT_EQ(received.load(), threads * per_thread);
+  for (auto& s : seen) ASSERT_EQ(s.load(), 1);
 }
 
 }  // namespace
