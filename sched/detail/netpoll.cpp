@@ -20,6 +20,11 @@ namespace {
 std::mutex pool_mu;
 poll_desc* free_list = nullptr;  // guarded by pool_mu
 
+// Descriptors registered now: workers poll the netpoll directly only when
+// there are some (an epoll_wait is a syscall, wasted on a runtime that
+// does no I/O).
+std::atomic<std::uint32_t> registered{0};
+
 constexpr std::uint64_t pointer_mask = (std::uint64_t{1} << 48) - 1;
 
 std::uint64_t pack(poll_desc* d, std::uint16_t gen) noexcept {
@@ -63,27 +68,44 @@ poll_desc* poll_desc::open(int fd) noexcept {
   d->final_[0].store(false, std::memory_order_relaxed);
   d->final_[1].store(false, std::memory_order_relaxed);
   d->canceled_ = false;
+  d->out_armed_ = false;
   const std::uint16_t gen = d->gen_;
   d->unlock();
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;  // EPOLLOUT once a write waits
   ev.data.u64 = pack(d, gen);
   if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
     const int e = errno;
-    d->close();
+    d->recycle();
     errno = e;
     return nullptr;
   }
+  registered.fetch_add(1, std::memory_order_relaxed);
   return d;
 }
 
 void poll_desc::close() noexcept {
+  const int fd = recycle_begin();
+  if (fd >= 0) ::epoll_ctl(netpoll_fd(), EPOLL_CTL_DEL, fd, nullptr);
+  registered.fetch_sub(1, std::memory_order_relaxed);
+  recycle_end();
+}
+
+void poll_desc::recycle() noexcept {
+  recycle_begin();
+  recycle_end();
+}
+
+int poll_desc::recycle_begin() noexcept {
   lock();
   const int fd = fd_;
   fd_ = -1;
   ++gen_;  // edges collected before this are stale from now on
   unlock();
-  if (fd >= 0) ::epoll_ctl(netpoll_fd(), EPOLL_CTL_DEL, fd, nullptr);
+  return fd;
+}
+
+void poll_desc::recycle_end() noexcept {
   std::lock_guard lock(pool_mu);
   next_free_ = free_list;
   free_list = this;
@@ -153,6 +175,23 @@ poll_desc::result poll_desc::wait(direction dir, time_point deadline,
     unlock();
     return result::ready;
   }
+  if (dir == write && !out_armed_) {
+    // The first wait for room (or for a connect): from now on the fd is
+    // watched for EPOLLOUT too. Not before: every ACK that frees send
+    // buffer space would be an edge, one more epoll event per request for
+    // a server whose writes never block (measured: the echo server's
+    // kernel time, and libev only watches EPOLLOUT while a writer waits).
+    // If there is room already, the modification reports it at once, so
+    // the wait cannot miss it.
+    out_armed_ = true;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = pack(this, gen_);
+    if (::epoll_ctl(netpoll_fd(), EPOLL_CTL_MOD, fd_, &ev) != 0) {
+      unlock();
+      return result::ready;  // the retried operation reports what is wrong
+    }
+  }
   prepare_park(self);
   waiter_[dir] = self;
   // Read under the lock, after registering: a deadline changed from now on
@@ -212,6 +251,8 @@ poll_desc::result poll_desc::wait_plain(direction dir, time_point deadline,
     if (n > 0 || (n < 0 && errno != EINTR)) return result::ready;  // the retry reports errors
   }
 }
+
+bool netpoll_in_use() noexcept { return registered.load(std::memory_order_relaxed) != 0; }
 
 std::uint32_t netpoll_poll(std::uint32_t max) noexcept {
   constexpr std::uint32_t batch = 128;

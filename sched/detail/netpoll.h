@@ -2,7 +2,8 @@
 // after Go's runtime/netpoll.go. The contract io/ relies on:
 //
 //   - poll_desc::open(fd) registers a non-blocking fd once, edge-triggered
-//     (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET), with one epoll instance
+//     (EPOLLIN | EPOLLRDHUP | EPOLLET; EPOLLOUT is added by the first wait
+//     for writing, one epoll_ctl in a connection's life), with one epoll instance
 //     shared by the whole process; close() unregisters it, and must come
 //     before close(2) and after every waiter has left.
 //   - After an operation fails with EAGAIN, wait(dir) parks the caller
@@ -83,6 +84,11 @@ class poll_desc {
   poll_desc() = default;
   result wait_plain(direction dir, time_point deadline,
                     const std::atomic<deadline_rep>* shared_deadline) noexcept;
+  // Releases the object to the pool (close() without the epoll_ctl, for a
+  // descriptor epoll refused), in two halves close() does its work between.
+  void recycle() noexcept;
+  int recycle_begin() noexcept;
+  void recycle_end() noexcept;
   void lock() noexcept;
   void unlock() noexcept { lock_.store(false, std::memory_order_release); }
   void wake_locked(direction dir, result why) noexcept;
@@ -102,6 +108,8 @@ class poll_desc {
   // the same edge behind it.)
   std::atomic<bool> final_[2] = {false, false};
   bool canceled_ = false;
+  // Whether the fd is watched for EPOLLOUT (see wait()). Guarded by lock_.
+  bool out_armed_ = false;
   poll_desc* next_free_ = nullptr;
 };
 
@@ -116,5 +124,7 @@ int netpoll_fd() noexcept;
 // woken fibers then run in the order their edges came, and a connection
 // waits at most one ring's worth of others (see docs/sched.md).
 std::uint32_t netpoll_poll(std::uint32_t max) noexcept;
+// Whether any descriptor is registered now (relaxed: a hint). Any thread.
+bool netpoll_in_use() noexcept;
 
 }  // namespace spindle::detail

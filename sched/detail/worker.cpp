@@ -312,6 +312,9 @@ void worker::loop() noexcept {
     drain_inbox();
     if (poll_due_) poll_events(false);
     control_block* next = pop_local();
+    // Out of fibers: the network first, as an event loop would, before
+    // looking at other workers or going to sleep.
+    if (next == nullptr) next = poll_network_directly();
     if (next == nullptr && !rt_.stopping()) next = search();
     if (next != nullptr) {
       switch_to(loop_cb_, next, switch_action::save);
@@ -358,15 +361,23 @@ void worker::poll_events(bool block) noexcept {
   switches_since_check_ = 0;
 }
 
-void worker::poll_network() noexcept {
+std::uint32_t worker::poll_network() noexcept {
   // Only as many as the ring has room for (keeping a little for fibers
   // that wake others): the rest stay in the epoll ready list, which libev
   // reports again at the next poll, until the ring drains.
   constexpr std::uint32_t reserve = 16;
-  if (!overflow_.empty()) return;
+  if (!overflow_.empty()) return 0;
   const std::uint32_t used = ring_.size();
-  if (used + reserve >= run_ring::capacity) return;
-  netpoll_poll(run_ring::capacity - reserve - used);
+  if (used + reserve >= run_ring::capacity) return 0;
+  return netpoll_poll(run_ring::capacity - reserve - used);
+}
+
+control_block* worker::poll_network_directly() noexcept {
+  // One epoll_wait on the netpoll's epoll. Through libev it would be two:
+  // libev's own epoll_wait reporting the netpoll fd readable, then this
+  // one (measured with bench/run_echo_pairs.sh, see docs/sched.md).
+  if (!netpoll_in_use() || poll_network() == 0) return nullptr;
+  return pop_local();
 }
 
 void worker::drain_inbox() noexcept {
@@ -559,6 +570,9 @@ control_block* worker::steal_stale_runnext() noexcept {
 }
 
 control_block* worker::search() noexcept {
+  // Alone, there is nobody to steal from, and what other threads hand us
+  // comes with a wakeup: sleep in the loop at once.
+  if (alone_) return nullptr;
   // Only a few workers spin; the others take one look and go to sleep.
   if (rt_.searching_.fetch_add(1, std::memory_order_acq_rel) >= max_spinning_workers) {
     rt_.searching_.fetch_sub(1, std::memory_order_acq_rel);
@@ -572,6 +586,9 @@ control_block* worker::search() noexcept {
       drain_inbox();
       found = pop_local();
     }
+    // The network too (Go's findrunnable polls it while spinning):
+    // otherwise a connection that becomes ready waits out the spin.
+    if (found == nullptr) found = poll_network_directly();
     if (found != nullptr || rt_.stopping()) break;
     std::this_thread::yield();  // let a worker with real work have the core
   } while (std::chrono::steady_clock::now() < give_up);

@@ -57,8 +57,9 @@ class worker {
   void park() noexcept;
   bool park_until(std::chrono::steady_clock::time_point deadline) noexcept;
   // Wakes the fibers whose sockets the netpoll reports ready, as many as
-  // the ring has room for. From the worker's loop (a libev callback).
-  void poll_network() noexcept;
+  // the ring has room for; returns how many. From the worker's loop (a
+  // libev callback, or poll_network_directly()).
+  std::uint32_t poll_network() noexcept;
 
   // ---- Making a fiber runnable (by whoever won its transition) ----
   // enqueue() puts a runnable fiber in this worker's queues. With `next`
@@ -117,6 +118,9 @@ class worker {
   // worker's loop should run instead (nothing runnable, or a poll is due).
   inline control_block* pick_next() noexcept;
   inline control_block* pop_local() noexcept;
+  // poll_network() without going through libev, when descriptors are
+  // registered; returns the next fiber to run, or nullptr.
+  control_block* poll_network_directly() noexcept;
   // Takes runnext_ (nullptr if empty); an exchange unless alone_.
   inline control_block* take_runnext() noexcept;
   // Appends to the ring, or to the overflow list when the ring is full (or
