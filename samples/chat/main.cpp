@@ -7,6 +7,7 @@
 // connections close, and the program exits 0.
 #include <sys/resource.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -94,10 +95,16 @@ int main(int argc, char** argv) {
       status = 1;
       return;
     }
+    // Take over SIGINT and SIGTERM before saying we listen: the first
+    // wait_signal() installs the handlers, and one with a deadline already
+    // past does only that (or reports a signal that came already). Left to
+    // the stopper fiber, a SIGTERM sent as soon as the server answers could
+    // come before that fiber first ran, and kill the process outright.
+    int early_signal = spindle::wait_signal({SIGINT, SIGTERM}, std::chrono::nanoseconds(0), ec);
     std::printf("chat_server: listening on %s\n", s->local_address().to_string().c_str());
     std::fflush(stdout);
     spindle::fiber stopper([&] {
-      const int sig = spindle::wait_signal({SIGINT, SIGTERM});
+      const int sig = early_signal != 0 ? early_signal : spindle::wait_signal({SIGINT, SIGTERM});
       std::printf("chat_server: signal %d, shutting down\n", sig);
       std::fflush(stdout);
       s->stop();

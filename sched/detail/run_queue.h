@@ -108,13 +108,23 @@ class run_ring {
   // avoid an atomic read-modify-write or a store-load fence when thieves
   // may be about (Attiya et al., "Laws of Order", POPL 2011), and that one
   // locked instruction is a third of a yield; a one-worker runtime need
-  // not pay it. Owner only.
-  control_block* pop_unshared() noexcept {
+  // not pay it. `*left` is how many remain. Owner only.
+  control_block* pop_unshared(std::uint32_t* left) noexcept {
     const std::uint32_t h = head_.load(std::memory_order_relaxed);
-    if (h == tail_.load(std::memory_order_relaxed)) return nullptr;
+    const std::uint32_t t = tail_.load(std::memory_order_relaxed);
+    if (h == t) return nullptr;
     control_block* cb = slots_[h % capacity].load(std::memory_order_relaxed);
     head_.store(h + 1, std::memory_order_relaxed);
+    *left = t - h - 1;
     return cb;
+  }
+
+  // peek(i) is the i-th oldest fiber, or nullptr: a hint for prefetching.
+  // With thieves about it may be taken (and run) meanwhile. Owner only.
+  control_block* peek(std::uint32_t i) const noexcept {
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
+    if (tail_.load(std::memory_order_relaxed) - h <= i) return nullptr;
+    return slots_[(h + i) % capacity].load(std::memory_order_relaxed);
   }
 
   // grab() takes the older half (rounded up) of the ring, at most `max`,

@@ -118,6 +118,7 @@ class worker {
   // worker's loop should run instead (nothing runnable, or a poll is due).
   inline control_block* pick_next() noexcept;
   inline control_block* pop_local() noexcept;
+  inline void prefetch_next() noexcept;
   // poll_network() without going through libev, when descriptors are
   // registered; returns the next fiber to run, or nullptr.
   control_block* poll_network_directly() noexcept;
