@@ -270,45 +270,38 @@ class channel : private detail::channel_base {
 
   channel_status send_impl(T& value, const std::chrono::steady_clock::time_point* deadline,
                            bool block) {
-    lock_.lock();
-    channel_status st;
-    try {
-      st = try_send_locked(value);  // may throw: T's move, growing the ring
-    } catch (...) {
-      lock_.unlock();
-      throw;
-    }
-    if (st != channel_status::full || !block) {
-      lock_.unlock();
-      return st;
-    }
-    detail::channel_waiter w;
-    w.payload = &value;
-    park_in(senders_, w, deadline);
-    st = w.status == detail::channel_waiter::state::done     ? channel_status::success
-         : w.status == detail::channel_waiter::state::closed ? channel_status::closed
-                                                             : channel_status::timeout;
-    lock_.unlock();
-    return st;
+    return transfer([&] { return try_send_locked(value); }, channel_status::full, senders_, &value,
+                    deadline, block);
   }
 
   channel_status recv_impl(std::optional<T>& out,
                            const std::chrono::steady_clock::time_point* deadline, bool block) {
+    return transfer([&] { return try_recv_locked(out); }, channel_status::empty, receivers_, &out,
+                    deadline, block);
+  }
+
+  // The shape of a send and a receive: try now under the lock; if that
+  // would have to wait (`would_wait`) and we may, park in `list` with
+  // `payload` for the other side to fill or take.
+  template <class Attempt>
+  channel_status transfer(Attempt attempt, channel_status would_wait, detail::wait_list& list,
+                          void* payload, const std::chrono::steady_clock::time_point* deadline,
+                          bool block) {
     lock_.lock();
     channel_status st;
     try {
-      st = try_recv_locked(out);  // may throw: T's move, growing the ring
+      st = attempt();  // may throw: T's move, growing the ring
     } catch (...) {
       lock_.unlock();
       throw;
     }
-    if (st != channel_status::empty || !block) {
+    if (st != would_wait || !block) {
       lock_.unlock();
       return st;
     }
     detail::channel_waiter w;
-    w.payload = &out;
-    park_in(receivers_, w, deadline);
+    w.payload = payload;
+    park_in(list, w, deadline);
     st = w.status == detail::channel_waiter::state::done     ? channel_status::success
          : w.status == detail::channel_waiter::state::closed ? channel_status::closed
                                                              : channel_status::timeout;
