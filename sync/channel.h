@@ -2,6 +2,7 @@
 // sync/select.h.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -38,15 +39,43 @@ namespace detail {
 class select_engine;
 
 // A parked sender or receiver (or one case of a select): lives on its
-// fiber's stack. The waker claims the waiter (unpark), then, still holding
-// the channel's lock, moves the value and sets `status`; the woken fiber
-// takes the channel's lock before it looks, so it sees both.
+// fiber's stack.
+//
+// The hand-off, Go's: the waker, holding the channel's lock, claims the
+// waiter (unpark), moves the value to or from it and records the outcome;
+// it unlocks the channel and only then sets `released`, its last touch of
+// the waiter and of the channel. The woken fiber does not take the
+// channel's lock again (that was two locked instructions per hand-off on
+// a line the other side is using); it waits for `released`, which is
+// normally set before it even runs. Because the waker lets go of the
+// channel before it releases the waiter, a fiber that returns from recv()
+// may destroy the channel at once (a channel on its stack).
 struct channel_waiter : wait_node {
-  enum class state : unsigned char { pending, done, closed };
-  state status = state::pending;
+  enum class state : unsigned char {
+    pending,  // not claimed (a timed waiter that timed out)
+    done,     // the value went through
+    closed,   // the channel was closed
+    retry,    // the value's move threw in the waker: try the operation again
+  };
+  state outcome = state::pending;  // written by the waker under the lock
+  std::atomic<bool> released{false};
   // For a select: which case this is, and where the winner is recorded.
   int case_index = -1;
   int* fired_case = nullptr;
+  channel_waiter* next_claimed = nullptr;  // close(): the waiters it claimed
+
+  // The woken side: waits until the waker is done with us and the channel.
+  state wait_released() noexcept {
+    if (!released.load(std::memory_order_acquire)) [[unlikely]] wait_released_slow();
+    return outcome;
+  }
+  // The waker's side, after it unlocked the channel.
+  static void release(channel_waiter* w) noexcept {
+    if (w != nullptr) w->released.store(true, std::memory_order_release);
+  }
+
+ private:
+  void wait_released_slow() noexcept;
 };
 
 class alignas(64) channel_base {
@@ -56,34 +85,19 @@ class alignas(64) channel_base {
  protected:
   // Wakes the first waiter of `list` that can still be woken (a waiter of
   // a select may have been claimed by another channel; a timed one may
-  // have timed out) and returns it, claimed; nullptr if none. Holds lock_.
+  // have timed out) and returns it, claimed, with outcome `retry` until the
+  // caller has moved the value; nullptr if none. Holds lock_. The caller
+  // must release() it once it has unlocked.
   static channel_waiter* claim_first(wait_list& list) noexcept {
     while (wait_node* n = list.pop_front()) {
       if (unpark(n->waiter)) {
         auto* w = static_cast<channel_waiter*>(n);
         if (w->fired_case != nullptr) *w->fired_case = w->case_index;
+        w->outcome = channel_waiter::state::retry;
         return w;
       }
     }
     return nullptr;
-  }
-
-  // Parks the caller, registered in `list` with the lock held; returns
-  // with the lock held again. False on timeout (then the waiter is out of
-  // the list and nothing was transferred).
-  bool park_in(wait_list& list, channel_waiter& w,
-               const std::chrono::steady_clock::time_point* deadline) noexcept {
-    w.waiter = current_waiter();
-    prepare_park(w.waiter);
-    list.push_back(&w);
-    lock_.unlock();
-    const bool woken = deadline == nullptr ? (park(w.waiter), true)
-                                           : park_until(w.waiter, *deadline);
-    lock_.lock();
-    if (!woken && w.queued) list.remove(&w);
-    // Woken, or claimed by a waker whose unpark came after our timeout
-    // (then it failed and the waker moved on): status tells.
-    return woken;
   }
 
   // Everything a send or receive touches sits on this one cache line (the
@@ -203,9 +217,22 @@ class channel : private detail::channel_base {
       throw channel_closed("spindle::channel::close: the channel is already closed");
     }
     closed_ = true;
-    while (detail::channel_waiter* w = claim_first(receivers_)) w->status = detail::channel_waiter::state::closed;
-    while (detail::channel_waiter* w = claim_first(senders_)) w->status = detail::channel_waiter::state::closed;
+    // Claim every waiter under the lock, release them after it: the last
+    // one released may destroy the channel at once.
+    detail::channel_waiter* claimed = nullptr;
+    for (detail::wait_list* list : {&receivers_, &senders_}) {
+      while (detail::channel_waiter* w = claim_first(*list)) {
+        w->outcome = detail::channel_waiter::state::closed;
+        w->next_claimed = claimed;
+        claimed = w;
+      }
+    }
     lock_.unlock();
+    while (claimed != nullptr) {
+      detail::channel_waiter* next = claimed->next_claimed;
+      detail::channel_waiter::release(claimed);
+      claimed = next;
+    }
   }
 
   // size() is the number of buffered values now (a snapshot); capacity()
@@ -227,13 +254,16 @@ class channel : private detail::channel_base {
 
   // ---- Under lock_: the non-blocking halves, shared with select ----
 
-  // Sends now if it can: to a waiting receiver, or into the buffer.
-  channel_status try_send_locked(T& value) {
+  // Sends now if it can: to a waiting receiver, or into the buffer. A
+  // receiver it claimed is left in `claimed` for the caller to release
+  // after unlocking (even when this throws).
+  channel_status try_send_locked(T& value, detail::channel_waiter*& claimed) {
     if (closed_) return channel_status::closed;
     if (detail::channel_waiter* r = claim_first(receivers_)) {
       // Only an empty buffer has waiting receivers: hand it over directly.
+      claimed = r;
       static_cast<std::optional<T>*>(r->payload)->emplace(std::move(value));
-      r->status = detail::channel_waiter::state::done;
+      r->outcome = detail::channel_waiter::state::done;
       return channel_status::success;
     }
     if (count_ < capacity_) {
@@ -244,25 +274,34 @@ class channel : private detail::channel_base {
   }
 
   // Receives now if it can: from the buffer (refilling it from a waiting
-  // sender), or from a waiting sender directly (unbuffered).
-  channel_status try_recv_locked(std::optional<T>& out) {
+  // sender), or from a waiting sender directly (unbuffered). `claimed` as
+  // for try_send_locked().
+  channel_status try_recv_locked(std::optional<T>& out, detail::channel_waiter*& claimed) {
     if (count_ != 0) {
       out.emplace(std::move(front()));
       pop_front();
       if (!senders_.empty()) {
         // The buffer was full: the room just made goes to the first sender.
-        // Grow first (the only step that can throw), then claim.
+        // Grow first (it can throw), then claim.
         reserve_one();
         if (detail::channel_waiter* s = claim_first(senders_)) {
-          push_back(*static_cast<T*>(s->payload));
-          s->status = detail::channel_waiter::state::done;
+          claimed = s;
+          try {
+            push_back(*static_cast<T*>(s->payload));
+            s->outcome = detail::channel_waiter::state::done;
+          } catch (...) {
+            // The sender's value would not move. Our receive went through;
+            // the sender (outcome retry) sends again and meets the
+            // exception itself.
+          }
         }
       }
       return channel_status::success;
     }
     if (detail::channel_waiter* s = claim_first(senders_)) {
+      claimed = s;
       out.emplace(std::move(*static_cast<T*>(s->payload)));
-      s->status = detail::channel_waiter::state::done;
+      s->outcome = detail::channel_waiter::state::done;
       return channel_status::success;
     }
     return closed_ ? channel_status::closed : channel_status::empty;
@@ -270,14 +309,14 @@ class channel : private detail::channel_base {
 
   channel_status send_impl(T& value, const std::chrono::steady_clock::time_point* deadline,
                            bool block) {
-    return transfer([&] { return try_send_locked(value); }, channel_status::full, senders_, &value,
-                    deadline, block);
+    return transfer([&](detail::channel_waiter*& c) { return try_send_locked(value, c); },
+                    channel_status::full, senders_, &value, deadline, block);
   }
 
   channel_status recv_impl(std::optional<T>& out,
                            const std::chrono::steady_clock::time_point* deadline, bool block) {
-    return transfer([&] { return try_recv_locked(out); }, channel_status::empty, receivers_, &out,
-                    deadline, block);
+    return transfer([&](detail::channel_waiter*& c) { return try_recv_locked(out, c); },
+                    channel_status::empty, receivers_, &out, deadline, block);
   }
 
   // The shape of a send and a receive: try now under the lock; if that
@@ -287,26 +326,48 @@ class channel : private detail::channel_base {
   channel_status transfer(Attempt attempt, channel_status would_wait, detail::wait_list& list,
                           void* payload, const std::chrono::steady_clock::time_point* deadline,
                           bool block) {
-    lock_.lock();
-    channel_status st;
-    try {
-      st = attempt();  // may throw: T's move, growing the ring
-    } catch (...) {
+    for (;;) {
+      detail::channel_waiter* claimed = nullptr;
+      lock_.lock();
+      channel_status st;
+      try {
+        st = attempt(claimed);  // may throw: T's move, growing the ring
+      } catch (...) {
+        lock_.unlock();
+        detail::channel_waiter::release(claimed);
+        throw;
+      }
+      if (st != would_wait || !block) {
+        lock_.unlock();
+        detail::channel_waiter::release(claimed);
+        return st;
+      }
+      // Nothing was claimed: park until the other side comes.
+      detail::channel_waiter w;
+      w.payload = payload;
+      w.waiter = detail::current_waiter();
+      detail::prepare_park(w.waiter);
+      list.push_back(&w);
       lock_.unlock();
-      throw;
+      const bool woken = deadline == nullptr ? (detail::park(w.waiter), true)
+                                             : detail::park_until(w.waiter, *deadline);
+      if (!woken) {
+        // Nobody can claim us any more; a waker that popped us first (and
+        // whose unpark failed) looks at w only while it holds the lock.
+        lock_.lock();
+        if (w.queued) list.remove(&w);
+        lock_.unlock();
+        return channel_status::timeout;
+      }
+      switch (w.wait_released()) {
+        case detail::channel_waiter::state::done:
+          return channel_status::success;
+        case detail::channel_waiter::state::closed:
+          return channel_status::closed;
+        default:  // retry: the waker's move of the value threw
+          continue;
+      }
     }
-    if (st != would_wait || !block) {
-      lock_.unlock();
-      return st;
-    }
-    detail::channel_waiter w;
-    w.payload = payload;
-    park_in(list, w, deadline);
-    st = w.status == detail::channel_waiter::state::done     ? channel_status::success
-         : w.status == detail::channel_waiter::state::closed ? channel_status::closed
-                                                             : channel_status::timeout;
-    lock_.unlock();
-    return st;
   }
 
   // ---- The ring (under lock_) ----

@@ -1,6 +1,8 @@
 #include "sync/select.h"
 
 #include <algorithm>
+#include <memory>
+#include <thread>
 #include <vector>
 
 namespace spindle::detail {
@@ -13,6 +15,16 @@ std::uint32_t select_random() noexcept {
   state ^= state >> 17;
   state ^= state << 5;
   return state;
+}
+
+void channel_waiter::wait_released_slow() noexcept {
+  // The waker claimed us and is between its unlock and its release: a few
+  // instructions, unless its thread was preempted just there.
+  for (int i = 0; i < 64; ++i) {
+    __builtin_ia32_pause();
+    if (released.load(std::memory_order_acquire)) return;
+  }
+  while (!released.load(std::memory_order_acquire)) std::this_thread::yield();
 }
 
 namespace {
@@ -36,8 +48,14 @@ struct lock_set {
 
 }  // namespace
 
-int select_engine::run(select_case* const* cases, int n,
-                       const std::chrono::steady_clock::time_point* deadline, bool block) {
+namespace {
+
+// What select_once() returns when the winning waker's move of the value
+// threw (channel_waiter::state::retry): the select starts over.
+constexpr int retry = -2;
+
+int select_once(select_case* const* cases, int n,
+                const std::chrono::steady_clock::time_point* deadline, bool block) {
   // Poll order: a random permutation (Fisher-Yates).
   std::vector<int> order_storage;
   int order_small[64];
@@ -58,8 +76,8 @@ int select_engine::run(select_case* const* cases, int n,
     return i;
   };
   // Tries case i under its channel's lock (which the caller holds).
-  auto try_case = [&](int i) {
-    channel_status st = cases[i]->try_locked();
+  auto try_case = [&](int i, channel_waiter*& claimed) {
+    channel_status st = cases[i]->try_locked(claimed);
     return st == channel_status::success || st == channel_status::closed ? st
                                                                          : channel_status::empty;
   };
@@ -72,15 +90,18 @@ int select_engine::run(select_case* const* cases, int n,
   for (int k = 0; k < n; ++k) {
     const int i = order[k];
     spinlock& l = cases[i]->chan().lock();
+    channel_waiter* claimed = nullptr;
     l.lock();
     channel_status st;
     try {
-      st = try_case(i);
+      st = try_case(i, claimed);
     } catch (...) {
       l.unlock();
+      channel_waiter::release(claimed);
       throw;
     }
     l.unlock();
+    channel_waiter::release(claimed);
     if (st != channel_status::empty) return finish(i, st);
   }
   if (!block) return -1;
@@ -100,15 +121,18 @@ int select_engine::run(select_case* const* cases, int n,
   locks.lock_all();
   for (int k = 0; k < n; ++k) {
     const int i = order[k];
+    channel_waiter* claimed = nullptr;
     channel_status st;
     try {
-      st = try_case(i);
+      st = try_case(i, claimed);
     } catch (...) {
       locks.unlock_all();
+      channel_waiter::release(claimed);
       throw;
     }
     if (st != channel_status::empty) {
       locks.unlock_all();
+      channel_waiter::release(claimed);
       return finish(i, st);
     }
   }
@@ -118,11 +142,11 @@ int select_engine::run(select_case* const* cases, int n,
   // and records its case.
   int fired = -1;
   channel_waiter nodes_small[8];
-  std::vector<channel_waiter> nodes_storage;
+  std::unique_ptr<channel_waiter[]> nodes_storage;
   channel_waiter* nodes = nodes_small;
   if (n > 8) {
-    nodes_storage.resize(static_cast<std::size_t>(n));
-    nodes = nodes_storage.data();
+    nodes_storage = std::make_unique<channel_waiter[]>(static_cast<std::size_t>(n));
+    nodes = nodes_storage.get();
   }
   control_block* self = current_waiter();
   prepare_park(self);
@@ -140,7 +164,7 @@ int select_engine::run(select_case* const* cases, int n,
   } else {
     (void)park_until(self, *deadline);
   }
-  // Take every lock (the winner wrote the value under its channel's) and
+  // Take every lock (the winner recorded `fired` under its channel's) and
   // withdraw from the other channels.
   locks.lock_all();
   for (int i = 0; i < n; ++i) {
@@ -149,9 +173,24 @@ int select_engine::run(select_case* const* cases, int n,
   }
   locks.unlock_all();
   if (fired < 0) return -1;  // the deadline passed first
-  const channel_waiter& w = nodes[fired];
-  return finish(fired, w.status == channel_waiter::state::closed ? channel_status::closed
-                                                                 : channel_status::success);
+  switch (nodes[fired].wait_released()) {
+    case channel_waiter::state::closed:
+      return finish(fired, channel_status::closed);
+    case channel_waiter::state::retry:
+      return retry;  // the waker's move of the value threw: select again
+    default:
+      return finish(fired, channel_status::success);
+  }
+}
+
+}  // namespace
+
+int select_engine::run(select_case* const* cases, int n,
+                       const std::chrono::steady_clock::time_point* deadline, bool block) {
+  for (;;) {
+    const int fired = select_once(cases, n, deadline, block);
+    if (fired != retry) return fired;
+  }
 }
 
 }  // namespace spindle::detail

@@ -19,8 +19,10 @@ class select_case {
  public:
   virtual ~select_case() = default;
   virtual channel_base& chan() noexcept = 0;
-  // The non-blocking attempt, under the channel's lock.
-  virtual channel_status try_locked() = 0;
+  // The non-blocking attempt, under the channel's lock; a waiter it
+  // claimed is left in `claimed`, for the caller to release after it
+  // unlocked (channel_waiter).
+  virtual channel_status try_locked(channel_waiter*& claimed) = 0;
   virtual bool is_send() const noexcept = 0;
   virtual void* payload() noexcept = 0;
   virtual wait_list& queue() noexcept = 0;
@@ -51,7 +53,9 @@ class recv_case final : public detail::select_case {
 
  private:
   detail::channel_base& chan() noexcept override { return ch_; }
-  channel_status try_locked() override { return ch_.try_recv_locked(value); }
+  channel_status try_locked(detail::channel_waiter*& claimed) override {
+    return ch_.try_recv_locked(value, claimed);
+  }
   bool is_send() const noexcept override { return false; }
   void* payload() noexcept override { return &value; }
   detail::wait_list& queue() noexcept override { return ch_.receivers_; }
@@ -69,7 +73,9 @@ class send_case final : public detail::select_case {
 
  private:
   detail::channel_base& chan() noexcept override { return ch_; }
-  channel_status try_locked() override { return ch_.try_send_locked(value); }
+  channel_status try_locked(detail::channel_waiter*& claimed) override {
+    return ch_.try_send_locked(value, claimed);
+  }
   bool is_send() const noexcept override { return true; }
   void* payload() noexcept override { return &value; }
   detail::wait_list& queue() noexcept override { return ch_.senders_; }

@@ -309,4 +309,104 @@ TEST(ChannelThreadTest, ManyPlainThreadsAndFibersOnOneChannelLoseAndDuplicateNot
   for (auto& s : seen) ASSERT_EQ(s.load(), 1);
 }
 
+// The hand-off: a waker lets go of the channel before it releases the
+// fiber it woke, so the woken fiber may destroy the channel as soon as its
+// call returns. Under ASan a waker that touched the channel (or the
+// woken fiber's stack) after releasing it is a heap-use-after-free here.
+TEST(ChannelHandOffTest, AFiberMayDestroyTheChannelAsSoonAsItsCallReturns) {
+  const int rounds = static_cast<int>(spindle::test::scaled(2'000));
+  spindle::run(spindle::options{.workers = 4}, [&] {
+    for (int round = 0; round < rounds; ++round) {
+      // A receiver woken by a sender, then a sender woken by a receiver,
+      // then a receiver woken by close(): each side destroys the channel
+      // right after its call returns, the other side still in its call.
+      auto ch = std::make_unique<channel<int>>();
+      fiber sender([c = ch.get(), round] { c->send(round); });
+      EXPECT_EQ(ch->recv(), round);
+      ch.reset();
+      sender.join();
+
+      auto ch2 = std::make_unique<channel<int>>();
+      int got = -1;
+      fiber receiver([c = ch2.get(), &got] { got = *c->recv(); });
+      ch2->send(round);
+      ch2.reset();
+      receiver.join();
+      EXPECT_EQ(got, round);
+
+      auto ch3 = std::make_unique<channel<int>>();
+      fiber closer([c = ch3.get()] { c->close(); });
+      EXPECT_EQ(ch3->recv(), std::nullopt);
+      ch3.reset();
+      closer.join();
+    }
+  });
+}
+
+// A value whose move constructor throws on the Nth move from now.
+struct explosive {
+  static inline int moves_until_throw = 0;  // 0: never
+  int v;
+  explicit explosive(int x) : v(x) {}
+  explosive(explosive&& o) noexcept(false) : v(o.v) {
+    if (moves_until_throw > 0 && --moves_until_throw == 0) throw std::runtime_error("move");
+  }
+  explosive& operator=(explosive&&) = default;
+};
+
+TEST(ChannelHandOffTest, WhenTheHandOffToAWaitingReceiverThrowsTheSenderGetsItAndTheReceiverWaitsOn) {
+  spindle::run(spindle::options{.workers = 1}, [] {
+    channel<explosive> ch;
+    std::optional<explosive> got;
+    fiber receiver([&] { got = ch.recv(); });
+    spindle::this_fiber::yield();  // one worker: the receiver now waits in recv()
+    explosive::moves_until_throw = 1;
+    EXPECT_THROW(ch.send(explosive(1)), std::runtime_error);
+    ch.send(explosive(2));
+    receiver.join();
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->v, 2);
+  });
+}
+
+TEST(ChannelHandOffTest, WhenTakingFromAWaitingSenderThrowsTheReceiverGetsItAndTheSenderWaitsOn) {
+  spindle::run(spindle::options{.workers = 1}, [] {
+    channel<explosive> ch;
+    bool sent = false;
+    fiber sender([&] {
+      ch.send(explosive(3));
+      sent = true;
+    });
+    spindle::this_fiber::yield();  // the sender now waits in send()
+    explosive::moves_until_throw = 1;
+    EXPECT_THROW((void)ch.recv(), std::runtime_error);
+    EXPECT_FALSE(sent);
+    std::optional<explosive> v = ch.recv();
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->v, 3);
+    sender.join();
+    EXPECT_TRUE(sent);
+  });
+}
+
+TEST(ChannelHandOffTest, WhenRefillingAFullBufferFromAWaitingSenderThrowsNothingIsLost) {
+  spindle::run(spindle::options{.workers = 1}, [] {
+    channel<explosive> ch(1);
+    ch.send(explosive(1));  // full
+    fiber sender([&] { ch.send(explosive(2)); });
+    spindle::this_fiber::yield();  // the sender now waits for room
+    // recv() moves 1 out of the buffer, then moves the sender's 2 in: that
+    // second move throws. The receive went through; the sender tries again.
+    explosive::moves_until_throw = 2;
+    std::optional<explosive> first = ch.recv();
+    ASSERT_TRUE(first.has_value());
+    EXPECT_EQ(first->v, 1);
+    EXPECT_EQ(explosive::moves_until_throw, 0);
+    std::optional<explosive> second = ch.recv();
+    ASSERT_TRUE(second.has_value());
+    EXPECT_EQ(second->v, 2);
+    sender.join();
+  });
+}
+
 }  // namespace

@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -130,6 +131,39 @@ TEST_P(SelectTest, SelectsCompetingForValuesGetEachValueOnce) {
     for (auto& f : fs) f.join();
   });
   for (auto& s : seen) EXPECT_EQ(s.load(), 1);
+}
+
+// A value whose move constructor throws on the Nth move from now.
+struct explosive {
+  static inline int moves_until_throw = 0;  // 0: never
+  int v;
+  explicit explosive(int x) : v(x) {}
+  explosive(explosive&& o) noexcept(false) : v(o.v) {
+    if (moves_until_throw > 0 && --moves_until_throw == 0) throw std::runtime_error("move");
+  }
+  explosive& operator=(explosive&&) = default;
+};
+
+TEST(SelectHandOffTest, AWaitingSelectWhoseHandOffThrowsInTheSenderWaitsOnForTheNextValue) {
+  spindle::run(spindle::options{.workers = 1}, [] {
+    channel<explosive> a;
+    channel<int> b;
+    int which = -1;
+    int got = -1;
+    fiber selector([&] {
+      recv_case ra(a);
+      recv_case rb(b);
+      which = spindle::select(ra, rb);
+      if (which == 0) got = ra.value->v;
+    });
+    spindle::this_fiber::yield();  // one worker: the select now waits
+    explosive::moves_until_throw = 1;
+    EXPECT_THROW(a.send(explosive(1)), std::runtime_error);
+    a.send(explosive(2));
+    selector.join();
+    EXPECT_EQ(which, 0);
+    EXPECT_EQ(got, 2);
+  });
 }
 
 }  // namespace
