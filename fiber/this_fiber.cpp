@@ -18,14 +18,6 @@ std::string_view get_name() noexcept {
   return {};
 }
 
-void yield() noexcept {
-  if (detail::control_block* self = detail::tls_current_fiber) {
-    self->worker_->yield();
-  } else {
-    std::this_thread::yield();
-  }
-}
-
 void sleep_until(std::chrono::steady_clock::time_point deadline) {
   detail::control_block* self = detail::tls_current_fiber;
   if (self == nullptr) {

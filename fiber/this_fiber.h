@@ -5,7 +5,25 @@
 #include <chrono>
 #include <string_view>
 
+#include "fiber/detail/inline_switch.h"
 #include "fiber/fiber.h"
+
+namespace spindle::detail {
+// The two out-of-line halves of yield()'s inline fast path: yield_begin()
+// does everything before the switch and returns where to switch to (a null
+// `ctx`: nowhere, carry on; on a plain thread it has yielded the thread);
+// the switched-to context is `cb`'s. yield_end() is what the resumed
+// fiber does right after, with the context that switched to it.
+struct yield_target {
+  void* ctx;
+  void* cb;
+};
+yield_target yield_begin() noexcept;
+void yield_end(void* from_ctx) noexcept;
+// The whole yield, out of line (where the switch cannot be inline, and in
+// sanitizer builds of the library, whose yield_begin() calls it).
+void yield_slow() noexcept;
+}  // namespace spindle::detail
 
 namespace spindle::this_fiber {
 
@@ -19,10 +37,25 @@ fiber::id get_id() noexcept;
 // plain thread). The view is valid while the fiber runs. Any thread.
 std::string_view get_name() noexcept;
 
+
 // yield() lets the worker run other runnable fibers (and poll timers and
 // I/O if it is due) before this one continues. On a plain thread it is
 // std::this_thread::yield(). Any thread.
-void yield() noexcept;
+//
+// The switch itself is inline, in the caller's frame: the fiber resumed
+// continues in its own caller straight from the switch, with no return
+// through the scheduler's frames. Those returns would be predicted from
+// the suspended fiber's call stack, and whenever two fibers yield from
+// different places one of them mispredicts (bench/fiber/fiber_bench.cpp:
+// BM_Yield, two different loops, against BM_YieldSameCode).
+inline void yield() noexcept {
+#if SPINDLE_INLINE_SWITCH
+  const detail::yield_target t = detail::yield_begin();
+  if (t.ctx != nullptr) detail::yield_end(detail::jump_inline(t.ctx, t.cb).fctx);
+#else
+  detail::yield_slow();
+#endif
+}
 
 // sleep_until() parks the calling fiber until `deadline` has passed; it
 // never returns early. A deadline in the past returns at once (without

@@ -62,9 +62,11 @@
 #include <cstdlib>
 #include <new>
 #include <system_error>
+#include <thread>
 
 #include "fiber/detail/overflow.h"
 #include "fiber/detail/sanitizer.h"
+#include "fiber/this_fiber.h"
 #include "sched/detail/netpoll.h"
 #include "sched/park.h"
 
@@ -644,7 +646,8 @@ inline control_block* worker::pick_next() noexcept {
   return pop_local();
 }
 
-inline void worker::switch_to(control_block* from, control_block* to, switch_action action) noexcept {
+inline void worker::prepare_switch(control_block* from, control_block* to,
+                                   switch_action action) noexcept {
   const bool to_loop = to == loop_cb_;
   if (from->check_canary_) [[unlikely]] check_canary(from);
   pending_from_ = from;
@@ -659,6 +662,10 @@ inline void worker::switch_to(control_block* from, control_block* to, switch_act
   swap_exception_state(static_cast<eh_globals*>(eh_globals_), from, to);
   asan_start_switch(&from->asan_fake_stack_, stack_bottom(to, to_loop), stack_extent(to, to_loop));
   tsan_switch_to(to->tsan_fiber_);
+}
+
+inline void worker::switch_to(control_block* from, control_block* to, switch_action action) noexcept {
+  prepare_switch(from, to, action);
   void* from_ctx = jump(to->ctx_, to).fctx;
   // Back on `from`'s stack, possibly on another worker's thread: `this`
   // may be stale. The worker that resumed a fiber wrote itself into the
@@ -724,6 +731,17 @@ void worker::yield() noexcept {
     next = loop_cb_;
   }
   switch_to(self, next, switch_action::yield);
+}
+
+control_block* worker::yield_begin() noexcept {
+  control_block* self = current_;
+  control_block* next = pick_next();
+  if (next == nullptr) {
+    if (!poll_due_) return nullptr;
+    next = loop_cb_;
+  }
+  prepare_switch(self, next, switch_action::yield);
+  return next;
 }
 
 void worker::park() noexcept {
@@ -824,6 +842,40 @@ bool park_until(control_block* self, std::chrono::steady_clock::time_point deadl
 bool parallel_workers() noexcept {
   const control_block* self = tls_current_fiber;
   return self == nullptr || self->worker_->rt().worker_count() > 1;
+}
+
+// ---- this_fiber::yield() (fiber/this_fiber.h) ----
+
+void yield_slow() noexcept {
+  if (control_block* self = tls_current_fiber) {
+    self->worker_->yield();
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+yield_target yield_begin() noexcept {
+#if SPINDLE_ASAN || SPINDLE_TSAN
+  // The sanitizers' switch annotations must sit next to the jump, in one
+  // function: no inline switch.
+  yield_slow();
+  return {};
+#else
+  control_block* self = tls_current_fiber;
+  if (self == nullptr) {
+    std::this_thread::yield();
+    return {};
+  }
+  control_block* next = self->worker_->yield_begin();
+  if (next == nullptr) return {};
+  return {next->ctx_, next};
+#endif
+}
+
+void yield_end(void* from_ctx) noexcept {
+  // The fiber resumed: whoever switched to it made it the thread's current
+  // fiber and wrote its worker into it.
+  tls_current_fiber->worker_->after_switch(from_ctx);
 }
 
 bool unpark(control_block* cb) noexcept { return wake(cb, /*next=*/true); }

@@ -53,6 +53,10 @@ class worker {
   // ---- On this worker's thread, from its running fiber ----
   control_block* current() const noexcept { return current_; }
   void yield() noexcept;
+  // The first half of a yield whose switch the caller makes itself, inline
+  // (this_fiber::yield()): returns the fiber (or loop context) to switch
+  // to, with everything before the jump done, or nullptr to carry on.
+  control_block* yield_begin() noexcept;
   // Suspends the current fiber, which prepare_park() made `parking`.
   void park() noexcept;
   bool park_until(std::chrono::steady_clock::time_point deadline) noexcept;
@@ -113,6 +117,9 @@ class worker {
   friend class runtime;
 
   inline void switch_to(control_block* from, control_block* to, switch_action action) noexcept;
+  // switch_to() up to the jump.
+  inline void prepare_switch(control_block* from, control_block* to,
+                             switch_action action) noexcept;
   inline void after_switch_inline(void* from_ctx) noexcept;
   // The next fiber to run from a fiber that suspends; nullptr when the
   // worker's loop should run instead (nothing runnable, or a poll is due).

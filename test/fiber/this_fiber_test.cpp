@@ -23,6 +23,36 @@ using std::chrono::steady_clock;
 // Tests of the order in which one worker runs its fibers.
 constexpr spindle::options one_worker{.workers = 1};
 
+TEST(ThisFiberTest, YieldingFibersKeepTheirOwnStateWhileTheyMoveBetweenWorkers) {
+  // yield() switches inline, in the caller's frame, and the fiber may come
+  // back on another worker's thread, resumed by a yield, a park or the
+  // worker's loop: everything it holds in registers and on its stack must
+  // be its own again. More fibers and workers than cores.
+  const int rounds = static_cast<int>(spindle::test::scaled(5'000));
+  std::atomic<long> total{0};
+  spindle::run(spindle::options{.workers = 4}, [&] {
+    std::vector<fiber> fibers;
+    for (int f = 0; f < 16; ++f) {
+      fibers.emplace_back([&, f] {
+        const fiber::id me = spindle::this_fiber::get_id();
+        long sum = 0;
+        double mix = f;  // kept in a vector register across the switches
+        for (int i = 0; i < rounds; ++i) {
+          sum += f;
+          mix = mix * 0.5 + f;
+          spindle::this_fiber::yield();
+          ASSERT_EQ(spindle::this_fiber::get_id(), me);
+        }
+        EXPECT_EQ(sum, static_cast<long>(f) * rounds);
+        EXPECT_NEAR(mix, 2.0 * f, 1e-9);
+        total.fetch_add(sum);
+      });
+    }
+    for (auto& fb : fibers) fb.join();
+  });
+  EXPECT_EQ(total.load(), 120L * rounds);
+}
+
 TEST(ThisFiberTest, YieldRunsTheOtherRunnableFibersInRoundRobinOrder) {
   std::vector<int> order;
   spindle::run(one_worker, [&order] {
