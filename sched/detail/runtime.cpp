@@ -87,6 +87,11 @@ void check_worker_index(const runtime& rt, const fiber_options& o) {
   }
 }
 
+options normalized(options o) {
+  if (o.workers == 0) o.workers = std::max(1u, std::thread::hardware_concurrency());
+  return o;
+}
+
 // The default runtime: started by the first fiber spawned from a plain
 // thread while no spindle::run() is active; its workers run on background
 // threads until the process exits. Never destroyed (its threads may still
@@ -103,22 +108,33 @@ runtime& default_runtime() {
 }  // namespace
 
 runtime::runtime(const options& opts, bool persistent)
-    : opts_(opts), persistent_(persistent), blocking_(std::make_unique<blocking_pool>(opts)) {
-  if (opts_.workers == 0) opts_.workers = std::max(1u, std::thread::hardware_concurrency());
+    : opts_(normalized(opts)),
+      persistent_(persistent),
+      blocking_(std::make_unique<blocking_pool>(opts)),
+      single_worker_(opts_.workers == 1) {
   workers_.reserve(opts_.workers);
   for (unsigned i = 0; i < opts_.workers; ++i) {
     workers_.push_back(std::make_unique<worker>(*this, i));
   }
 }
 
-runtime::~runtime() = default;
+runtime::~runtime() {
+  // A plain thread that woke or spawned the last fibers may still be in
+  // worker::schedule_remote(), a few instructions from done.
+  while (outside_callers_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+}
 
 void runtime::fiber_finished() noexcept {
-  if (live_.fetch_sub(1, std::memory_order_acq_rel) != 1 || persistent_) return;
+  if (single_worker_) {
+    worker_live_ = worker_live_ - 1;
+    if (worker_live_ + live_.load(std::memory_order_acquire) != 0 || persistent_) return;
+  } else if (live_.fetch_sub(1, std::memory_order_acq_rel) != 1 || persistent_) {
+    return;
+  }
   {
     std::lock_guard lock(g_runtime_mu);
     // A plain thread may have spawned in between (under the same lock).
-    if (live_.load(std::memory_order_acquire) != 0) return;
+    if (worker_live_ + live_.load(std::memory_order_acquire) != 0) return;
     stopping_.store(true, std::memory_order_release);
   }
   for (auto& w : workers_) w->wake();
@@ -227,7 +243,7 @@ void spawn(control_block* cb, const fiber_options& o, bool joinable) {
     runtime& rt = w->rt();
     check_worker_index(rt, o);
     worker& target = o.worker >= 0 ? rt.worker_at(static_cast<unsigned>(o.worker)) : *w;
-    rt.fiber_started();
+    rt.fiber_started_on_worker();
     start_fiber(target, cb, o, joinable, &target == w);
     return;
   }
@@ -245,7 +261,7 @@ void spawn(control_block* cb, const fiber_options& o, bool joinable) {
                                  : rt->pick_worker_for_plain_thread();
   // Counted before it can run (and finish): under g_runtime_mu, so the
   // runtime cannot decide to stop in between (see fiber_finished()).
-  rt->fiber_started();
+  rt->fiber_started_by_plain_thread();
   start_fiber(target, cb, o, joinable, false);
 }
 
@@ -296,7 +312,7 @@ void run_main(const options& opts, control_block* (*make_main)(void* ctx, const 
   try {
     main = make_main(ctx, allocate_stack(rt.opts().stack_size));
     main->name_ = "main";
-    rt.fiber_started();
+    rt.fiber_started_on_worker();
     // The workers have not started: this thread may use worker 0's queues.
     start_fiber(rt.worker_at(0), main, fiber_options{.name = "main"}, /*joinable=*/true,
                 /*local=*/true);

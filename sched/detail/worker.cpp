@@ -401,12 +401,20 @@ void worker::drain_inbox() noexcept {
 }
 
 void worker::schedule_remote(control_block* cb) noexcept {
+  // A caller from outside the runtime (a plain thread) is not a fiber the
+  // runtime waits for: once `cb` is in the inbox it may run and finish,
+  // and the runtime end, while we are still here. The runtime waits for
+  // such callers before it goes (~runtime).
+  const worker* self = this_worker();
+  const bool outsider = self == nullptr || &self->rt_ != &rt_;
+  if (outsider) rt_.outside_callers_.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(inbox_mu_);
     inbox_.push_back(cb);
     inbox_nonempty_.store(true, std::memory_order_seq_cst);
   }
   if (sleeping_.load(std::memory_order_seq_cst)) wake();
+  if (outsider) rt_.outside_callers_.fetch_sub(1, std::memory_order_release);
 }
 
 void worker::wake() noexcept { ev_async_send(loop_, async_.get()); }

@@ -219,6 +219,30 @@ TEST_P(WorkersTest, RunReturnsWhileFibersWereStillSpawningFibersWhenMainEnded) {
   EXPECT_EQ(done.load(), chains);
 }
 
+TEST_P(WorkersTest, FibersThatAPlainThreadSpawnsIntoTheRuntimeKeepItRunningUntilTheyFinish) {
+  // The runtime counts fibers that fibers spawn apart from those that
+  // plain threads spawn (with one worker, the first count is the worker's
+  // own): run() must return only once both have finished, and must return.
+  const int spawned = 64;
+  std::atomic<int> finished{0};
+  std::thread spawner;
+  spindle::run(opts(), [&] {
+    baton spawned_all;
+    spawner = std::thread([&] {
+      for (int i = 0; i < spawned; ++i) {
+        spindle::go([&finished] {
+          for (int y = 0; y < 3; ++y) spindle::this_fiber::yield();
+          finished.fetch_add(1);
+        });
+      }
+      spawned_all.give();
+    });
+    spawned_all.take_untimed();
+  });
+  spawner.join();
+  EXPECT_EQ(finished.load(), spawned);
+}
+
 TEST_P(WorkersTest, AFiberWokenFromEachWorkerInTurnMovesWithItsStateIntact) {
   if (workers() < 2) GTEST_SKIP() << "migration needs two workers";
   const int hops = static_cast<int>(scaled(2000));
