@@ -136,7 +136,10 @@ std::size_t connection::read_some(std::span<std::byte> buf, deadline d, std::err
   }
   if (s_->read_drained && !s_->read_ready_hint() && (ec = s_->wait(direction::read, d))) return 0;
   const int fd = s_->fd();
-  const ssize_t n = s_->retry(direction::read, d, ec, [&] { return ::read(fd, buf.data(), buf.size()); });
+  const bool is_socket = s_->is_socket();
+  const ssize_t n = s_->retry(direction::read, d, ec, [&] {
+    return is_socket ? ::recv(fd, buf.data(), buf.size(), 0) : ::read(fd, buf.data(), buf.size());
+  });
   if (n < 0) return 0;
   s_->read_drained = static_cast<std::size_t>(n) < buf.size() && n != 0;
   return static_cast<std::size_t>(n);
@@ -176,10 +179,13 @@ std::size_t connection::read_exactly(std::span<std::byte> buf, deadline d, std::
     return 0;
   }
   const int fd = s_->fd();
+  const bool is_socket = s_->is_socket();
   std::size_t done = 0;
   while (done < buf.size()) {
-    const ssize_t n = s_->retry(direction::read, d, ec,
-                                [&] { return ::read(fd, buf.data() + done, buf.size() - done); });
+    const ssize_t n = s_->retry(direction::read, d, ec, [&] {
+      return is_socket ? ::recv(fd, buf.data() + done, buf.size() - done, 0)
+                       : ::read(fd, buf.data() + done, buf.size() - done);
+    });
     if (n < 0) return done;
     if (n == 0) {
       ec = done == 0 ? io_errc::eof : io_errc::unexpected_eof;
@@ -211,24 +217,33 @@ std::size_t connection::read_exactly(std::span<char> buf, deadline d, std::error
 
 // ---- Writing ----
 
-std::size_t connection::write_all(std::span<const iovec> bufs, deadline d, std::error_code& ec) noexcept {
-  ec.clear();
-  if (!s_) {
-    ec = not_open();
-    return 0;
+namespace {
+
+// One buffer, the common case: send() (write() on a non-socket), with no
+// iovec batch in the frame. A parked fiber's stack is what its wake-up
+// touches again, and with a thousand connections that is cold memory:
+// keeping the frames below the read and the write small matters
+// (docs/sched.md, "Cold fibers").
+[[gnu::noinline]] std::size_t write_one(fd_state& s, const iovec& v, deadline d, std::error_code& ec) noexcept {
+  const int fd = s.fd();
+  const bool is_socket = s.is_socket();
+  const auto* p = static_cast<const char*>(v.iov_base);
+  std::size_t total = 0;
+  while (total < v.iov_len) {
+    const ssize_t n = s.retry(direction::write, d, ec, [&]() -> ssize_t {
+      return is_socket ? ::send(fd, p + total, v.iov_len - total, MSG_NOSIGNAL)
+                       : ::write(fd, p + total, v.iov_len - total);
+    });
+    if (n < 0) break;
+    total += static_cast<std::size_t>(n);
   }
-  fd_state::op op(*s_);
-  if (!op) {
-    ec = op.error();
-    return 0;
-  }
-  std::lock_guard lock(s_->lock(direction::write));
-  if (s_->closing()) {
-    ec = std::make_error_code(std::errc::operation_canceled);
-    return 0;
-  }
-  const int fd = s_->fd();
-  const bool is_socket = s_->is_socket();
+  return total;
+}
+
+[[gnu::noinline]] std::size_t write_vector(fd_state& s, std::span<const iovec> bufs, deadline d,
+                                         std::error_code& ec) noexcept {
+  const int fd = s.fd();
+  const bool is_socket = s.is_socket();
   // A local copy of the vector, advanced past what has been written.
   constexpr std::size_t batch = 64;
   iovec local[batch];
@@ -246,7 +261,7 @@ std::size_t connection::write_all(std::span<const iovec> bufs, deadline d, std::
   };
   refill();
   while (first < count) {
-    const ssize_t n = s_->retry(direction::write, d, ec, [&]() -> ssize_t {
+    const ssize_t n = s.retry(direction::write, d, ec, [&]() -> ssize_t {
       if (is_socket) {
         msghdr msg{};
         msg.msg_iov = local + first;
@@ -270,6 +285,28 @@ std::size_t connection::write_all(std::span<const iovec> bufs, deadline d, std::
     }
   }
   return total;
+}
+
+}  // namespace
+
+std::size_t connection::write_all(std::span<const iovec> bufs, deadline d, std::error_code& ec) noexcept {
+  ec.clear();
+  if (!s_) {
+    ec = not_open();
+    return 0;
+  }
+  fd_state::op op(*s_);
+  if (!op) {
+    ec = op.error();
+    return 0;
+  }
+  std::lock_guard lock(s_->lock(direction::write));
+  if (s_->closing()) {
+    ec = std::make_error_code(std::errc::operation_canceled);
+    return 0;
+  }
+  if (bufs.size() == 1) return write_one(*s_, bufs[0], d, ec);
+  return write_vector(*s_, bufs, d, ec);
 }
 
 std::size_t connection::write_all(std::span<const iovec> bufs, std::error_code& ec) noexcept {

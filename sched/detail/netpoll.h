@@ -78,6 +78,9 @@ class poll_desc {
 
   // Called by the worker that collected an edge for this descriptor.
   void deliver(std::uint32_t events, std::uint16_t gen) noexcept;
+  // Prefetches what deliver() will touch of a waiting reader (a hint: read
+  // without the lock).
+  void prefetch_waiter() const noexcept;
   std::uint16_t generation() const noexcept { return gen_; }
 
  private:
@@ -98,7 +101,9 @@ class poll_desc {
   std::atomic<bool> lock_{false};
   // Guarded by lock_; wakers unpark while holding it, so a waiter that
   // retakes it after its park knows no wake of that park is still coming.
-  control_block* waiter_[2] = {nullptr, nullptr};
+  // Atomic (relaxed) only so that netpoll_poll() may peek at them without
+  // the lock, to prefetch the fibers it is about to wake.
+  std::atomic<control_block*> waiter_[2] = {nullptr, nullptr};
   result result_[2] = {result::ready, result::ready};
   std::atomic<bool> ready_[2] = {false, false};
   // Sticky: the peer shut its side (read: EPOLLRDHUP) or the socket has
