@@ -56,7 +56,7 @@ class worker {
   // The first half of a yield whose switch the caller makes itself, inline
   // (this_fiber::yield()): returns the fiber (or loop context) to switch
   // to, with everything before the jump done, or nullptr to carry on.
-  control_block* yield_begin() noexcept;
+  inline control_block* yield_begin() noexcept;
   // Suspends the current fiber, which prepare_park() made `parking`.
   void park() noexcept;
   bool park_until(std::chrono::steady_clock::time_point deadline) noexcept;
@@ -115,6 +115,7 @@ class worker {
 
  private:
   friend class runtime;
+  friend void yield_end(void* from_ctx) noexcept;
 
   inline void switch_to(control_block* from, control_block* to, switch_action action) noexcept;
   // switch_to() up to the jump.
