@@ -37,7 +37,6 @@ fiber::id get_id() noexcept;
 // plain thread). The view is valid while the fiber runs. Any thread.
 std::string_view get_name() noexcept;
 
-
 // yield() lets the worker run other runnable fibers (and poll timers and
 // I/O if it is due) before this one continues. On a plain thread it is
 // std::this_thread::yield(). Any thread.
