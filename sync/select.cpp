@@ -75,9 +75,18 @@ int select_once(select_case* const* cases, int n,
     }
     return i;
   };
-  // Tries case i under its channel's lock (which the caller holds).
-  auto try_case = [&](int i, channel_waiter*& claimed) {
-    channel_status st = cases[i]->try_locked(claimed);
+  // Tries case i under its channel's lock, which the caller holds; a
+  // waiter it claimed is left in `claimed`, to release after unlocking. If
+  // the attempt throws, unlock() runs and the waiter is released first.
+  auto try_case = [&](int i, channel_waiter*& claimed, auto unlock) {
+    channel_status st;
+    try {
+      st = cases[i]->try_locked(claimed);
+    } catch (...) {
+      unlock();
+      channel_waiter::release(claimed);
+      throw;
+    }
     return st == channel_status::success || st == channel_status::closed ? st
                                                                          : channel_status::empty;
   };
@@ -92,14 +101,7 @@ int select_once(select_case* const* cases, int n,
     spinlock& l = cases[i]->chan().lock();
     channel_waiter* claimed = nullptr;
     l.lock();
-    channel_status st;
-    try {
-      st = try_case(i, claimed);
-    } catch (...) {
-      l.unlock();
-      channel_waiter::release(claimed);
-      throw;
-    }
+    const channel_status st = try_case(i, claimed, [&l] { l.unlock(); });
     l.unlock();
     channel_waiter::release(claimed);
     if (st != channel_status::empty) return finish(i, st);
@@ -122,14 +124,7 @@ int select_once(select_case* const* cases, int n,
   for (int k = 0; k < n; ++k) {
     const int i = order[k];
     channel_waiter* claimed = nullptr;
-    channel_status st;
-    try {
-      st = try_case(i, claimed);
-    } catch (...) {
-      locks.unlock_all();
-      channel_waiter::release(claimed);
-      throw;
-    }
+    const channel_status st = try_case(i, claimed, [&locks] { locks.unlock_all(); });
     if (st != channel_status::empty) {
       locks.unlock_all();
       channel_waiter::release(claimed);
