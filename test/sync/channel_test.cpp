@@ -15,6 +15,7 @@
 #include "fiber/fiber.h"
 #include "fiber/this_fiber.h"
 #include "sched/scheduler.h"
+#include "sync/explosive.h"
 #include "test_util.h"
 
 namespace {
@@ -343,16 +344,7 @@ TEST(ChannelHandOffTest, AFiberMayDestroyTheChannelAsSoonAsItsCallReturns) {
   });
 }
 
-// A value whose move constructor throws on the Nth move from now.
-struct explosive {
-  static inline int moves_until_throw = 0;  // 0: never
-  int v;
-  explicit explosive(int x) : v(x) {}
-  explosive(explosive&& o) noexcept(false) : v(o.v) {
-    if (moves_until_throw > 0 && --moves_until_throw == 0) throw std::runtime_error("move");
-  }
-  explosive& operator=(explosive&&) = default;
-};
+using spindle::test::explosive;
 
 TEST(ChannelHandOffTest, WhenTheHandOffToAWaitingReceiverThrowsTheSenderGetsItAndTheReceiverWaitsOn) {
   spindle::run(spindle::options{.workers = 1}, [] {

@@ -12,6 +12,7 @@
 #include "fiber/fiber.h"
 #include "fiber/this_fiber.h"
 #include "sched/scheduler.h"
+#include "sync/explosive.h"
 #include "test_util.h"
 
 namespace {
@@ -133,16 +134,7 @@ TEST_P(SelectTest, SelectsCompetingForValuesGetEachValueOnce) {
   for (auto& s : seen) EXPECT_EQ(s.load(), 1);
 }
 
-// A value whose move constructor throws on the Nth move from now.
-struct explosive {
-  static inline int moves_until_throw = 0;  // 0: never
-  int v;
-  explicit explosive(int x) : v(x) {}
-  explosive(explosive&& o) noexcept(false) : v(o.v) {
-    if (moves_until_throw > 0 && --moves_until_throw == 0) throw std::runtime_error("move");
-  }
-  explosive& operator=(explosive&&) = default;
-};
+using spindle::test::explosive;
 
 TEST(SelectHandOffTest, AWaitingSelectWhoseHandOffThrowsInTheSenderWaitsOnForTheNextValue) {
   spindle::run(spindle::options{.workers = 1}, [] {
@@ -163,6 +155,32 @@ TEST(SelectHandOffTest, AWaitingSelectWhoseHandOffThrowsInTheSenderWaitsOnForThe
     selector.join();
     EXPECT_EQ(which, 0);
     EXPECT_EQ(got, 2);
+  });
+}
+
+TEST(SelectHandOffTest, WhenTakingFromAWaitingSenderThrowsTheSelectGetsItAndTheSenderWaitsOn) {
+  spindle::run(spindle::options{.workers = 1}, [] {
+    channel<explosive> a;
+    bool sent = false;
+    fiber sender([&] {
+      a.send(explosive(5));
+      sent = true;
+    });
+    spindle::this_fiber::yield();  // one worker: the sender now waits in send()
+    explosive::moves_until_throw = 1;
+    {
+      recv_case ra(a);
+      EXPECT_THROW((void)spindle::select(ra), std::runtime_error);
+    }
+    EXPECT_FALSE(sent);
+    // The select let go of the channel's lock and of the sender: both can
+    // go on.
+    recv_case ra(a);
+    EXPECT_EQ(spindle::select(ra), 0);
+    ASSERT_TRUE(ra.value.has_value());
+    EXPECT_EQ(ra.value->v, 5);
+    sender.join();
+    EXPECT_TRUE(sent);
   });
 }
 
