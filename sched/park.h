@@ -23,6 +23,7 @@
 #include <chrono>
 
 #include "fiber/detail/control_block.h"
+#include "fiber/detail/inline_switch.h"
 
 namespace spindle::detail {
 
@@ -47,6 +48,42 @@ void park(control_block* self) noexcept;
 // succeed any more).
 bool park_until(control_block* self, std::chrono::steady_clock::time_point deadline) noexcept;
 
+// park_commit() is park() without prepare_park(), for waits whose every
+// waker finds the waiter in a place the waiter registers in under a lock
+// (a channel's queues): the waiter registers while it holds that lock,
+// and commit(arg) releases the lock once the fiber has switched out (Go's
+// gopark with an unlock function). No waker can then meet it half
+// switched out, so publishing "parked" is a plain store rather than a
+// compare-and-swap. `self` must be current_waiter() and running; commit
+// runs on the worker, after the switch (on a plain thread: before it
+// blocks) and must not block.
+void park_commit(control_block* self, void (*commit)(void*), void* arg) noexcept;
+
+// park_commit_begin() and park_end() are park_commit() in two halves
+// around a switch the caller makes itself, inline in its own frame (see
+// yield() in fiber/this_fiber.h for why that pays): park_commit_inline().
+struct switch_target {
+  void* ctx = nullptr;  // null: already parked and woken, nothing to do
+  void* cb = nullptr;
+};
+switch_target park_commit_begin(control_block* self, void (*commit)(void*), void* arg) noexcept;
+void park_end(void* from_ctx) noexcept;
+
+[[gnu::always_inline]] inline void park_commit_inline(control_block* self, void (*commit)(void*),
+                                                      void* arg) noexcept {
+#if SPINDLE_INLINE_SWITCH
+  const switch_target t = park_commit_begin(self, commit, arg);
+  if (t.ctx != nullptr) park_end(jump_inline(t.ctx, t.cb).fctx);
+#else
+  park_commit(self, commit, arg);
+#endif
+}
+
+// park_commit_until() is park_commit() with a deadline: true when
+// unparked, false when the deadline passed first.
+bool park_commit_until(control_block* self, std::chrono::steady_clock::time_point deadline,
+                       void (*commit)(void*), void* arg) noexcept;
+
 // parallel_workers() tells whether the caller is a fiber of a runtime with
 // more than one worker (so another fiber may be running at this moment),
 // or a plain thread: the condition under which spinning on a lock can pay.
@@ -57,6 +94,13 @@ bool parallel_workers() noexcept;
 // or someone else already woke it. A fiber is made runnable on the worker
 // it parked on. Any thread, including plain threads outside the runtime.
 bool unpark(control_block* waiter) noexcept;
+
+// unpark_sole() is unpark() for a waiter that park_commit() parked
+// without a deadline and that nobody but the caller can wake (the caller
+// found it under the lock the commit released, and took it out from
+// there): the transition to runnable is a plain store, not a
+// compare-and-swap. Always wakes it.
+void unpark_sole(control_block* waiter) noexcept;
 
 // wake() is unpark() with a choice: with `next`, a fiber woken by a fiber
 // runs on the waker's worker as soon as the waker blocks, and is not

@@ -58,6 +58,9 @@ struct channel_waiter : wait_node {
     retry,    // the value's move threw in the waker: try the operation again
   };
   state outcome = state::pending;  // written by the waker under the lock
+  // Parked by park_commit() with no deadline and not part of a select:
+  // only a holder of the channel's lock can wake it (unpark_sole()).
+  bool sole = false;
   std::atomic<bool> released{false};
   // For a select: which case this is, and where the winner is recorded.
   int case_index = -1;
@@ -90,15 +93,22 @@ class alignas(64) channel_base {
   // must release() it once it has unlocked.
   static channel_waiter* claim_first(wait_list& list) noexcept {
     while (wait_node* n = list.pop_front()) {
-      if (unpark(n->waiter)) {
-        auto* w = static_cast<channel_waiter*>(n);
-        if (w->fired_case != nullptr) *w->fired_case = w->case_index;
-        w->outcome = channel_waiter::state::retry;
-        return w;
+      auto* w = static_cast<channel_waiter*>(n);
+      if (w->sole) [[likely]] {
+        unpark_sole(w->waiter);
+      } else if (!unpark(w->waiter)) {
+        continue;  // timed out meanwhile, or another case of its select won
       }
+      if (w->fired_case != nullptr) *w->fired_case = w->case_index;
+      w->outcome = channel_waiter::state::retry;
+      return w;
     }
     return nullptr;
   }
+
+  // A parking sender's or receiver's commit (park_commit): lets go of the
+  // channel once it has switched out.
+  static void unlock_channel(void* lock) noexcept { static_cast<spinlock*>(lock)->unlock(); }
 
   // Everything a send or receive touches sits on this one cache line (the
   // channel is aligned to it): with senders and receivers on different
@@ -342,15 +352,19 @@ class channel : private detail::channel_base {
         detail::channel_waiter::release(claimed);
         return st;
       }
-      // Nothing was claimed: park until the other side comes.
+      // Nothing was claimed: park until the other side comes. The lock is
+      // let go only once we have switched out (park_commit), so that no
+      // waker meets us half parked: without a deadline only wakers that
+      // hold the lock can wake us, and neither side needs a CAS for it.
       detail::channel_waiter w;
       w.payload = payload;
       w.waiter = detail::current_waiter();
-      detail::prepare_park(w.waiter);
+      w.sole = deadline == nullptr;
       list.push_back(&w);
-      lock_.unlock();
-      const bool woken = deadline == nullptr ? (detail::park(w.waiter), true)
-                                             : detail::park_until(w.waiter, *deadline);
+      const bool woken =
+          deadline == nullptr
+              ? (detail::park_commit_inline(w.waiter, unlock_channel, &lock_), true)
+              : detail::park_commit_until(w.waiter, *deadline, unlock_channel, &lock_);
       if (!woken) {
         // Nobody can claim us any more; a waker that popped us first (and
         // whose unpark failed) looks at w only while it holds the lock.

@@ -12,11 +12,31 @@ namespace spindle {
 namespace detail {
 [[noreturn]] void misuse_abort(const char* message) noexcept;
 
+// Whether lock_word::release() may release with a plain store (see there):
+// set once at start-up when the kernel offers membarrier(2)'s private
+// expedited command, which the first waiter of each lock needs. Never in
+// ThreadSanitizer builds, which cannot see membarrier's ordering.
+inline std::atomic<bool> plain_release_enabled{false};
+
 // A futex-style lock word with a queue of parked waiters (Drepper,
-// "Futexes Are Tricky", mutex 2). state_: 0 unlocked; 1 locked and nobody
-// waits; 2 locked and someone may wait. The fast paths are one CAS (lock)
-// and one atomic decrement (unlock); only a contended unlock touches the
-// queue.
+// "Futexes Are Tricky", mutex 2), which costs one locked instruction when
+// nobody waits. state_: 0 unlocked; 1 locked and nobody waits; 2 locked
+// and someone may wait.
+//
+// Taking it is one CAS. Releasing it the usual way is one atomic
+// decrement, to learn whether anyone waits; a locked instruction costs as
+// much as the rest of the lock and unlock together. So a word that has
+// never had a waiter releases with a plain store instead and then looks at
+// contended_, which the first waiter sets, once for the word's lifetime,
+// before it marks the word contended. The store and the load can pass
+// each other in the CPU (a store waits in its store buffer), so that
+// first waiter then calls membarrier(2), which makes every thread of the
+// process execute a full fence: afterwards any release still on its plain
+// path either has its store visible to the waiter, or sees contended_ and
+// wakes someone (release_raced). From then on the word releases with the
+// decrement. One system call (microseconds) the first time a lock is
+// contended buys a release without a locked instruction every time it is
+// not: the asymmetric fence of user-space RCU, and of biased locks.
 class lock_word {
  public:
   bool try_acquire() noexcept {
@@ -32,14 +52,26 @@ class lock_word {
     return try_acquire() || acquire_slow(&deadline);
   }
   void release() noexcept {
+    if (!contended_.load(std::memory_order_relaxed) &&
+        plain_release_enabled.load(std::memory_order_relaxed)) [[likely]] {
+      state_.store(0, std::memory_order_release);
+      // The load stays after the store in the instruction stream (what the
+      // first waiter's membarrier relies on); only the CPU may swap them.
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      if (contended_.load(std::memory_order_relaxed)) [[unlikely]] release_raced();
+      return;
+    }
     if (state_.fetch_sub(1, std::memory_order_release) != 1) release_slow();
   }
 
  private:
   bool acquire_slow(const std::chrono::steady_clock::time_point* deadline) noexcept;
   void release_slow() noexcept;
+  void release_raced() noexcept;
+  void become_contended() noexcept;
 
   std::atomic<std::uint32_t> state_{0};
+  std::atomic<bool> contended_{false};  // sticky: set by the first waiter
   wait_queue waiters_;
 };
 

@@ -92,6 +92,15 @@ void yield_until(Pred done) {
   while (!done()) spindle::this_fiber::yield();
 }
 
+// A spin-wait hint to the CPU, for busy work of a test's own.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  asm volatile("" ::: "memory");
+#endif
+}
+
 // Returns once worker `w` has run a fiber started by this call. Called
 // after a fiber pinned to `w` has begun running there, it proves that
 // fiber has parked (or finished) since: a worker runs one fiber at a time.

@@ -29,6 +29,7 @@ class control_block;
 //   notified --(after the switch out)--> runnable (enqueued by the switcher)
 //   notified --(cancel_park)--> running
 //   parked   --(unpark, any thread)--> runnable (enqueued by the unparker)
+//   running  --(park_commit: after the switch out)--> parked
 //   running  --(its function returned)--> finished
 enum class fiber_state : std::uint32_t {
   // In a run queue (or being put in one). ctx_ holds its continuation.

@@ -723,6 +723,14 @@ inline void worker::after_switch_inline(void* from_ctx) noexcept {
       }
       break;
     }
+    case switch_action::park_commit:
+      from->ctx_ = from_ctx;
+      // Nobody could wake it yet: its wakers find it only once the commit
+      // has run (typically: unlocked the lock they look for it under). The
+      // release publishes the saved continuation to them.
+      from->state_.store(fiber_state::parked, std::memory_order_release);
+      pending_commit_(pending_commit_arg_);
+      break;
     case switch_action::finish:
       // Its stack is no longer in use: the fiber's own reference can go
       // (with the stack, unless a handle still holds the control block).
@@ -759,7 +767,30 @@ void worker::park() noexcept {
   switch_to(self, next != nullptr ? next : loop_cb_, switch_action::park);
 }
 
+inline control_block* worker::park_commit_begin(void (*commit)(void*), void* arg) noexcept {
+  control_block* self = current_;
+  control_block* next = pick_next();
+  if (next == nullptr) next = loop_cb_;
+  pending_commit_ = commit;
+  pending_commit_arg_ = arg;
+  prepare_switch(self, next, switch_action::park_commit);
+  return next;
+}
+
+void worker::park_commit(void (*commit)(void*), void* arg) noexcept {
+  control_block* self = current_;
+  control_block* next = pick_next();
+  pending_commit_ = commit;
+  pending_commit_arg_ = arg;
+  switch_to(self, next != nullptr ? next : loop_cb_, switch_action::park_commit);
+}
+
 bool worker::park_until(std::chrono::steady_clock::time_point deadline) noexcept {
+  return park_commit_until(deadline, nullptr, nullptr);
+}
+
+bool worker::park_commit_until(std::chrono::steady_clock::time_point deadline,
+                               void (*commit)(void*), void* arg) noexcept {
   timer_node node;
   node.base.cancel = cancel_timer;
   node.cb = current_;
@@ -770,9 +801,15 @@ bool worker::park_until(std::chrono::steady_clock::time_point deadline) noexcept
       std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
   ev_timer_init(&node.timer, on_timer, after > 0 ? after : 0.0, 0.0);
   node.timer.data = &node;
+  // The timer fires in this worker's loop, so after the switch out: by
+  // then the fiber is parked (or parking, for park()), as on_timer expects.
   ev_timer_start(loop_, &node.timer);
   current_->loop_wait_ = &node.base;
-  park();
+  if (commit == nullptr) {
+    park();
+  } else {
+    park_commit(commit, arg);
+  }
   // Whoever woke us routed us through this worker, which stopped the timer
   // (enqueue()) before we could run, here or anywhere else.
   return !node.fired;
@@ -846,6 +883,57 @@ bool park_until(control_block* self, std::chrono::steady_clock::time_point deadl
     return true;
   }
   return self->worker_->park_until(deadline);
+}
+
+void park_commit(control_block* self, void (*commit)(void*), void* arg) noexcept {
+  if (self->is_thread_) {
+    prepare_park(self);
+    commit(arg);
+    park(self);
+    return;
+  }
+  self->worker_->park_commit(commit, arg);
+}
+
+bool park_commit_until(control_block* self, std::chrono::steady_clock::time_point deadline,
+                       void (*commit)(void*), void* arg) noexcept {
+  if (self->is_thread_) {
+    prepare_park(self);
+    commit(arg);
+    return park_until(self, deadline);
+  }
+  return self->worker_->park_commit_until(deadline, commit, arg);
+}
+
+switch_target park_commit_begin(control_block* self, void (*commit)(void*), void* arg) noexcept {
+#if SPINDLE_ASAN || SPINDLE_TSAN
+  // As in yield_begin(): no inline switch in sanitizer builds.
+  park_commit(self, commit, arg);
+  return {};
+#else
+  if (self->is_thread_) {
+    park_commit(self, commit, arg);
+    return {};
+  }
+  control_block* next = self->worker_->park_commit_begin(commit, arg);
+  return {next->ctx_, next};
+#endif
+}
+
+void park_end(void* from_ctx) noexcept {
+  tls_current_fiber->worker_->after_switch_inline(from_ctx);
+}
+
+void unpark_sole(control_block* cb) noexcept {
+  if (cb->is_thread_) {
+    (void)wake(cb, /*next=*/true);
+    return;
+  }
+  // Parked (park_commit() published that before its commit let us find
+  // it), and we are its only waker: the transition is ours without a CAS.
+  assert(cb->state_.load(std::memory_order_relaxed) == fiber_state::parked);
+  cb->state_.store(fiber_state::runnable, std::memory_order_relaxed);
+  make_runnable(cb, /*next=*/true);
 }
 
 bool parallel_workers() noexcept {

@@ -36,6 +36,10 @@ enum class switch_action : std::uint8_t {
   yield,
   // Save it and publish it as parked (or runnable if already notified).
   park,
+  // Save it, publish it as parked with a plain store, and run the commit
+  // the parking fiber left (which lets its wakers find it): see
+  // park_commit() in sched/park.h.
+  park_commit,
   // It finished: release its control block.
   finish,
 };
@@ -60,6 +64,15 @@ class worker {
   // Suspends the current fiber, which prepare_park() made `parking`.
   void park() noexcept;
   bool park_until(std::chrono::steady_clock::time_point deadline) noexcept;
+  // park() for a fiber still `running`, running commit(arg) once it has
+  // switched out (sched/park.h's park_commit()); with a deadline, false
+  // when that came first.
+  void park_commit(void (*commit)(void*), void* arg) noexcept;
+  // The first half of a park_commit() whose switch the caller makes
+  // itself, inline (as yield_begin()): returns the context to switch to.
+  inline control_block* park_commit_begin(void (*commit)(void*), void* arg) noexcept;
+  bool park_commit_until(std::chrono::steady_clock::time_point deadline, void (*commit)(void*),
+                         void* arg) noexcept;
   // Wakes the fibers whose sockets the netpoll reports ready, as many as
   // the ring has room for; returns how many. From the worker's loop (a
   // libev callback, or poll_network_directly()).
@@ -116,6 +129,7 @@ class worker {
  private:
   friend class runtime;
   friend void yield_end(void* from_ctx) noexcept;
+  friend void park_end(void* from_ctx) noexcept;
 
   inline void switch_to(control_block* from, control_block* to, switch_action action) noexcept;
   // switch_to() up to the jump.
@@ -162,6 +176,9 @@ class worker {
   // This thread's __cxa_eh_globals (see swap_exception_state).
   void* eh_globals_ = nullptr;
   switch_action pending_action_ = switch_action::save;
+  // switch_action::park_commit's commit and its argument.
+  void (*pending_commit_)(void*) = nullptr;
+  void* pending_commit_arg_ = nullptr;
   bool poll_due_ = false;
   // The runtime's only worker: no thief can touch its ring or runnext_,
   // so the owner takes from them without atomic read-modify-writes.

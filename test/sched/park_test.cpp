@@ -6,6 +6,7 @@
 #include <string>
 #include <chrono>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "fiber/fiber.h"
@@ -135,6 +136,124 @@ TEST(ParkTest, ParkUntilReturnsFalseAtTheDeadlineAndTrueWhenUnparked) {
     f.join();
     EXPECT_TRUE(result.load());
   });
+}
+
+// ---- park_commit(): the commit runs once the waiter has switched out ----
+
+// A slot for one waiter guarded by a lock the waiter's commit releases: the
+// shape of a channel's queue (sync/channel.h).
+struct locked_slot {
+  std::atomic<bool> locked{false};
+  control_block* waiter = nullptr;  // guarded by `locked`
+  int tokens = 0;                   // guarded by `locked`
+
+  void lock() {
+    while (locked.exchange(true, std::memory_order_acquire)) std::this_thread::yield();
+  }
+  void unlock() { locked.store(false, std::memory_order_release); }
+  static void unlock_commit(void* self) { static_cast<locked_slot*>(self)->unlock(); }
+
+  // Waits for a token. Parks with the lock held until it has switched out,
+  // so a giver, who looks for it under the lock, always finds it parked.
+  void take(bool inline_switch) {
+    lock();
+    if (tokens > 0) {
+      --tokens;
+      unlock();
+      return;
+    }
+    control_block* self = current_waiter();
+    waiter = self;
+    if (inline_switch) {
+      park_commit_inline(self, unlock_commit, this);
+    } else {
+      park_commit(self, unlock_commit, this);
+    }
+  }
+  // Hands a token to the waiter if there is one (waking it with the
+  // CAS-free unpark_sole()), else keeps it.
+  void give() {
+    lock();
+    if (control_block* w = std::exchange(waiter, nullptr)) {
+      unpark_sole(w);
+    } else {
+      ++tokens;
+    }
+    unlock();
+  }
+};
+
+TEST(ParkTest, ParkCommitRunsTheCommitOnlyOnceTheFiberHasSwitchedOut) {
+  spindle::run([] {
+    struct observation {
+      control_block* parker = nullptr;
+      std::atomic<bool> committed{false};
+      bool parked_at_commit = false;
+      bool other_context_at_commit = false;
+    } seen;
+    fiber sleeper([&] {
+      seen.parker = current_waiter();
+      park_commit(
+          seen.parker,
+          [](void* arg) {
+            auto* s = static_cast<observation*>(arg);
+            s->parked_at_commit = s->parker->state_.load() == fiber_state::parked;
+            s->other_context_at_commit = current_waiter() != s->parker;
+            s->committed = true;
+          },
+          &seen);
+    });
+    spindle::test::yield_until([&] { return seen.committed.load(); });
+    EXPECT_TRUE(seen.parked_at_commit);
+    EXPECT_TRUE(seen.other_context_at_commit);
+    unpark_sole(seen.parker);
+    sleeper.join();
+  });
+}
+
+TEST(ParkTest, ParkCommitUntilReturnsFalseAtTheDeadlineAndTrueWhenUnparked) {
+  spindle::run([] {
+    locked_slot slot;
+    control_block* self = current_waiter();
+    slot.lock();
+    slot.waiter = self;
+    EXPECT_FALSE(park_commit_until(self, std::chrono::steady_clock::now() + 2ms,
+                                   locked_slot::unlock_commit, &slot));
+    slot.lock();
+    EXPECT_EQ(slot.waiter, self);  // nobody took it: withdraw it ourselves
+    slot.waiter = nullptr;
+    slot.unlock();
+
+    std::atomic<bool> result{false};
+    std::atomic<bool> registered{false};
+    fiber f([&] {
+      control_block* me = current_waiter();
+      slot.lock();
+      slot.waiter = me;
+      registered = true;
+      result = park_commit_until(me, std::chrono::steady_clock::now() + 1h,
+                                 locked_slot::unlock_commit, &slot);
+    });
+    spindle::test::yield_until([&] { return registered.load(); });
+    slot.lock();  // free only once f has switched out
+    control_block* w = std::exchange(slot.waiter, nullptr);
+    ASSERT_NE(w, nullptr);
+    EXPECT_TRUE(unpark(w));  // a timed waiter: the CAS-claiming unpark
+    slot.unlock();
+    f.join();
+    EXPECT_TRUE(result.load());
+  });
+}
+
+TEST(ParkTest, APlainThreadParksWithACommitAndIsWokenByAFiber) {
+  locked_slot slot;
+  std::thread outsider;
+  spindle::run([&] {
+    outsider = std::thread([&] { slot.take(/*inline_switch=*/true); });
+    slot.give();  // before or after the thread parks: either way it returns
+    outsider.join();
+  });
+  EXPECT_EQ(slot.tokens, 0);
 }
 
 TEST(ParkTest, APlainThreadParksAndIsUnparkedByAFiber) {
@@ -321,6 +440,73 @@ TEST_P(ParkStressTest, PlainThreadsAndFibersWakeEachOtherAcrossTheBoundary) {
     outsider.join();  // the thread is done: this blocks only briefly
   });
   EXPECT_EQ(lost.load(), 0);
+}
+
+TEST_P(ParkStressTest, ParkCommitHandOffsAcrossWorkersNeitherLoseNorDuplicateAWake) {
+  // Pairs pinned to different workers pass tokens through locked slots,
+  // parking with park_commit() (inline switch and not) and waking with
+  // unpark_sole(); plain threads join in. A wake that met a fiber not yet
+  // switched out would resume it twice (the detector) or hang.
+  const long rounds = scaled(20'000);
+  const int pairs = 4;
+  std::atomic<long> passes{0};
+  std::vector<reentry_detector> detectors(2 * pairs);
+  std::vector<locked_slot> slots(2 * pairs + 2);
+  std::thread outsider;
+  spindle::run(opts(), [&] {
+    std::vector<fiber> fibers;
+    for (int p = 0; p < pairs; ++p) {
+      const int w1 = static_cast<int>((2 * p) % workers());
+      const int w2 = static_cast<int>((2 * p + 1) % workers());
+      locked_slot& to_pong = slots[2 * p];
+      locked_slot& to_ping = slots[2 * p + 1];
+      reentry_detector& d1 = detectors[2 * p];
+      reentry_detector& d2 = detectors[2 * p + 1];
+      const bool inline_switch = p % 2 == 0;
+      fibers.emplace_back(spindle::fiber_options{.worker = w1, .pinned = true}, [&, rounds, inline_switch] {
+        for (long i = 0; i < rounds; ++i) {
+          to_pong.give();
+          to_ping.take(inline_switch);
+          d1.enter();
+          passes.fetch_add(1, std::memory_order_relaxed);
+          d1.leave();
+        }
+      });
+      fibers.emplace_back(spindle::fiber_options{.worker = w2, .pinned = true}, [&, rounds, inline_switch] {
+        for (long i = 0; i < rounds; ++i) {
+          to_pong.take(inline_switch);
+          d2.enter();
+          passes.fetch_add(1, std::memory_order_relaxed);
+          d2.leave();
+          to_ping.give();
+        }
+      });
+    }
+    // A plain thread and a fiber, the same way.
+    locked_slot& to_thread = slots[2 * pairs];
+    locked_slot& to_fiber = slots[2 * pairs + 1];
+    const long thread_rounds = rounds / 10;
+    outsider = std::thread([&, thread_rounds] {
+      for (long i = 0; i < thread_rounds; ++i) {
+        to_thread.take(true);
+        to_fiber.give();
+      }
+    });
+    fibers.emplace_back([&, thread_rounds] {
+      for (long i = 0; i < thread_rounds; ++i) {
+        to_thread.give();
+        to_fiber.take(false);
+      }
+    });
+    for (auto& f : fibers) f.join();
+    outsider.join();
+  });
+  EXPECT_EQ(passes.load(), 2 * pairs * rounds);
+  for (auto& d : detectors) EXPECT_FALSE(d.doubled.load());
+  for (auto& s : slots) {
+    EXPECT_EQ(s.tokens, 0);
+    EXPECT_EQ(s.waiter, nullptr);
+  }
 }
 
 TEST_P(ParkStressTest, TimedParksRacingWithWakesEndExactlyOnce) {

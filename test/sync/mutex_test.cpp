@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <system_error>
@@ -133,6 +134,43 @@ TEST_P(MutexTest, PlainThreadsAndFibersShareAMutex) {
   });
   outsider.join();
   EXPECT_EQ(counter, 5 * rounds);
+}
+
+TEST_P(MutexTest, FreshMutexesContendedForTheFirstTimeWhileTheirHolderReleasesLoseNoWakeup) {
+  // A mutex nobody has waited for releases with a plain store; its first
+  // waiter switches it to the locked decrement, with a process-wide fence
+  // (see lock_word in sync/mutex.h). Here that switch races with releases
+  // over and over: each round a fresh mutex, fibers on every worker taking
+  // it at once. A release that missed the switch and the waiter it should
+  // have woken would hang the round (and the test's timeout fails it); a
+  // broken exclusion would lose increments.
+  const int rounds = static_cast<int>(spindle::test::scaled(2'000));
+  constexpr int fibers_per_round = 4;
+  constexpr int per_fiber = 64;
+  long total = 0;
+  spindle::run(opts(), [&] {
+    for (int r = 0; r < rounds; ++r) {
+      auto mu = std::make_unique<spindle::mutex>();
+      long counter = 0;  // guarded by *mu
+      std::vector<fiber> fs;
+      for (int f = 0; f < fibers_per_round; ++f) {
+        const int worker = static_cast<int>(f % workers());
+        fs.emplace_back(spindle::fiber_options{.worker = worker}, [&] {
+          for (int k = 0; k < per_fiber; ++k) {
+            std::lock_guard lock(*mu);
+            ++counter;
+            // Hold it a moment, so that fibers on other workers come to
+            // wait while it is held, and release as they arrive.
+            for (int spin = 0; spin < 50; ++spin) spindle::test::cpu_relax();
+          }
+        });
+      }
+      for (auto& f : fs) f.join();
+      EXPECT_EQ(counter, fibers_per_round * per_fiber);
+      total += counter;
+    }
+  });
+  EXPECT_EQ(total, long{rounds} * fibers_per_round * per_fiber);
 }
 
 TEST_P(MutexTest, RelockingByTheOwnerIsResourceDeadlockWouldOccur) {
