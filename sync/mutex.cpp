@@ -32,11 +32,16 @@ long membarrier(int cmd) noexcept { return syscall(__NR_membarrier, cmd, 0u, 0);
 }();
 
 // Every running thread of the process executes a full memory fence.
+// Registered at start-up (and the registration survives fork()), so it is
+// not expected to fail; if it does, registering again is the one remedy,
+// and without the fence a wakeup could be lost: stop loudly instead.
 void process_wide_fence() noexcept {
-  if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
-    // Registered at start-up and known to work: not expected to fail.
-    misuse_abort("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed");
+  if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
+  if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+      membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
+    return;
   }
+  misuse_abort("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed; spindle::mutex needs it");
 }
 
 // Spinning before parking: attempts, and pauses between them (Go: 4 x 30).
