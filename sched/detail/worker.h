@@ -176,9 +176,6 @@ class worker {
   // This thread's __cxa_eh_globals (see swap_exception_state).
   void* eh_globals_ = nullptr;
   switch_action pending_action_ = switch_action::save;
-  // switch_action::park_commit's commit and its argument.
-  void (*pending_commit_)(void*) = nullptr;
-  void* pending_commit_arg_ = nullptr;
   bool poll_due_ = false;
   // The runtime's only worker: no thief can touch its ring or runnext_,
   // so the owner takes from them without atomic read-modify-writes.
@@ -210,6 +207,11 @@ class worker {
   // here, a burst of wakeups bigger than the ring then left the spilled
   // fibers behind every later wakeup, for 100 ms and more.) Owner only.
   fifo overflow_;
+  // switch_action::park_commit's commit and its argument (after the
+  // fields every switch touches, which keep the layout yield was tuned
+  // with).
+  void (*pending_commit_)(void*) = nullptr;
+  void* pending_commit_arg_ = nullptr;
 
   // ---- Cold ----
   runtime& rt_;
