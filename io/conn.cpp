@@ -119,21 +119,14 @@ int connection::native_handle() const noexcept { return is_open() ? s_->fd() : -
 
 std::size_t connection::read_some(std::span<std::byte> buf, deadline d, std::error_code& ec) noexcept {
   ec.clear();
-  if (!s_) {
-    ec = not_open();
-    return 0;
-  }
-  fd_state::op op(*s_);
+  fd_state::op op(s_.get());
   if (!op) {
     ec = op.error();
     return 0;
   }
   if (buf.empty()) return 0;
   std::lock_guard lock(s_->lock(direction::read));
-  if (s_->closing()) {
-    ec = std::make_error_code(std::errc::operation_canceled);
-    return 0;
-  }
+  if ((ec = s_->closing_error())) return 0;
   if (s_->read_drained && !s_->read_ready_hint() && (ec = s_->wait(direction::read, d))) return 0;
   const int fd = s_->fd();
   const bool is_socket = s_->is_socket();
@@ -164,20 +157,13 @@ std::size_t connection::read_some(std::span<char> buf, deadline d, std::error_co
 
 std::size_t connection::read_exactly(std::span<std::byte> buf, deadline d, std::error_code& ec) noexcept {
   ec.clear();
-  if (!s_) {
-    ec = not_open();
-    return 0;
-  }
-  fd_state::op op(*s_);
+  fd_state::op op(s_.get());
   if (!op) {
     ec = op.error();
     return 0;
   }
   std::lock_guard lock(s_->lock(direction::read));
-  if (s_->closing()) {
-    ec = std::make_error_code(std::errc::operation_canceled);
-    return 0;
-  }
+  if ((ec = s_->closing_error())) return 0;
   const int fd = s_->fd();
   const bool is_socket = s_->is_socket();
   std::size_t done = 0;
@@ -291,20 +277,13 @@ namespace {
 
 std::size_t connection::write_all(std::span<const iovec> bufs, deadline d, std::error_code& ec) noexcept {
   ec.clear();
-  if (!s_) {
-    ec = not_open();
-    return 0;
-  }
-  fd_state::op op(*s_);
+  fd_state::op op(s_.get());
   if (!op) {
     ec = op.error();
     return 0;
   }
   std::lock_guard lock(s_->lock(direction::write));
-  if (s_->closing()) {
-    ec = std::make_error_code(std::errc::operation_canceled);
-    return 0;
-  }
+  if ((ec = s_->closing_error())) return 0;
   if (bufs.size() == 1) return write_one(*s_, bufs[0], d, ec);
   return write_vector(*s_, bufs, d, ec);
 }
@@ -346,11 +325,7 @@ std::size_t connection::write_all(std::string_view data, deadline d, std::error_
 
 void connection::shutdown(shutdown_type how, std::error_code& ec) noexcept {
   ec.clear();
-  if (!s_) {
-    ec = not_open();
-    return;
-  }
-  fd_state::op op(*s_);
+  fd_state::op op(s_.get());
   if (!op) {
     ec = op.error();
     return;
@@ -379,7 +354,7 @@ address connection::local_address(std::error_code& ec) const noexcept {
     ec = not_open();
     return {};
   }
-  fd_state::op op(*s_);
+  fd_state::op op(s_.get());
   if (!op) {
     ec = op.error();
     return {};
@@ -397,7 +372,7 @@ address connection::remote_address(std::error_code& ec) const noexcept {
     ec = not_open();
     return {};
   }
-  fd_state::op op(*s_);
+  fd_state::op op(s_.get());
   if (!op) {
     ec = op.error();
     return {};
@@ -471,7 +446,7 @@ connection dial(const address& to, deadline d, std::error_code& ec) noexcept {
     detail::set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1, ignored);
   }
   {
-    fd_state::op op(*s);
+    fd_state::op op(s.get());
     int r;
     do {
       r = ::connect(fd, to.data(), to.size());

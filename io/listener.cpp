@@ -56,11 +56,7 @@ int listener::native_handle() const noexcept { return is_open() ? s_->fd() : -1;
 
 connection listener::accept(deadline d, std::error_code& ec) noexcept {
   ec.clear();
-  if (!s_) {
-    ec = not_open();
-    return {};
-  }
-  fd_state::op op(*s_);
+  fd_state::op op(s_.get());
   if (!op) {
     ec = op.error();
     return {};
@@ -69,10 +65,7 @@ connection listener::accept(deadline d, std::error_code& ec) noexcept {
   const int lfd = s_->fd();
   auto backoff = std::chrono::milliseconds(1);
   for (;;) {
-    if (s_->closing()) {
-      ec = std::make_error_code(std::errc::operation_canceled);
-      return {};
-    }
+    if ((ec = s_->closing_error())) return {};
     const ssize_t fd = s_->retry(direction::read, d, ec, [&]() -> ssize_t {
       return ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     });

@@ -94,11 +94,7 @@ udp_socket udp_socket::bind(std::string_view where) {
 std::size_t udp_socket::send_to(std::span<const std::byte> data, const address& to, deadline d,
                                 std::error_code& ec) noexcept {
   ec.clear();
-  if (!s_) {
-    ec = not_open();
-    return 0;
-  }
-  fd_state::op op(*s_);
+  fd_state::op op(s_.get());
   if (!op) {
     ec = op.error();
     return 0;
@@ -123,11 +119,7 @@ std::size_t udp_socket::send_to(std::string_view data, const address& to, deadli
 std::size_t udp_socket::recv_from(std::span<std::byte> buf, address& from, deadline d,
                                   std::error_code& ec) noexcept {
   ec.clear();
-  if (!s_) {
-    ec = not_open();
-    return 0;
-  }
-  fd_state::op op(*s_);
+  fd_state::op op(s_.get());
   if (!op) {
     ec = op.error();
     return 0;

@@ -41,21 +41,27 @@ class fd_state {
 
   enum class direction { read, write };
 
-  // An operation in flight; close() waits for all of them to end.
+  // An operation in flight; close() waits for all of them to end. Every
+  // I/O call starts with one, on its object's state: null when the object
+  // is not open (moved from, or never opened).
   class op {
    public:
-    explicit op(fd_state& s) noexcept : s_(s), ok_(s.enter()) {}
+    explicit op(fd_state* s) noexcept : s_(s), ok_(s != nullptr && s->enter()) {}
     ~op() {
-      if (ok_) s_.leave();
+      if (ok_) s_->leave();
     }
     op(const op&) = delete;
     op& operator=(const op&) = delete;
-    // False when the state is closing or closed: report error().
+    // False when there is no state, or it is closing or closed: report
+    // error() (bad_file_descriptor when not open or closed,
+    // operation_canceled while closing).
     explicit operator bool() const noexcept { return ok_; }
-    std::error_code error() const noexcept { return s_.closed_error(); }
+    std::error_code error() const noexcept {
+      return s_ == nullptr ? std::make_error_code(std::errc::bad_file_descriptor) : s_->closed_error();
+    }
 
    private:
-    fd_state& s_;
+    fd_state* const s_;
     const bool ok_;
   };
 
@@ -110,6 +116,11 @@ class fd_state {
   // Fiber or plain thread.
   void close(std::error_code& ec) noexcept;
   bool closing() const noexcept { return ops_.load(std::memory_order_acquire) & closing_bit; }
+  // operation_canceled once closing, else empty: what a call that waited
+  // for its direction's lock reports if a close() began meanwhile.
+  std::error_code closing_error() const noexcept {
+    return closing() ? std::make_error_code(std::errc::operation_canceled) : std::error_code{};
+  }
 
   // A path to unlink after close (a Unix-domain listener's socket file).
   void unlink_on_close(std::string path) { unlink_path_ = std::move(path); }
