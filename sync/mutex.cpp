@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 #include <system_error>
 
 #include "fiber/detail/sanitizer.h"
@@ -26,6 +27,8 @@ long membarrier(int cmd) noexcept { return syscall(__NR_membarrier, cmd, 0u, 0);
   if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
       membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0) {
     plain_release_enabled.store(true, std::memory_order_seq_cst);
+    biased_locking_enabled.store(biased_locking_wanted(std::getenv("SPINDLE_MUTEX_BIAS")),
+                                 std::memory_order_seq_cst);
   }
 #endif
   return true;
@@ -57,7 +60,9 @@ bool lock_word::acquire_slow(const std::chrono::steady_clock::time_point* deadli
   if (parallel_workers()) {
     for (int i = 0; i < spin_attempts; ++i) {
       for (int k = 0; k < spin_pauses; ++k) __builtin_ia32_pause();
-      if (state_.load(std::memory_order_relaxed) == 0 && try_acquire()) return true;
+      if (state_.load(std::memory_order_relaxed) == 0 && try_acquire_word()) {
+        return word_acquired(deadline, /*may_block=*/true);
+      }
     }
   }
   if (!contended_.load(std::memory_order_relaxed)) become_contended();
@@ -81,7 +86,7 @@ bool lock_word::acquire_slow(const std::chrono::steady_clock::time_point* deadli
     // others may still wait.
     c = state_.exchange(2, std::memory_order_acquire);
   }
-  return true;
+  return word_acquired(deadline, /*may_block=*/true);
 }
 
 void lock_word::release_slow() noexcept {
@@ -102,7 +107,88 @@ void lock_word::become_contended() noexcept {
   // and find this first one still on its way to the lock (it has not
   // parked before its fence returned), so any wake it may need follows.
   if (contended_.exchange(true, std::memory_order_seq_cst)) return;
+  // A lock that has had a waiter is never biased (one already biased is
+  // revoked by whoever takes state_ next).
+  std::uintptr_t none = bias_none;
+  (void)bias_.compare_exchange_strong(none, bias_revoked, std::memory_order_relaxed);
   if (plain_release_enabled.load(std::memory_order_seq_cst)) process_wide_fence();
+}
+
+void lock_word::bias_to(std::uintptr_t token) noexcept {
+  // The caller holds state_; a first waiter may race to mark the word
+  // never-biased, hence the CAS. Waiters past or present: no bias.
+  std::uintptr_t none = bias_none;
+  const bool bias = biased_locking_enabled.load(std::memory_order_relaxed) &&
+                    !contended_.load(std::memory_order_relaxed);
+  (void)bias_.compare_exchange_strong(none, bias ? token : bias_revoked,
+                                      std::memory_order_relaxed);
+}
+
+bool lock_word::revoke_bias(const std::chrono::steady_clock::time_point* deadline,
+                            bool may_block) noexcept {
+  // The caller holds state_, and only state_'s holder moves bias_ on from a
+  // thread's token, so this is the one revoker.
+  if (bias_.load(std::memory_order_relaxed) != bias_revoking) {
+    bias_.store(bias_revoking, std::memory_order_seq_cst);
+    // After the fence a biased take in flight is visible below, or it will
+    // see the revocation and back out (the class comment).
+    process_wide_fence();
+  }
+  // Wait until the biased holder, if any, has released.
+  while (biased_held_.load(std::memory_order_acquire) != 0) {
+    if (!may_block) {
+      release(hold::word);
+      return false;
+    }
+    waiters_.lock().lock();
+    // Checked under the queue's lock that wake_revoker() wakes under.
+    if (biased_held_.load(std::memory_order_relaxed) != 0) {
+      wait_node node;
+      if (deadline == nullptr) {
+        waiters_.wait(node);
+      } else if (!waiters_.wait_until(node, *deadline)) {
+        release(hold::word);
+        return false;
+      }
+    } else {
+      waiters_.lock().unlock();
+    }
+  }
+  bias_.store(bias_revoked, std::memory_order_relaxed);
+  return true;
+}
+
+void lock_word::back_out_biased() noexcept {
+  // The bias was revoked while we took it: undo, and wake the revoker in
+  // case it saw our take.
+  biased_held_.store(0, std::memory_order_release);
+  wake_revoker();
+}
+
+void lock_word::wake_revoker() noexcept {
+  // The revoker waits in the same queue as any waiters for state_ (who
+  // wake, find state_ still taken and park again): wake them all. This
+  // happens once in a word's life.
+  waiters_.lock().lock();
+  (void)waiters_.wake_all();
+  waiters_.lock().unlock();
+}
+
+__attribute__((noinline)) std::uintptr_t thread_token_slow() noexcept {
+  static thread_local char token;
+  return reinterpret_cast<std::uintptr_t>(&token);
+}
+
+bool biased_locking_wanted(const char* env) noexcept {
+  return env == nullptr || std::string_view(env) != "0";
+}
+
+bool set_biased_locking(bool on) noexcept {
+  if (!biased_locking_compiled || !plain_release_enabled.load(std::memory_order_relaxed)) {
+    return false;
+  }
+  biased_locking_enabled.store(on, std::memory_order_relaxed);
+  return on;
 }
 
 [[noreturn]] void misuse_abort(const char* message) noexcept {
@@ -119,16 +205,19 @@ void mutex::check_not_owner(const char* what) const {
   }
 }
 
-void mutex::lock_slow() {
+detail::lock_word::hold mutex::lock_slow() {
   check_not_owner("spindle::mutex::lock: the caller already owns the mutex");
-  word_.acquire();
+  return word_.acquire();
 }
 
 bool mutex::lock_until(std::chrono::steady_clock::time_point deadline) {
-  if (!word_.try_acquire()) {
+  detail::lock_word::hold h = word_.try_acquire();
+  if (h == detail::lock_word::hold::none) {
     check_not_owner("spindle::timed_mutex::try_lock_until: the caller already owns the mutex");
-    if (!word_.acquire_until(deadline)) return false;
+    h = word_.acquire_until(deadline);
+    if (h == detail::lock_word::hold::none) return false;
   }
+  hold_ = h;
   owner_.store(detail::current_id(), std::memory_order_relaxed);
   return true;
 }
@@ -140,7 +229,7 @@ void recursive_mutex::lock() {
     ++depth_;
     return;
   }
-  word_.acquire();
+  hold_ = word_.acquire();
   owner_.store(me, std::memory_order_relaxed);
   depth_ = 1;
 }
@@ -151,7 +240,9 @@ bool recursive_mutex::try_lock() noexcept {
     ++depth_;
     return true;
   }
-  if (!word_.try_acquire()) return false;
+  const detail::lock_word::hold h = word_.try_acquire();
+  if (h == detail::lock_word::hold::none) return false;
+  hold_ = h;
   owner_.store(me, std::memory_order_relaxed);
   depth_ = 1;
   return true;
@@ -163,7 +254,9 @@ bool recursive_mutex::lock_until(std::chrono::steady_clock::time_point deadline)
     ++depth_;
     return true;
   }
-  if (!word_.acquire_until(deadline)) return false;
+  const detail::lock_word::hold h = word_.acquire_until(deadline);
+  if (h == detail::lock_word::hold::none) return false;
+  hold_ = h;
   owner_.store(me, std::memory_order_relaxed);
   depth_ = 1;
   return true;
@@ -175,7 +268,7 @@ void recursive_mutex::unlock() {
   }
   if (--depth_ != 0) return;
   owner_.store(0, std::memory_order_relaxed);
-  word_.release();
+  word_.release(hold_);
 }
 
 }  // namespace spindle

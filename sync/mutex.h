@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "fiber/detail/sanitizer.h"
 #include "sync/detail/wait_queue.h"
 
 namespace spindle {
@@ -18,40 +19,110 @@ namespace detail {
 // ThreadSanitizer builds, which cannot see membarrier's ordering.
 inline std::atomic<bool> plain_release_enabled{false};
 
+// Whether a lock_word may be biased to the thread that keeps taking it (see
+// there): on where plain releases are, unless the environment variable
+// SPINDLE_MUTEX_BIAS is "0" at start-up. The library reads it only when a
+// lock is about to be biased; set_biased_locking() flips it for benchmarks
+// and tests (locks already biased stay biased).
+inline std::atomic<bool> biased_locking_enabled{false};
+
+// Compiled out of ThreadSanitizer builds: TSan cannot see the ordering that
+// membarrier(2) gives the biased path.
+#if SPINDLE_TSAN
+inline constexpr bool biased_locking_compiled = false;
+#else
+inline constexpr bool biased_locking_compiled = true;
+#endif
+
+// The calling thread's thread pointer: unique among running threads, and
+// read afresh at every call (a fiber that parks may resume on another
+// thread, and a cached thread-local address would then be wrong).
+std::uintptr_t thread_token_slow() noexcept;
+inline std::uintptr_t thread_token() noexcept {
+#if defined(__x86_64__)
+  std::uintptr_t tp;
+  asm volatile("mov %%fs:0, %0" : "=r"(tp));
+  return tp;
+#elif defined(__aarch64__)
+  std::uintptr_t tp;
+  asm volatile("mrs %0, tpidr_el0" : "=r"(tp));
+  return tp;
+#else
+  return thread_token_slow();
+#endif
+}
+
 // A futex-style lock word with a queue of parked waiters (Drepper,
 // "Futexes Are Tricky", mutex 2), which costs one locked instruction when
-// nobody waits. state_: 0 unlocked; 1 locked and nobody waits; 2 locked
-// and someone may wait.
+// nobody waits, and none at all once it is biased to the thread that keeps
+// taking it. state_: 0 unlocked; 1 locked and nobody waits; 2 locked and
+// someone may wait.
 //
-// Taking it is one CAS. Releasing it the usual way is one atomic
-// decrement, to learn whether anyone waits; a locked instruction costs as
-// much as the rest of the lock and unlock together. So a word that has
-// never had a waiter releases with a plain store instead and then looks at
-// contended_, which the first waiter sets, once for the word's lifetime,
-// before it marks the word contended. The store and the load can pass
-// each other in the CPU (a store waits in its store buffer), so that
-// first waiter then calls membarrier(2), which makes every thread of the
-// process execute a full fence: afterwards any release still on its plain
-// path either has its store visible to the waiter, or sees contended_ and
-// wakes someone (release_raced). From then on the word releases with the
-// decrement. One system call (microseconds) the first time a lock is
-// contended buys a release without a locked instruction every time it is
-// not: the asymmetric fence of user-space RCU, and of biased locks.
+// Plain release. Taking the word is one CAS. Releasing it the usual way is
+// one atomic decrement, to learn whether anyone waits; a locked
+// instruction costs as much as the rest of the lock and unlock together.
+// So a word that has never had a waiter releases with a plain store
+// instead and then looks at contended_, which the first waiter sets, once
+// for the word's lifetime, before it marks the word contended. The store
+// and the load can pass each other in the CPU (a store waits in its store
+// buffer), so that first waiter then calls membarrier(2), which makes
+// every thread of the process execute a full fence: afterwards any release
+// still on its plain path either has its store visible to the waiter, or
+// sees contended_ and wakes someone (release_raced). From then on the word
+// releases with the decrement. One system call (microseconds) the first
+// time a lock is contended buys a release without a locked instruction
+// every time it is not: the asymmetric fence of user-space RCU.
+//
+// Biased locking. Once one thread has taken the word bias_threshold times
+// in a row, and nobody ever waited for it, the word is biased to that
+// thread (bias_ holds its thread_token()). That thread then takes it with
+// plain stores: biased_held_ = 1, then a look at bias_; it releases with
+// biased_held_ = 0, then a look at bias_. Any other taker (or the bias
+// thread while one of its own fibers holds it) takes state_ as usual and
+// then revokes the bias: bias_ = revoking, membarrier(2), and it waits
+// until biased_held_ is 0. By the same argument as above, a biased
+// acquisition in flight either is visible to the revoker, which waits for
+// its release, or sees the revocation and backs out; a biased release
+// that sees it wakes the revoker. Revoked, the word is as if never biased,
+// for good. A fiber that took the word biased may release it from another
+// thread (it migrated): only the taking is reserved to the bias thread.
+// So a lock used by one thread costs no locked instruction at all, and a
+// lock that turns out to be shared pays one more system call, once (the
+// quickly reacquirable locks of Dice, Moir and Scherer; the JVM's biased
+// locking, which revoked at a safepoint instead).
 class lock_word {
  public:
-  bool try_acquire() noexcept {
-    std::uint32_t expected = 0;
-    return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
-                                          std::memory_order_relaxed);
+  // How the caller holds the word; pass it back to release().
+  enum class hold : std::uint8_t { none, word, bias };
+
+  // Never blocks (a revocation it must make may still cost a system call).
+  hold try_acquire() noexcept {
+    if constexpr (biased_locking_compiled) {
+      const std::uintptr_t b = bias_.load(std::memory_order_relaxed);
+      if (b == thread_token() && try_acquire_biased(b)) [[likely]] return hold::bias;
+    }
+    if (!try_acquire_word()) return hold::none;
+    return word_acquired(nullptr, /*may_block=*/false) ? hold::word : hold::none;
   }
-  void acquire() noexcept {
-    if (!try_acquire()) acquire_slow(nullptr);
+  hold acquire() noexcept {
+    const hold h = try_acquire();
+    if (h != hold::none) [[likely]] return h;
+    (void)acquire_slow(nullptr);
+    return hold::word;
   }
-  // False when the deadline passed first.
-  bool acquire_until(std::chrono::steady_clock::time_point deadline) noexcept {
-    return try_acquire() || acquire_slow(&deadline);
+  // none when the deadline passed first.
+  hold acquire_until(std::chrono::steady_clock::time_point deadline) noexcept {
+    const hold h = try_acquire();
+    if (h != hold::none) return h;
+    return acquire_slow(&deadline) ? hold::word : hold::none;
   }
-  void release() noexcept {
+  void release(hold h) noexcept {
+    if (biased_locking_compiled && h == hold::bias) {
+      biased_held_.store(0, std::memory_order_release);
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // see the class comment
+      if (bias_.load(std::memory_order_relaxed) <= bias_revoking) [[unlikely]] wake_revoker();
+      return;
+    }
     if (!contended_.load(std::memory_order_relaxed) &&
         plain_release_enabled.load(std::memory_order_relaxed)) [[likely]] {
       state_.store(0, std::memory_order_release);
@@ -64,16 +135,84 @@ class lock_word {
     if (state_.fetch_sub(1, std::memory_order_release) != 1) release_slow();
   }
 
+  // Taken this many times in a row by one thread, a word is biased to it.
+  static constexpr std::uint32_t bias_threshold = 1024;
+
+  // Whether the word is biased to a thread now (for tests).
+  bool biased() const noexcept { return bias_.load(std::memory_order_relaxed) > bias_revoking; }
+
  private:
+  // bias_: never biased yet; biased no more; revoked but perhaps still
+  // held biased; otherwise the thread_token() of the bias thread.
+  static constexpr std::uintptr_t bias_none = 0;
+  static constexpr std::uintptr_t bias_revoked = 1;
+  static constexpr std::uintptr_t bias_revoking = 2;
+
+  bool try_acquire_word() noexcept {
+    std::uint32_t expected = 0;
+    return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                          std::memory_order_relaxed);
+  }
+  // Called by the bias thread, b being its token.
+  bool try_acquire_biased(std::uintptr_t b) noexcept {
+    // Another of this thread's fibers holds it (or a fiber that took it
+    // here holds it on another thread): take the word, which revokes.
+    if (biased_held_.load(std::memory_order_acquire) != 0) return false;
+    biased_held_.store(1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // see the class comment
+    if (bias_.load(std::memory_order_relaxed) == b) [[likely]] return true;
+    back_out_biased();
+    return false;
+  }
+  // After state_ was taken: counts the run of takes by one thread, and
+  // revokes a bias. False when it gave the word back (may_block false and
+  // still held biased, or the deadline passed while waiting for that).
+  bool word_acquired(const std::chrono::steady_clock::time_point* deadline,
+                     bool may_block) noexcept {
+    if constexpr (biased_locking_compiled) {
+      const std::uintptr_t b = bias_.load(std::memory_order_relaxed);
+      if (b == bias_none) {
+        const std::uintptr_t t = thread_token();
+        if (t != run_token_) {
+          run_token_ = t;
+          run_length_ = 0;
+        } else if (++run_length_ == bias_threshold) [[unlikely]] {
+          bias_to(t);
+        }
+      } else if (b != bias_revoked) [[unlikely]] {
+        return revoke_bias(deadline, may_block);
+      }
+    }
+    return true;
+  }
   bool acquire_slow(const std::chrono::steady_clock::time_point* deadline) noexcept;
   void release_slow() noexcept;
   void release_raced() noexcept;
   void become_contended() noexcept;
+  void bias_to(std::uintptr_t token) noexcept;
+  bool revoke_bias(const std::chrono::steady_clock::time_point* deadline,
+                   bool may_block) noexcept;
+  void back_out_biased() noexcept;
+  void wake_revoker() noexcept;
 
   std::atomic<std::uint32_t> state_{0};
   std::atomic<bool> contended_{false};  // sticky: set by the first waiter
+  std::atomic<std::uint8_t> biased_held_{0};  // 1 while taken through the bias
+  std::atomic<std::uintptr_t> bias_{bias_none};
+  // The thread that took state_ last, and how many times in a row; written
+  // only by state_'s holder.
+  std::uintptr_t run_token_ = 0;
+  std::uint32_t run_length_ = 0;
   wait_queue waiters_;
 };
+
+// Whether SPINDLE_MUTEX_BIAS's value (null when unset) asks for biased
+// locking: anything but "0" does.
+bool biased_locking_wanted(const char* env) noexcept;
+
+// Turns biasing of locks on or off from now on (benchmarks and tests
+// compare the two); false where the build or the kernel cannot have it.
+bool set_biased_locking(bool on) noexcept;
 
 // The timed members of a timed lock, in terms of Derived::lock_until().
 template <class Derived>
@@ -120,11 +259,15 @@ class mutex {
   mutex& operator=(const mutex&) = delete;
 
   void lock() {
-    if (!word_.try_acquire()) [[unlikely]] lock_slow();  // fast path: one CAS
+    detail::lock_word::hold h = word_.try_acquire();
+    if (h == detail::lock_word::hold::none) [[unlikely]] h = lock_slow();
+    hold_ = h;
     owner_.store(detail::current_id(), std::memory_order_relaxed);
   }
   [[nodiscard]] bool try_lock() noexcept {
-    if (!word_.try_acquire()) return false;
+    const detail::lock_word::hold h = word_.try_acquire();
+    if (h == detail::lock_word::hold::none) return false;
+    hold_ = h;
     owner_.store(detail::current_id(), std::memory_order_relaxed);
     return true;
   }
@@ -133,11 +276,11 @@ class mutex {
       detail::misuse_abort("spindle::mutex::unlock: the caller does not own the mutex");
     }
     owner_.store(0, std::memory_order_relaxed);
-    word_.release();
+    word_.release(hold_);
   }
 
  protected:
-  void lock_slow();
+  detail::lock_word::hold lock_slow();
   bool lock_until(std::chrono::steady_clock::time_point deadline);
   void check_not_owner(const char* what) const;
 
@@ -145,6 +288,7 @@ class mutex {
   // The owner's id while locked, 0 otherwise; written by the owner, read
   // racily only to detect misuse.
   std::atomic<std::uint64_t> owner_{0};
+  detail::lock_word::hold hold_ = detail::lock_word::hold::none;  // guarded by the lock itself
 };
 
 // timed_mutex adds try_lock_for() and try_lock_until(), as
@@ -175,6 +319,7 @@ class recursive_mutex : public detail::timed_lock_members<recursive_mutex> {
   detail::lock_word word_;
   std::atomic<std::uint64_t> owner_{0};
   std::uint32_t depth_ = 0;  // guarded by the lock itself
+  detail::lock_word::hold hold_ = detail::lock_word::hold::none;  // likewise
 };
 
 using recursive_timed_mutex = recursive_mutex;

@@ -14,6 +14,7 @@
 #include "fiber/fiber.h"
 #include "fiber/this_fiber.h"
 #include "sched/scheduler.h"
+#include "sync/semaphore.h"
 #include "test_util.h"
 
 namespace {
@@ -171,6 +172,267 @@ TEST_P(MutexTest, FreshMutexesContendedForTheFirstTimeWhileTheirHolderReleasesLo
     }
   });
   EXPECT_EQ(total, long{rounds} * fibers_per_round * per_fiber);
+}
+
+// Biased locking (lock_word in sync/mutex.h): a mutex one thread keeps
+// taking is biased to it and taken without locked instructions; anyone
+// else revokes the bias first. The build or the kernel may rule it out
+// (ThreadSanitizer builds, no membarrier), and then these tests skip.
+
+// A mutex that tells whether it is biased now.
+class inspectable_mutex : public spindle::mutex {
+ public:
+  bool biased() const noexcept { return word_.biased(); }
+};
+
+constexpr long bias_threshold = spindle::detail::lock_word::bias_threshold;
+
+// Takes and releases `mu` often enough that it is biased to the caller's
+// thread (unless something else stands in the way).
+void take_until_biased(spindle::mutex& mu) {
+  for (long i = 0; i <= bias_threshold; ++i) {
+    std::lock_guard lock(mu);
+  }
+}
+
+// Turns biased locking on for a test, and back to what it was after.
+class biased_locking_on {
+ public:
+  biased_locking_on()
+      : was_(spindle::detail::biased_locking_enabled.load()),
+        available_(spindle::detail::set_biased_locking(true)) {}
+  ~biased_locking_on() { (void)spindle::detail::set_biased_locking(was_); }
+  bool available() const noexcept { return available_; }
+
+ private:
+  bool was_;
+  bool available_;
+};
+
+#define SPINDLE_REQUIRE_BIASED_LOCKING(guard)                                        \
+  if (!(guard).available()) {                                                        \
+    GTEST_SKIP() << "no biased locking in this build or on this kernel";             \
+  }
+
+TEST_P(MutexTest, AMutexOneThreadKeepsTakingIsBiasedToItOnlyAfterTheThreshold) {
+  biased_locking_on guard;
+  SPINDLE_REQUIRE_BIASED_LOCKING(guard);
+  spindle::run(opts(), [] {
+    inspectable_mutex mu;
+    for (long i = 0; i < bias_threshold - 1; ++i) {
+      std::lock_guard lock(mu);
+    }
+    EXPECT_FALSE(mu.biased());
+    { std::lock_guard lock(mu); }
+    { std::lock_guard lock(mu); }
+    EXPECT_TRUE(mu.biased());
+    // Biased, it still excludes: a second lock by the owner is misuse.
+    std::lock_guard lock(mu);
+    EXPECT_THROW(mu.lock(), std::system_error);
+    EXPECT_FALSE(mu.try_lock());
+  });
+}
+
+TEST(MutexBiasTest, AMutexIsNeverBiasedWhileBiasingIsOff) {
+  const bool was = spindle::detail::biased_locking_enabled.load();
+  EXPECT_FALSE(spindle::detail::set_biased_locking(false));
+  inspectable_mutex mu;
+  take_until_biased(mu);
+  take_until_biased(mu);
+  EXPECT_FALSE(mu.biased());
+  (void)spindle::detail::set_biased_locking(was);
+  // Once passed over, it is not biased later either.
+  take_until_biased(mu);
+  EXPECT_FALSE(mu.biased());
+}
+
+TEST(MutexBiasTest, TheEnvironmentVariableTurnsBiasingOffOnlyWithZero) {
+  EXPECT_TRUE(spindle::detail::biased_locking_wanted(nullptr));
+  EXPECT_TRUE(spindle::detail::biased_locking_wanted("1"));
+  EXPECT_TRUE(spindle::detail::biased_locking_wanted(""));
+  EXPECT_FALSE(spindle::detail::biased_locking_wanted("0"));
+}
+
+TEST(MutexBiasTest, AMutexThatHasHadAWaiterIsNeverBiased) {
+  biased_locking_on guard;
+  SPINDLE_REQUIRE_BIASED_LOCKING(guard);
+  spindle::run([] {
+    inspectable_mutex mu;
+    mu.lock();
+    fiber waiter([&] { std::lock_guard lock(mu); });
+    spindle::test::await_worker_free(0);  // the waiter has parked in lock()
+    mu.unlock();
+    waiter.join();
+    take_until_biased(mu);
+    EXPECT_FALSE(mu.biased());
+  });
+}
+
+TEST(MutexBiasTest, ASiblingFiberOfTheBiasThreadWaitsForTheBiasedHolder) {
+  // One worker: the holder took the mutex through the bias and parks; a
+  // fiber of the same thread must wait for it (revoking the bias), and get
+  // it once the holder releases.
+  biased_locking_on guard;
+  SPINDLE_REQUIRE_BIASED_LOCKING(guard);
+  spindle::run([] {
+    inspectable_mutex mu;
+    take_until_biased(mu);
+    ASSERT_TRUE(mu.biased());
+    std::vector<int> order;
+    mu.lock();
+    fiber sibling([&] {
+      std::lock_guard lock(mu);
+      order.push_back(2);
+    });
+    spindle::test::await_worker_free(0);  // the sibling waits in lock()
+    EXPECT_FALSE(mu.biased());
+    order.push_back(1);
+    mu.unlock();
+    sibling.join();
+    EXPECT_EQ(order, (std::vector<int>{1, 2}));
+    // Revoked for good: it works as a plain mutex.
+    take_until_biased(mu);
+    EXPECT_FALSE(mu.biased());
+  });
+}
+
+TEST(MutexBiasTest, TryLockFromAnotherThreadFailsWhileHeldBiasedAndTimedLockTimesOut) {
+  biased_locking_on guard;
+  SPINDLE_REQUIRE_BIASED_LOCKING(guard);
+  spindle::run(spindle::options{.workers = 2}, [] {
+    auto mu = std::make_unique<spindle::timed_mutex>();
+    std::atomic<int> step{0};
+    fiber holder(spindle::fiber_options{.worker = 0, .pinned = true}, [&] {
+      take_until_biased(*mu);
+      mu->lock();
+      step = 1;
+      spindle::test::yield_until([&] { return step.load() == 2; });
+      mu->unlock();
+    });
+    fiber other(spindle::fiber_options{.worker = 1, .pinned = true}, [&] {
+      spindle::test::yield_until([&] { return step.load() == 1; });
+      EXPECT_FALSE(mu->try_lock());
+      EXPECT_FALSE(mu->try_lock_for(1ms));
+      step = 2;
+      EXPECT_TRUE(mu->try_lock_for(1h));
+      mu->unlock();
+    });
+    holder.join();
+    other.join();
+  });
+}
+
+TEST(MutexBiasTest, AFiberThatTookTheMutexBiasedMayUnlockItOnAnotherWorker) {
+  biased_locking_on guard;
+  SPINDLE_REQUIRE_BIASED_LOCKING(guard);
+  spindle::run(spindle::options{.workers = 2}, [] {
+    inspectable_mutex mu;
+    long counter = 0;  // guarded by mu
+    fiber mover(spindle::fiber_options{.worker = 0}, [&] {
+      take_until_biased(mu);
+      ASSERT_TRUE(mu.biased());
+      mu.lock();
+      ++counter;
+      // Move to worker 1 while holding it: be woken by a fiber pinned
+      // there (a woken fiber runs on its waker's worker), until no idle
+      // worker 0 stole it back.
+      while (spindle::this_fiber::worker_index() != 1) {
+        spindle::binary_semaphore woken(0);
+        fiber waker(spindle::fiber_options{.worker = 1, .pinned = true},
+                    [&] { woken.release(); });
+        woken.acquire();
+        waker.join();
+      }
+      mu.unlock();  // released from worker 1's thread
+    });
+    mover.join();
+    EXPECT_TRUE(mu.biased());  // releasing elsewhere does not revoke
+    fiber again(spindle::fiber_options{.worker = 0, .pinned = true}, [&] {
+      std::lock_guard lock(mu);
+      ++counter;
+    });
+    again.join();
+    EXPECT_TRUE(mu.biased());
+    fiber elsewhere(spindle::fiber_options{.worker = 1, .pinned = true}, [&] {
+      std::lock_guard lock(mu);
+      ++counter;
+    });
+    elsewhere.join();
+    EXPECT_FALSE(mu.biased());  // taking it elsewhere does
+    EXPECT_EQ(counter, 3);
+  });
+}
+
+TEST_P(MutexTest, ABiasRevokedWhileItsThreadKeepsTakingTheMutexNeverAdmitsTwo) {
+  // Each round a fresh mutex is biased to a fiber pinned on worker 0,
+  // which keeps taking it; fibers on the other workers (with one worker:
+  // on that one) and a plain thread take it meanwhile, the first of them revoking the bias while the
+  // biased fiber's takes are in flight. Two inside at once, or a lost
+  // increment, fails; a revoker that missed the biased holder's release
+  // hangs (and the test's timeout fails it).
+  biased_locking_on guard;
+  SPINDLE_REQUIRE_BIASED_LOCKING(guard);
+  const int rounds = static_cast<int>(spindle::test::scaled(400));
+  constexpr int others_per_round = 3;
+  constexpr int takes_per_other = 16;
+  int biased_rounds = 0;
+  spindle::run(opts(), [&] {
+    for (int r = 0; r < rounds; ++r) {
+      auto mu = std::make_unique<inspectable_mutex>();
+      long counter = 0;  // guarded by *mu
+      std::atomic<int> inside{0};
+      std::atomic<bool> overlapped{false};
+      std::atomic<bool> ready{false};
+      std::atomic<bool> biased{false};
+      std::atomic<int> others_done{0};
+      auto take = [&](int hold_spins) {
+        std::lock_guard lock(*mu);
+        if (inside.fetch_add(1, std::memory_order_relaxed) != 0) overlapped = true;
+        ++counter;
+        // The owner holds it a while until the bias is revoked (a
+        // revoker's fence takes microseconds, and must find the owner
+        // still inside).
+        for (int spin = 0; spin < hold_spins; ++spin) spindle::test::cpu_relax();
+        inside.fetch_sub(1, std::memory_order_relaxed);
+      };
+      long owner_takes = 0;
+      fiber owner(spindle::fiber_options{.worker = 0, .pinned = true}, [&] {
+        take_until_biased(*mu);
+        counter = 0;
+        biased = mu->biased();
+        ready = true;
+        while (others_done.load() < others_per_round + 1) {
+          const bool still_biased = mu->biased();
+          take(still_biased ? 100 : 0);
+          ++owner_takes;
+          if (!still_biased) spindle::this_fiber::yield();  // let fibers here run
+        }
+      });
+      std::vector<fiber> others;
+      for (int o = 0; o < others_per_round; ++o) {
+        const int n = static_cast<int>(workers());
+        const int worker = n > 1 ? 1 + o % (n - 1) : 0;
+        others.emplace_back(spindle::fiber_options{.worker = worker, .pinned = true}, [&] {
+          spindle::test::yield_until([&] { return ready.load(); });
+          for (int k = 0; k < takes_per_other; ++k) take(0);
+          ++others_done;
+        });
+      }
+      std::thread outsider([&] {
+        while (!ready.load()) std::this_thread::yield();
+        for (int k = 0; k < takes_per_other; ++k) take(0);
+        ++others_done;
+      });
+      owner.join();
+      for (auto& f : others) f.join();
+      outsider.join();
+      EXPECT_FALSE(overlapped.load()) << "round " << r;
+      EXPECT_EQ(counter, owner_takes + (others_per_round + 1) * takes_per_other);
+      EXPECT_FALSE(mu->biased());
+      if (biased.load()) ++biased_rounds;
+    }
+  });
+  EXPECT_EQ(biased_rounds, rounds);  // every round tested a revocation
 }
 
 TEST_P(MutexTest, RelockingByTheOwnerIsResourceDeadlockWouldOccur) {
