@@ -1,7 +1,8 @@
 // sync/ benchmarks, for the Boost.Fiber and Go peers in bench/peers/ to be
 // read beside (bench/run_sync_bench.sh runs all three):
 //   - uncontended mutex lock+unlock (std::mutex in a threaded process as
-//     the reference);
+//     the reference), biased and not, and what a bias costs the first time
+//     another thread takes the lock;
 //   - contended mutex: 8 fibers on 2 workers;
 //   - unbuffered channel ping-pong;
 //   - buffered channel throughput, 1 producer/1 consumer and 4/4;
@@ -82,6 +83,52 @@ void BM_MutexUncontended(benchmark::State& state) {
   per_op(state, static_cast<double>(state.iterations()));
 }
 BENCHMARK(BM_MutexUncontended);
+
+// The same with biased locking off (SPINDLE_MUTEX_BIAS=0): one CAS to take
+// it and a plain store to release it.
+void BM_MutexUncontendedUnbiased(benchmark::State& state) {
+  const bool was = spindle::detail::biased_locking_enabled.load();
+  (void)spindle::detail::set_biased_locking(false);
+  spindle::run(one_worker, [&state] {
+    spindle::mutex mu;
+    for (auto _ : state) {
+      mu.lock();
+      mu.unlock();
+    }
+  });
+  (void)spindle::detail::set_biased_locking(was);
+  per_op(state, static_cast<double>(state.iterations()));
+}
+BENCHMARK(BM_MutexUncontendedUnbiased);
+
+// What a lock's bias costs when it turns out to be shared: per iteration,
+// a fresh mutex taken lock_word::bias_threshold + 1 times by a fiber on
+// worker 0 (biased, if on), then once by a fiber on worker 1 (which
+// revokes the bias: membarrier, then a look at the holder). Arg 1: biasing
+// on; arg 0: off, the same work without it.
+void BM_MutexBiasedThenSharedOnce(benchmark::State& state) {
+  const bool was = spindle::detail::biased_locking_enabled.load();
+  (void)spindle::detail::set_biased_locking(state.range(0) != 0);
+  spindle::run(two_workers, [&state] {
+    for (auto _ : state) {
+      spindle::mutex mu;
+      spindle::fiber owner(spindle::fiber_options{.worker = 0, .pinned = true}, [&mu] {
+        for (std::uint32_t i = 0; i <= spindle::detail::lock_word::bias_threshold; ++i) {
+          mu.lock();
+          mu.unlock();
+        }
+      });
+      owner.join();
+      spindle::fiber other(spindle::fiber_options{.worker = 1, .pinned = true}, [&mu] {
+        mu.lock();
+        mu.unlock();
+      });
+      other.join();
+    }
+  });
+  (void)spindle::detail::set_biased_locking(was);
+}
+BENCHMARK(BM_MutexBiasedThenSharedOnce)->Arg(0)->Arg(1)->UseRealTime();
 
 // 8 fibers on 2 workers, each lock; ++counter; unlock; in a loop. One
 // iteration = 8 * 1000 lock+unlock pairs.
