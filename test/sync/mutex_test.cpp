@@ -9,6 +9,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "fiber/fiber.h"
@@ -189,7 +190,8 @@ constexpr long bias_threshold = spindle::detail::lock_word::bias_threshold;
 
 // Takes and releases `mu` often enough that it is biased to the caller's
 // thread (unless something else stands in the way).
-void take_until_biased(spindle::mutex& mu) {
+template <class M>
+void take_until_biased(M& mu) {
   for (long i = 0; i <= bias_threshold; ++i) {
     std::lock_guard lock(mu);
   }
@@ -433,6 +435,37 @@ TEST_P(MutexTest, ABiasRevokedWhileItsThreadKeepsTakingTheMutexNeverAdmitsTwo) {
     }
   });
   EXPECT_EQ(biased_rounds, rounds);  // every round tested a revocation
+}
+
+TYPED_TEST(AnyMutexTest, OneBiasedToAFiberOnOneWorkerIsTakenOnAnotherOnlyOnceReleased) {
+  biased_locking_on guard;
+  SPINDLE_REQUIRE_BIASED_LOCKING(guard);
+  spindle::run(spindle::options{.workers = 2}, [] {
+    TypeParam mu;
+    std::atomic<int> step{0};
+    std::atomic<bool> released{false};
+    fiber holder(spindle::fiber_options{.worker = 0, .pinned = true}, [&] {
+      take_until_biased(mu);
+      mu.lock();
+      if constexpr (std::is_same_v<TypeParam, spindle::recursive_mutex>) mu.lock();
+      step = 1;
+      // Give the other fiber time to come to lock() and wait there (the
+      // check below holds however late it comes).
+      spindle::test::yield_until([&] { return step.load() == 2; });
+      spindle::this_fiber::sleep_for(1ms);
+      released = true;
+      if constexpr (std::is_same_v<TypeParam, spindle::recursive_mutex>) mu.unlock();
+      mu.unlock();
+    });
+    fiber taker(spindle::fiber_options{.worker = 1, .pinned = true}, [&] {
+      spindle::test::yield_until([&] { return step.load() == 1; });
+      step = 2;
+      std::lock_guard lock(mu);
+      EXPECT_TRUE(released.load());
+    });
+    holder.join();
+    taker.join();
+  });
 }
 
 TEST_P(MutexTest, RelockingByTheOwnerIsResourceDeadlockWouldOccur) {
