@@ -125,11 +125,23 @@ void lock_word::become_contended() noexcept {
 void lock_word::bias_to(std::uintptr_t token) noexcept {
   // The caller holds state_; a first waiter may race to mark the word
   // never-biased, hence the CAS. Waiters past or present: no bias.
+  held_biased_ = false;
   std::uintptr_t none = bias_none;
   const bool bias = biased_locking_enabled.load(std::memory_order_relaxed) &&
                     !contended_.load(std::memory_order_relaxed);
-  (void)bias_.compare_exchange_strong(none, bias ? token : bias_revoked,
-                                      std::memory_order_relaxed);
+  if (!bias_.compare_exchange_strong(none, bias ? token : bias_revoked,
+                                     std::memory_order_relaxed) ||
+      !bias) {
+    return;
+  }
+  // From here the bias thread takes the word through biased_held_, and the
+  // caller, which may park before it releases (letting another fiber of
+  // this thread try), must be seen to hold it that way: turn its hold
+  // into a biased one, then let go of state_. A taker of state_ then finds
+  // the bias and waits for this hold's release like any other.
+  biased_held_.store(1, std::memory_order_relaxed);
+  held_biased_ = true;
+  release_word();
 }
 
 bool lock_word::revoke_bias(const std::chrono::steady_clock::time_point* deadline,
@@ -145,7 +157,7 @@ bool lock_word::revoke_bias(const std::chrono::steady_clock::time_point* deadlin
   // Wait until the biased holder, if any, has released.
   while (biased_held_.load(std::memory_order_acquire) != 0) {
     if (!may_block) {
-      release(hold::word);
+      release_word();
       return false;
     }
     waiters_.lock().lock();
@@ -155,7 +167,7 @@ bool lock_word::revoke_bias(const std::chrono::steady_clock::time_point* deadlin
       if (deadline == nullptr) {
         waiters_.wait(node);
       } else if (!waiters_.wait_until(node, *deadline)) {
-        release(hold::word);
+        release_word();
         return false;
       }
     } else {
@@ -163,6 +175,7 @@ bool lock_word::revoke_bias(const std::chrono::steady_clock::time_point* deadlin
     }
   }
   bias_.store(bias_revoked, std::memory_order_relaxed);
+  held_biased_ = false;
   return true;
 }
 
@@ -213,19 +226,16 @@ void mutex::check_not_owner(const char* what) const {
   }
 }
 
-detail::lock_word::hold mutex::lock_slow() {
+void mutex::lock_slow() {
   check_not_owner("spindle::mutex::lock: the caller already owns the mutex");
-  return word_.acquire();
+  word_.acquire();
 }
 
 bool mutex::lock_until(std::chrono::steady_clock::time_point deadline) {
-  detail::lock_word::hold h = word_.try_acquire();
-  if (h == detail::lock_word::hold::none) {
+  if (!word_.try_acquire()) {
     check_not_owner("spindle::timed_mutex::try_lock_until: the caller already owns the mutex");
-    h = word_.acquire_until(deadline);
-    if (h == detail::lock_word::hold::none) return false;
+    if (!word_.acquire_until(deadline)) return false;
   }
-  hold_ = h;
   owner_.store(detail::current_id(), std::memory_order_relaxed);
   return true;
 }
@@ -237,7 +247,7 @@ void recursive_mutex::lock() {
     ++depth_;
     return;
   }
-  hold_ = word_.acquire();
+  word_.acquire();
   owner_.store(me, std::memory_order_relaxed);
   depth_ = 1;
 }
@@ -248,9 +258,7 @@ bool recursive_mutex::try_lock() noexcept {
     ++depth_;
     return true;
   }
-  const detail::lock_word::hold h = word_.try_acquire();
-  if (h == detail::lock_word::hold::none) return false;
-  hold_ = h;
+  if (!word_.try_acquire()) return false;
   owner_.store(me, std::memory_order_relaxed);
   depth_ = 1;
   return true;
@@ -262,9 +270,7 @@ bool recursive_mutex::lock_until(std::chrono::steady_clock::time_point deadline)
     ++depth_;
     return true;
   }
-  const detail::lock_word::hold h = word_.acquire_until(deadline);
-  if (h == detail::lock_word::hold::none) return false;
-  hold_ = h;
+  if (!word_.acquire_until(deadline)) return false;
   owner_.store(me, std::memory_order_relaxed);
   depth_ = 1;
   return true;
@@ -276,7 +282,7 @@ void recursive_mutex::unlock() {
   }
   if (--depth_ != 0) return;
   owner_.store(0, std::memory_order_relaxed);
-  word_.release(hold_);
+  word_.release();
 }
 
 }  // namespace spindle

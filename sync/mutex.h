@@ -92,47 +92,32 @@ inline std::uintptr_t thread_token() noexcept {
 // locking, which revoked at a safepoint instead).
 class lock_word {
  public:
-  // How the caller holds the word; pass it back to release().
-  enum class hold : std::uint8_t { none, word, bias };
-
   // Never blocks (a revocation it must make may still cost a system call).
-  hold try_acquire() noexcept {
+  bool try_acquire() noexcept {
     if constexpr (biased_locking_compiled) {
       const std::uintptr_t b = bias_.load(std::memory_order_relaxed);
-      if (b == thread_token() && try_acquire_biased(b)) [[likely]] return hold::bias;
+      if (b == thread_token() && try_acquire_biased(b)) [[likely]] {
+        held_biased_ = true;
+        return true;
+      }
     }
-    if (!try_acquire_word()) return hold::none;
-    return word_acquired(nullptr, /*may_block=*/false) ? hold::word : hold::none;
+    return try_acquire_word() && word_acquired(nullptr, /*may_block=*/false);
   }
-  hold acquire() noexcept {
-    const hold h = try_acquire();
-    if (h != hold::none) [[likely]] return h;
-    (void)acquire_slow(nullptr);
-    return hold::word;
+  void acquire() noexcept {
+    if (!try_acquire()) [[unlikely]] (void)acquire_slow(nullptr);
   }
-  // none when the deadline passed first.
-  hold acquire_until(std::chrono::steady_clock::time_point deadline) noexcept {
-    const hold h = try_acquire();
-    if (h != hold::none) return h;
-    return acquire_slow(&deadline) ? hold::word : hold::none;
+  // False when the deadline passed first.
+  bool acquire_until(std::chrono::steady_clock::time_point deadline) noexcept {
+    return try_acquire() || acquire_slow(&deadline);
   }
-  void release(hold h) noexcept {
-    if (biased_locking_compiled && h == hold::bias) {
+  void release() noexcept {
+    if (biased_locking_compiled && held_biased_) {
       biased_held_.store(0, std::memory_order_release);
       std::atomic_signal_fence(std::memory_order_seq_cst);  // see the class comment
       if (bias_.load(std::memory_order_relaxed) <= bias_revoking) [[unlikely]] wake_revoker();
       return;
     }
-    if (!contended_.load(std::memory_order_relaxed) &&
-        plain_release_enabled.load(std::memory_order_relaxed)) [[likely]] {
-      state_.store(0, std::memory_order_release);
-      // The load stays after the store in the instruction stream (what the
-      // first waiter's membarrier relies on); only the CPU may swap them.
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-      if (contended_.load(std::memory_order_relaxed)) [[unlikely]] release_raced();
-      return;
-    }
-    if (state_.fetch_sub(1, std::memory_order_release) != 1) release_slow();
+    release_word();
   }
 
   // Taken this many times in a row by one thread, a word is biased to it.
@@ -164,9 +149,11 @@ class lock_word {
     back_out_biased();
     return false;
   }
-  // After state_ was taken: counts the run of takes by one thread, and
-  // revokes a bias. False when it gave the word back (may_block false and
-  // still held biased, or the deadline passed while waiting for that).
+  // After state_ was taken: counts the run of takes by one thread (and
+  // biases the word at the end of a long one), or revokes a bias; notes
+  // how the word is held. False when it gave the word back (may_block
+  // false and still held biased, or the deadline passed while waiting for
+  // the biased holder).
   bool word_acquired(const std::chrono::steady_clock::time_point* deadline,
                      bool may_block) noexcept {
     if constexpr (biased_locking_compiled) {
@@ -178,12 +165,26 @@ class lock_word {
           run_length_ = 0;
         } else if (++run_length_ == bias_threshold) [[unlikely]] {
           bias_to(t);
+          return true;
         }
       } else if (b != bias_revoked) [[unlikely]] {
         return revoke_bias(deadline, may_block);
       }
     }
+    held_biased_ = false;
     return true;
+  }
+  void release_word() noexcept {
+    if (!contended_.load(std::memory_order_relaxed) &&
+        plain_release_enabled.load(std::memory_order_relaxed)) [[likely]] {
+      state_.store(0, std::memory_order_release);
+      // The load stays after the store in the instruction stream (what the
+      // first waiter's membarrier relies on); only the CPU may swap them.
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      if (contended_.load(std::memory_order_relaxed)) [[unlikely]] release_raced();
+      return;
+    }
+    if (state_.fetch_sub(1, std::memory_order_release) != 1) release_slow();
   }
   bool acquire_slow(const std::chrono::steady_clock::time_point* deadline) noexcept;
   void release_slow() noexcept;
@@ -198,6 +199,12 @@ class lock_word {
   std::atomic<std::uint32_t> state_{0};
   std::atomic<bool> contended_{false};  // sticky: set by the first waiter
   std::atomic<std::uint8_t> biased_held_{0};  // 1 while taken through the bias
+  // How the holder took the word (so that a fiber that took it biased and
+  // moved to another thread releases it the same way). Written by the
+  // holder once it holds the word alone: during a revocation the biased
+  // holder and the revoker both hold, and the revoker writes it only after
+  // the biased holder has released.
+  bool held_biased_ = false;
   std::atomic<std::uintptr_t> bias_{bias_none};
   // The thread that took state_ last, and how many times in a row; written
   // only by state_'s holder.
@@ -259,15 +266,11 @@ class mutex {
   mutex& operator=(const mutex&) = delete;
 
   void lock() {
-    detail::lock_word::hold h = word_.try_acquire();
-    if (h == detail::lock_word::hold::none) [[unlikely]] h = lock_slow();
-    hold_ = h;
+    if (!word_.try_acquire()) [[unlikely]] lock_slow();
     owner_.store(detail::current_id(), std::memory_order_relaxed);
   }
   [[nodiscard]] bool try_lock() noexcept {
-    const detail::lock_word::hold h = word_.try_acquire();
-    if (h == detail::lock_word::hold::none) return false;
-    hold_ = h;
+    if (!word_.try_acquire()) return false;
     owner_.store(detail::current_id(), std::memory_order_relaxed);
     return true;
   }
@@ -276,11 +279,11 @@ class mutex {
       detail::misuse_abort("spindle::mutex::unlock: the caller does not own the mutex");
     }
     owner_.store(0, std::memory_order_relaxed);
-    word_.release(hold_);
+    word_.release();
   }
 
  protected:
-  detail::lock_word::hold lock_slow();
+  void lock_slow();
   bool lock_until(std::chrono::steady_clock::time_point deadline);
   void check_not_owner(const char* what) const;
 
@@ -288,7 +291,6 @@ class mutex {
   // The owner's id while locked, 0 otherwise; written by the owner, read
   // racily only to detect misuse.
   std::atomic<std::uint64_t> owner_{0};
-  detail::lock_word::hold hold_ = detail::lock_word::hold::none;  // guarded by the lock itself
 };
 
 // timed_mutex adds try_lock_for() and try_lock_until(), as
@@ -319,7 +321,6 @@ class recursive_mutex : public detail::timed_lock_members<recursive_mutex> {
   detail::lock_word word_;
   std::atomic<std::uint64_t> owner_{0};
   std::uint32_t depth_ = 0;  // guarded by the lock itself
-  detail::lock_word::hold hold_ = detail::lock_word::hold::none;  // likewise
 };
 
 using recursive_timed_mutex = recursive_mutex;

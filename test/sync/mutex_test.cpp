@@ -298,6 +298,34 @@ TEST(MutexBiasTest, ASiblingFiberOfTheBiasThreadWaitsForTheBiasedHolder) {
   });
 }
 
+TEST(MutexBiasTest, TheTakeThatBiasesTheMutexStillExcludesASiblingFiber) {
+  // The take that biases the mutex holds it through the ordinary word; if
+  // its fiber parks before releasing, another fiber of the same thread
+  // must not slip in through the fresh bias.
+  biased_locking_on guard;
+  SPINDLE_REQUIRE_BIASED_LOCKING(guard);
+  spindle::run([] {
+    inspectable_mutex mu;
+    for (long i = 0; i < bias_threshold; ++i) {
+      std::lock_guard lock(mu);
+    }
+    ASSERT_FALSE(mu.biased());
+    bool inside = false;  // guarded by mu
+    mu.lock();  // this take biases it
+    ASSERT_TRUE(mu.biased());
+    inside = true;
+    fiber sibling([&] {
+      std::lock_guard lock(mu);
+      EXPECT_FALSE(inside);
+    });
+    spindle::test::await_worker_free(0);  // the sibling has run into lock()
+    inside = false;
+    mu.unlock();
+    sibling.join();
+    EXPECT_FALSE(mu.biased());
+  });
+}
+
 TEST(MutexBiasTest, TryLockFromAnotherThreadFailsWhileHeldBiasedAndTimedLockTimesOut) {
   biased_locking_on guard;
   SPINDLE_REQUIRE_BIASED_LOCKING(guard);
