@@ -1,6 +1,7 @@
 #include "sync/select.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -65,7 +66,14 @@ int select_once(select_case* const* cases, int n,
     order = order_storage.data();
   }
   for (int i = 0; i < n; ++i) order[i] = i;
-  for (int i = n - 1; i > 0; --i) std::swap(order[i], order[select_random() % (i + 1)]);
+  // An index in [0, i] by multiply-and-shift (Lemire; Go's fastrandn)
+  // rather than `% (i + 1)`: a division costs tens of cycles, three of
+  // them per select over 4 channels.
+  for (int i = n - 1; i > 0; --i) {
+    const auto j = static_cast<int>(
+        (std::uint64_t{select_random()} * static_cast<std::uint32_t>(i + 1)) >> 32);
+    std::swap(order[i], order[j]);
+  }
 
   // Reports the case that went through (or found its channel closed).
   auto finish = [&](int i, channel_status st) {

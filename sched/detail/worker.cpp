@@ -273,12 +273,12 @@ __attribute__((noinline)) worker* this_worker() noexcept {
 worker::worker(runtime& rt, unsigned index)
     : loop_cb_(new loop_context),
       alone_(rt.opts().workers == 1),
+      rand_state_(0x9e3779b9u * (index + 1)),
       rt_(rt),
       index_(index),
       async_(std::make_unique<ev_async>()),
       netpoll_io_(std::make_unique<ev_io>()),
-      idle_timer_(std::make_unique<ev_timer>()),
-      rand_state_(0x9e3779b9u * (index + 1)) {
+      idle_timer_(std::make_unique<ev_timer>()) {
   // EVFLAG_NOSIGMASK: signals are not libev's business here.
   loop_ = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
   if (loop_ == nullptr) {

@@ -193,6 +193,11 @@ class worker {
   // Consecutive picks of runnext_; capped so that two fibers waking each
   // other cannot starve the ring (Go bounds the same with its time slice).
   std::uint32_t runnext_streak_ = 0;
+  // Cheap per-worker randomness for the order in which to visit victims.
+  // Here, not with the cold fields: an idle worker's search rewrites it
+  // constantly, and other workers read the cold line (rt_) at every wake
+  // they route (make_runnable), so there it cost them a cache miss each.
+  std::uint32_t rand_state_;
   // The fiber to run next (see enqueue()). Owner swaps it; a thief may
   // take it when the owner is stuck in one fiber for a long time.
   std::atomic<control_block*> runnext_{nullptr};
@@ -222,8 +227,6 @@ class worker {
   std::unique_ptr<ev_io> netpoll_io_;
   // Bounds an idle sleep while other workers are busy (worker.cpp).
   std::unique_ptr<ev_timer> idle_timer_;
-  // Cheap per-worker randomness for the order in which to visit victims.
-  std::uint32_t rand_state_;
   // What this worker last saw of each other worker: its switch count and
   // since when, to tell a worker stuck in one fiber. Owner only.
   struct victim_view {
