@@ -36,7 +36,8 @@
 // nothing to run looks for work: the runtime's shared overflow queue, then
 // half of another worker's ring. One worker at a time spins at this for up
 // to spin_duration before sleeping, so that bursts of short fibers do not
-// cost a wakeup syscall each. A worker that sleeps registers as idle, looks
+// cost a wakeup syscall each; it looks at the other workers every
+// steal_look_interval, not back to back. A worker that sleeps registers as idle, looks
 // once more (the submitter/sleeper race, see Go's "delicate dance"), and
 // blocks in ev_run(EVRUN_ONCE). Whoever makes stealable work while workers
 // are idle and none is searching wakes one (runtime::wake_idle_worker);
@@ -93,6 +94,26 @@ constexpr auto max_poll_interval = std::chrono::microseconds(100);
 // machine); spinning this long lets a burst of short fibers go by without
 // one per fiber, while an idle runtime still goes quiet within 50 us.
 constexpr auto spin_duration = std::chrono::microseconds(50);
+
+// How often a spinning worker looks at the other workers' queues; its own
+// inbox and the network it checks at every turn of the spin (about 1 us, a
+// sched_yield). Looking back to back took work the moment it was queued,
+// which is the wrong moment in the commonest case: a fiber woken by a
+// producer or a consumer that keeps running. Moved to the other core at
+// once, the woken fiber finds its channel or queue as full (or empty) as
+// it left it, does one item and parks again, and every item then moves
+// lines between the cores, ~200 ns each on the project's VM. Left a few
+// microseconds, it finds a batch. And every look reads the lines its
+// victim writes at each push (ring tail, switch count), so that each push
+// missed. Select over 4 channels fed by 4 producers (bench/sync) went from
+// ~240 to ~100 ns a select (one parked producer per 5 values sent became
+// one per 15); spawn+join and ping-pong on 2 workers got faster too. Five
+// microseconds is about what a sleeping worker takes to wake (half of
+// BM_PingPongPinnedToDifferentWorkers' round trip), so a spinning worker
+// still takes work no later than a sleeping one would, and its waker pays
+// no syscall. Go's spinning Ms look back to back, but briefly, then sleep:
+// there the wakeup's latency batches the work (~50 values a park here).
+constexpr auto steal_look_interval = std::chrono::microseconds(5);
 
 // How many workers may spin at once: one is enough to pick up a burst, and
 // more would take CPU from workers with real work on a small machine.
@@ -622,10 +643,15 @@ control_block* worker::search() noexcept {
     rt_.searching_.fetch_sub(1, std::memory_order_acq_rel);
     return find_work();
   }
-  const auto give_up = std::chrono::steady_clock::now() + spin_duration;
+  auto now = std::chrono::steady_clock::now();
+  const auto give_up = now + spin_duration;
+  auto next_look = now;  // at other workers (see steal_look_interval)
   control_block* found = nullptr;
-  do {
-    found = find_work();
+  for (;;) {
+    if (now >= next_look) {
+      found = find_work();
+      next_look = now + steal_look_interval;
+    }
     if (found == nullptr) {
       drain_inbox();
       found = pop_local();
@@ -635,7 +661,9 @@ control_block* worker::search() noexcept {
     if (found == nullptr) found = poll_network_directly();
     if (found != nullptr || rt_.stopping()) break;
     std::this_thread::yield();  // let a worker with real work have the core
-  } while (std::chrono::steady_clock::now() < give_up);
+    now = std::chrono::steady_clock::now();
+    if (now >= give_up) break;
+  }
   rt_.searching_.fetch_sub(1, std::memory_order_acq_rel);
   // We found work and stop searching: if others are idle, let one take
   // over the search (there may be more work than one worker can run).
