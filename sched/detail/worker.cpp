@@ -37,10 +37,11 @@
 // half of another worker's ring. One worker at a time spins at this for up
 // to spin_duration before sleeping, so that bursts of short fibers do not
 // cost a wakeup syscall each; it looks at the other workers every
-// steal_look_interval, not back to back. A worker that sleeps registers as idle, looks
-// once more (the submitter/sleeper race, see Go's "delicate dance"), and
-// blocks in ev_run(EVRUN_ONCE). Whoever makes stealable work while workers
-// are idle and none is searching wakes one (runtime::wake_idle_worker);
+// steal_look_interval, not back to back. A worker that sleeps registers as
+// idle, looks once more (the submitter/sleeper race, see Go's "delicate
+// dance"), and blocks in ev_run(EVRUN_ONCE). Whoever makes stealable work
+// while workers are idle and none is searching wakes one
+// (runtime::wake_idle_worker);
 // spawning always does, a push to a ring only when the ring holds more than
 // its worker will run next.
 //
@@ -106,8 +107,9 @@ constexpr auto spin_duration = std::chrono::microseconds(50);
 // microseconds, it finds a batch. And every look reads the lines its
 // victim writes at each push (ring tail, switch count), so that each push
 // missed. Select over 4 channels fed by 4 producers (bench/sync) went from
-// ~240 to ~100 ns a select (one parked producer per 5 values sent became
-// one per 15); spawn+join and ping-pong on 2 workers got faster too. Five
+// 219-242 to 83-89 ns a select in interleaved runs (a producer parked once
+// per 5 values, now once per 14-18); spawn+join and ping-pong on 2 workers
+// got faster too (docs/sched.md, "Stealing and idling"). Five
 // microseconds is about what a sleeping worker takes to wake (half of
 // BM_PingPongPinnedToDifferentWorkers' round trip), so a spinning worker
 // still takes work no later than a sleeping one would, and its waker pays
