@@ -77,19 +77,11 @@ bool lock_word::acquire_slow(const std::chrono::steady_clock::time_point* deadli
   // Mark the word contended; if it was free meanwhile, we have it.
   std::uint32_t c = state_.exchange(2, std::memory_order_acquire);
   while (c != 0) {
-    waiters_.lock().lock();
     // Park only while the word still says "locked, contended", checked
-    // under the queue's lock that release_slow() wakes under.
-    if (state_.load(std::memory_order_relaxed) == 2) {
-      wait_node node;
-      if (deadline == nullptr) {
-        waiters_.wait(node);
-      } else if (!waiters_.wait_until(node, *deadline)) {
-        return false;
-      }
-    } else {
-      waiters_.lock().unlock();
-    }
+    // under the parking lot's lock that release_slow() wakes under.
+    const park_result r = park_on(
+        this, [this] { return state_.load(std::memory_order_relaxed) == 2; }, deadline);
+    if (r == park_result::timeout) return false;
     // Woken, or released meanwhile: try again, staying "contended" since
     // others may still wait.
     c = state_.exchange(2, std::memory_order_acquire);
@@ -103,11 +95,10 @@ void lock_word::release_slow() noexcept {
 }
 
 void lock_word::release_raced() noexcept {
-  // Released already (by release_slow(), or by a plain store that raced
-  // with the first waiter): wake one waiter, who tries again.
-  waiters_.lock().lock();
-  (void)waiters_.wake_one();
-  waiters_.lock().unlock();
+  // Released already (by release_slow(), or by a plain store that may have
+  // raced with a first waiter): wake one waiter, who tries again. By
+  // address only: *this may be gone already (the class comment).
+  (void)unpark_address(this, 1);
 }
 
 void lock_word::become_contended() noexcept {
@@ -119,7 +110,11 @@ void lock_word::become_contended() noexcept {
   // revoked by whoever takes state_ next).
   std::uintptr_t none = bias_none;
   (void)bias_.compare_exchange_strong(none, bias_revoked, std::memory_order_relaxed);
-  if (plain_release_enabled.load(std::memory_order_seq_cst)) process_wide_fence();
+  if (plain_release_enabled.load(std::memory_order_seq_cst)) {
+    // After contended_, before the fence (the class comment, "Destruction").
+    fence_epoch.fetch_add(1, std::memory_order_seq_cst);
+    process_wide_fence();
+  }
 }
 
 void lock_word::bias_to(std::uintptr_t token) noexcept {
@@ -150,6 +145,9 @@ bool lock_word::revoke_bias(const std::chrono::steady_clock::time_point* deadlin
   // thread's token, so this is the one revoker.
   if (bias_.load(std::memory_order_relaxed) != bias_revoking) {
     bias_.store(bias_revoking, std::memory_order_seq_cst);
+    // After bias_, before the fence: a biased release in flight reads the
+    // epoch instead of bias_ after its store (the class comment).
+    fence_epoch.fetch_add(1, std::memory_order_seq_cst);
     // After the fence a biased take in flight is visible below, or it will
     // see the revocation and back out (the class comment).
     process_wide_fence();
@@ -160,18 +158,12 @@ bool lock_word::revoke_bias(const std::chrono::steady_clock::time_point* deadlin
       release_word();
       return false;
     }
-    waiters_.lock().lock();
-    // Checked under the queue's lock that wake_revoker() wakes under.
-    if (biased_held_.load(std::memory_order_relaxed) != 0) {
-      wait_node node;
-      if (deadline == nullptr) {
-        waiters_.wait(node);
-      } else if (!waiters_.wait_until(node, *deadline)) {
-        release_word();
-        return false;
-      }
-    } else {
-      waiters_.lock().unlock();
+    // Checked under the parking lot's lock that its release wakes under.
+    const park_result r = park_on(
+        this, [this] { return biased_held_.load(std::memory_order_relaxed) != 0; }, deadline);
+    if (r == park_result::timeout) {
+      release_word();
+      return false;
     }
   }
   bias_.store(bias_revoked, std::memory_order_relaxed);
@@ -187,12 +179,10 @@ void lock_word::back_out_biased() noexcept {
 }
 
 void lock_word::wake_revoker() noexcept {
-  // The revoker waits in the same queue as any waiters for state_ (who
+  // The revoker parks on the same address as any waiters for state_ (who
   // wake, find state_ still taken and park again): wake them all. This
   // happens once in a word's life.
-  waiters_.lock().lock();
-  (void)waiters_.wake_all();
-  waiters_.lock().unlock();
+  (void)unpark_address(this);
 }
 
 __attribute__((noinline)) std::uintptr_t thread_token_slow() noexcept {

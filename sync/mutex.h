@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "fiber/detail/sanitizer.h"
+#include "sync/detail/parking_lot.h"
 #include "sync/detail/wait_queue.h"
 
 namespace spindle {
@@ -18,6 +19,12 @@ namespace detail {
 // expedited command, which the first waiter of each lock needs. Never in
 // ThreadSanitizer builds, which cannot see membarrier's ordering.
 inline std::atomic<bool> plain_release_enabled{false};
+
+// Moved on by every lock_word's first waiter and by every revocation of a
+// bias, each before its membarrier(2): a release on a plain path reads it
+// before and after its store instead of reading the lock word after it (see
+// lock_word, "Destruction").
+inline std::atomic<std::uint64_t> fence_epoch{0};
 
 // Whether a lock_word may be biased to the thread that keeps taking it (see
 // there): on where plain releases are, unless the environment variable
@@ -90,6 +97,24 @@ inline std::uintptr_t thread_token() noexcept {
 // lock that turns out to be shared pays one more system call, once (the
 // quickly reacquirable locks of Dice, Moir and Scherer; the JVM's biased
 // locking, which revoked at a safepoint instead).
+//
+// Destruction. Once a release has let the word go, another thread may take
+// it, see it unused, release it and destroy it before the first release
+// returns; std requires that to work (the refcounted object that holds its
+// own mutex). So a release touches the word only until the store that lets
+// it go. Waiters park on the word's address in the parking lot
+// (parking_lot.h), which the releaser wakes without touching the word.
+// And where the plain paths above looked at the word again after their
+// store (contended_, bias_), they now look at fence_epoch, a global that
+// the first waiter and a revoker move on before their membarrier: they
+// read it before the store, check the word's flag (still theirs to read),
+// store, and read it again. If it moved, some lock in the process got its
+// first waiter or lost its bias meanwhile, perhaps this one, and they wake
+// this address in the parking lot, which costs a spurious wake at worst.
+// The argument is the one above: the flag is set before the epoch moves,
+// so a release that found the flag clear read the epoch before it moved;
+// after the membarrier, either its store is visible or its second read
+// sees the epoch moved.
 class lock_word {
  public:
   // Never blocks (a revocation it must make may still cost a system call).
@@ -112,9 +137,19 @@ class lock_word {
   }
   void release() noexcept {
     if (biased_locking_compiled && held_biased_) {
+      const std::uint64_t epoch = fence_epoch.load(std::memory_order_acquire);
+      if (bias_.load(std::memory_order_relaxed) <= bias_revoking) [[unlikely]] {
+        // Being revoked: the revoker waits for this release.
+        biased_held_.store(0, std::memory_order_release);
+        (void)unpark_address(this);
+        return;
+      }
       biased_held_.store(0, std::memory_order_release);
-      std::atomic_signal_fence(std::memory_order_seq_cst);  // see the class comment
-      if (bias_.load(std::memory_order_relaxed) <= bias_revoking) [[unlikely]] wake_revoker();
+      // From here, *this may be gone (the class comment, "Destruction").
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      if (fence_epoch.load(std::memory_order_relaxed) != epoch) [[unlikely]] {
+        (void)unpark_address(this);
+      }
       return;
     }
     release_word();
@@ -175,13 +210,15 @@ class lock_word {
     return true;
   }
   void release_word() noexcept {
+    const std::uint64_t epoch = fence_epoch.load(std::memory_order_acquire);
     if (!contended_.load(std::memory_order_relaxed) &&
         plain_release_enabled.load(std::memory_order_relaxed)) [[likely]] {
       state_.store(0, std::memory_order_release);
+      // From here, *this may be gone (the class comment, "Destruction").
       // The load stays after the store in the instruction stream (what the
       // first waiter's membarrier relies on); only the CPU may swap them.
       std::atomic_signal_fence(std::memory_order_seq_cst);
-      if (contended_.load(std::memory_order_relaxed)) [[unlikely]] release_raced();
+      if (fence_epoch.load(std::memory_order_relaxed) != epoch) [[unlikely]] release_raced();
       return;
     }
     if (state_.fetch_sub(1, std::memory_order_release) != 1) release_slow();
@@ -210,7 +247,8 @@ class lock_word {
   // only by state_'s holder.
   std::uintptr_t run_token_ = 0;
   std::uint32_t run_length_ = 0;
-  wait_queue waiters_;
+  // Waiters for state_ (and a revoker waiting for a biased holder) park on
+  // this's address in the parking lot.
 };
 
 // Whether SPINDLE_MUTEX_BIAS's value (null when unset) asks for biased

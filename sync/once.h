@@ -5,7 +5,6 @@
 #include <functional>
 #include <utility>
 
-#include "sync/detail/wait_queue.h"
 
 namespace spindle {
 
@@ -29,8 +28,8 @@ class once_flag {
   void end(bool done) noexcept;
 
   enum : int { idle = 0, running = 1, done_state = 2 };
+  // Waiters park on its address (sync/detail/parking_lot.h).
   std::atomic<int> state_{idle};
-  detail::wait_queue waiters_;
 };
 
 // call_once() runs f(args...) once for `flag`, as std::call_once: if it

@@ -5,12 +5,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <utility>
 
 #include "sync/condition_variable.h"
+#include "sync/detail/parking_lot.h"
 #include "sync/detail/wait_queue.h"
 
 namespace spindle {
@@ -22,14 +24,26 @@ namespace detail {
 }
 
 // A counter that waiters take from; the core of counting_semaphore.
+//
+// state_ holds the count (low 32 bits) and how many waiters are parked or
+// about to park (high 32 bits), so that release() learns from its own
+// atomic add whether anyone may need a wake, and otherwise touches nothing
+// more: the acquirer it let through may destroy the semaphore at once (a
+// binary_semaphore on a fiber's stack signalled by another fiber). Wakes go
+// through the parking lot, keyed by the address, which likewise never
+// touches the semaphore (parking_lot.h). glibc's sem_t packs its value and
+// waiter count the same way, and so has the same 2^31 - 1 limit.
 class semaphore_core {
  public:
-  explicit semaphore_core(std::ptrdiff_t initial) noexcept : count_(initial) {}
+  static constexpr std::ptrdiff_t max_count = 0x7fff'ffff;
+
+  explicit semaphore_core(std::ptrdiff_t initial) noexcept
+      : state_(static_cast<std::uint64_t>(initial)) {}
 
   bool try_acquire() noexcept {
-    std::ptrdiff_t c = count_.load(std::memory_order_relaxed);
-    while (c > 0) {
-      if (count_.compare_exchange_weak(c, c - 1, std::memory_order_acquire,
+    std::uint64_t s = state_.load(std::memory_order_relaxed);
+    while ((s & count_mask) != 0) {
+      if (state_.compare_exchange_weak(s, s - 1, std::memory_order_acquire,
                                        std::memory_order_relaxed)) {
         return true;
       }
@@ -41,47 +55,60 @@ class semaphore_core {
   bool acquire_until(const std::chrono::steady_clock::time_point* deadline) noexcept {
     for (;;) {
       if (try_acquire()) return true;
-      waiters_.lock().lock();
-      // Checked under the lock release() wakes under: no lost wakeup.
-      if (count_.load(std::memory_order_relaxed) > 0) {
-        waiters_.lock().unlock();
+      // Register as a waiter, but only while the count is zero: a release
+      // that comes first makes this fail, and we try again; one that comes
+      // after sees us.
+      std::uint64_t s = state_.load(std::memory_order_relaxed);
+      if ((s & count_mask) != 0 ||
+          !state_.compare_exchange_weak(s, s + one_waiter, std::memory_order_relaxed,
+                                        std::memory_order_relaxed)) {
         continue;
       }
-      wait_node node;
-      if (deadline == nullptr) {
-        waiters_.wait(node);
-      } else if (!waiters_.wait_until(node, *deadline)) {
-        return try_acquire();
-      }
+      const park_result r = park_on(
+          this, [this] { return (state_.load(std::memory_order_relaxed) & count_mask) == 0; },
+          deadline);
+      state_.fetch_sub(one_waiter, std::memory_order_relaxed);
+      if (r == park_result::timeout) return try_acquire();
     }
   }
 
   void release(std::ptrdiff_t update) noexcept {
-    count_.fetch_add(update, std::memory_order_release);
-    waiters_.lock().lock();
-    for (std::ptrdiff_t i = 0; i < update && waiters_.wake_one() != nullptr; ++i) {
+    if (update == 0) return;
+    if (update > max_count) sync_misuse("counting_semaphore::release: the count would pass max()");
+    const std::uint64_t before =
+        state_.fetch_add(static_cast<std::uint64_t>(update), std::memory_order_release);
+    if (static_cast<std::ptrdiff_t>(before & count_mask) > max_count - update) {
+      sync_misuse("counting_semaphore::release: the count would pass max()");
     }
-    waiters_.lock().unlock();
+    // Not one more touch of *this from here.
+    if ((before >> 32) != 0) (void)unpark_address(this, static_cast<std::size_t>(update));
   }
 
  private:
-  std::atomic<std::ptrdiff_t> count_;
-  wait_queue waiters_;
+  static constexpr std::uint64_t count_mask = 0xffff'ffff;
+  static constexpr std::uint64_t one_waiter = std::uint64_t{1} << 32;
+
+  std::atomic<std::uint64_t> state_;
 };
 }  // namespace detail
 
 // counting_semaphore is std::counting_semaphore for fibers: acquire()
 // parks the calling fiber while the count is zero. Any fiber or thread.
-template <std::ptrdiff_t LeastMaxValue = std::numeric_limits<std::ptrdiff_t>::max()>
+template <std::ptrdiff_t LeastMaxValue = detail::semaphore_core::max_count>
 class counting_semaphore {
+  static_assert(LeastMaxValue >= 0 && LeastMaxValue <= detail::semaphore_core::max_count,
+                "spindle::counting_semaphore counts up to 2^31 - 1");
+
  public:
   static constexpr std::ptrdiff_t max() noexcept { return LeastMaxValue; }
 
-  explicit counting_semaphore(std::ptrdiff_t desired) noexcept : core_(desired) {}
+  // `desired` must lie in [0, max()] (std's precondition; aborts otherwise).
+  explicit counting_semaphore(std::ptrdiff_t desired) noexcept : core_(checked(desired)) {}
   counting_semaphore(const counting_semaphore&) = delete;
   counting_semaphore& operator=(const counting_semaphore&) = delete;
 
   // release() adds `update` (>= 0) to the count and wakes as many waiters.
+  // Passing max() is a caller bug (aborts), as std makes it a precondition.
   void release(std::ptrdiff_t update = 1) noexcept {
     if (update < 0) detail::sync_misuse("counting_semaphore::release: negative update");
     core_.release(update);
@@ -99,6 +126,13 @@ class counting_semaphore {
   }
 
  private:
+  static std::ptrdiff_t checked(std::ptrdiff_t desired) noexcept {
+    if (desired < 0 || desired > LeastMaxValue) {
+      detail::sync_misuse("counting_semaphore: initial count outside [0, max()]");
+    }
+    return desired;
+  }
+
   detail::semaphore_core core_;
 };
 
@@ -117,24 +151,18 @@ class latch {
   void count_down(std::ptrdiff_t n = 1) noexcept {
     const std::ptrdiff_t now = count_.fetch_sub(n, std::memory_order_acq_rel) - n;
     if (now < 0) detail::sync_misuse("latch::count_down: counter below zero");
-    if (now == 0) {
-      waiters_.lock().lock();
-      (void)waiters_.wake_all();
-      waiters_.lock().unlock();
-    }
+    // Not one more touch of *this from here: a waiter that sees zero may
+    // destroy the latch at once (a latch on a fiber's stack).
+    if (now == 0) (void)detail::unpark_address(this);
   }
   [[nodiscard]] bool try_wait() const noexcept {
     return count_.load(std::memory_order_acquire) == 0;
   }
   void wait() const noexcept {
-    if (try_wait()) return;
-    waiters_.lock().lock();
-    if (try_wait()) {
-      waiters_.lock().unlock();
-      return;
+    while (!try_wait()) {
+      (void)detail::park_on(
+          this, [this] { return count_.load(std::memory_order_relaxed) != 0; }, nullptr);
     }
-    detail::wait_node node;
-    waiters_.wait(node);
   }
   void arrive_and_wait(std::ptrdiff_t n = 1) noexcept {
     count_down(n);
@@ -143,7 +171,6 @@ class latch {
 
  private:
   std::atomic<std::ptrdiff_t> count_;
-  mutable detail::wait_queue waiters_;
 };
 
 namespace detail {

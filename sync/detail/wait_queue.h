@@ -1,5 +1,8 @@
-// A queue of parked waiters guarded by a tiny spinlock: the building block
-// of every primitive in sync/. Internal.
+// A queue of parked waiters guarded by a tiny spinlock, kept inside the
+// primitive: the building block of condition variables and wait groups
+// (shared mutexes and channels use its pieces). Primitives that may be destroyed
+// by someone who never parked park by address instead (parking_lot.h).
+// Internal.
 //
 // The protocol is the futex one, with fibers (or plain threads) parked
 // through sched/park.h instead of sleeping in the kernel:
@@ -84,12 +87,15 @@ struct wait_node {
   bool queued = false;
   // Free for the primitive's use (a value handed over by a channel, ...).
   void* payload = nullptr;
+  // What it waits on, in a parking_bucket (parking_lot.h).
+  const void* key = nullptr;
 };
 
 // FIFO of wait_nodes. Every member must be called with the lock held.
 class wait_list {
  public:
   bool empty() const noexcept { return head_ == nullptr; }
+  wait_node* front() const noexcept { return head_; }
   void push_back(wait_node* n) noexcept {
     n->next = nullptr;
     n->prev = tail_;
@@ -204,8 +210,9 @@ class wait_queue {
   // The waker unparks us while it holds the lock and touches the queue
   // until it releases it. Taking the lock once makes sure it is done, so
   // that the woken may destroy the primitive at once (a wait_group right
-  // after wait(), a mutex right after its last unlock), as std and POSIX
-  // allow.
+  // after wait()). A primitive that someone who never parked may destroy
+  // right after the waker's change (a mutex, a semaphore) needs more: it
+  // parks its waiters in parking_lot.h instead.
   void wait_for_waker() noexcept {
     lock_.lock();
     lock_.unlock();

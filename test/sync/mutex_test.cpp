@@ -496,6 +496,56 @@ TYPED_TEST(AnyMutexTest, OneBiasedToAFiberOnOneWorkerIsTakenOnAnotherOnlyOnceRel
   });
 }
 
+// The refcounted object that holds its own mutex: std lets the thread that
+// drops the last reference destroy the mutex right after its unlock, while
+// another thread's unlock may not have returned yet ("it is possible for
+// another thread B to lock the same mutex, observe that it is no longer in
+// use, unlock it, and destroy it, before thread A appears to have returned
+// from its unlock call"). Three users on different workers, each holding it
+// a moment so that the others spin, mark it contended, park, or come in
+// just as it is released. The mutexes are fresh (plain releases, then a
+// first contention); every other round another fiber has waited for the
+// mutex first (spinning, or parked: then it releases with the
+// decrement). A touch of the
+// mutex after a release is a race with the delete under TSan and a use
+// after free under ASan.
+TEST_P(MutexTest, TheLastOfItsUsersMayDestroyAMutexRightAfterItsUnlock) {
+  struct shared {
+    spindle::mutex mu;
+    int refs = 3;  // guarded by mu
+  };
+  spindle::run(opts(), [this] {
+    for (long i = 0; i < spindle::test::scaled(1500); ++i) {
+      auto* s = new shared;
+      if (i % 2 == 1) {
+        // Another fiber waits for it first.
+        std::unique_lock lock(s->mu);
+        fiber other([s] { std::lock_guard inner(s->mu); });
+        spindle::this_fiber::yield();
+        lock.unlock();
+        other.join();
+      }
+      std::vector<fiber> users;
+      for (int k = 0; k < 3; ++k) {
+        users.emplace_back(spindle::fiber_options{.worker = static_cast<int>((i + k) % workers())},
+                           [s, k] {
+                             s->mu.lock();
+                             // Held long enough for the others to give up
+                             // spinning (only shapes the interleaving).
+                             const auto until =
+                                 std::chrono::steady_clock::now() + std::chrono::microseconds(20 * k);
+                             while (std::chrono::steady_clock::now() < until) {
+                             }
+                             const bool last = --s->refs == 0;
+                             s->mu.unlock();
+                             if (last) delete s;
+                           });
+      }
+      for (auto& u : users) u.join();
+    }
+  });
+}
+
 TEST_P(MutexTest, RelockingByTheOwnerIsResourceDeadlockWouldOccur) {
   spindle::run(opts(), [] {
     spindle::mutex mu;

@@ -4,12 +4,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "fiber/fiber.h"
 #include "fiber/this_fiber.h"
 #include "sched/scheduler.h"
+#include "sync/detail/parking_lot.h"
 #include "test_util.h"
 
 namespace {
@@ -100,6 +103,101 @@ TEST_P(SemaphoreTest, ABarrierRunsItsCompletionOncePerPhaseBeforeReleasingAnyone
     EXPECT_EQ(completions.load(), phases);
     EXPECT_FALSE(early.load());
   });
+}
+
+// std lets whoever sees a semaphore signalled destroy it at once (a
+// binary_semaphore on a fiber's stack, released by another fiber), so the
+// releaser may not touch it once its count went up. Half the rounds the
+// acquirer parks, half it polls and so never parks. A touch after the
+// release is a race with the delete under TSan and a use after free under
+// ASan.
+TEST_P(SemaphoreTest, ASemaphoreMayBeDestroyedAsSoonAsItsAcquirerReturns) {
+  spindle::run(opts(), [this] {
+    for (long i = 0; i < spindle::test::scaled(2000); ++i) {
+      auto* sem = new spindle::binary_semaphore(0);
+      fiber releaser(spindle::fiber_options{.worker = static_cast<int>(i % workers())},
+                     [sem] { sem->release(); });
+      if (i % 2 == 0) {
+        sem->acquire();
+      } else {
+        while (!sem->try_acquire()) spindle::this_fiber::yield();
+      }
+      delete sem;
+      releaser.join();
+    }
+  });
+}
+
+// The same for a latch: the last count_down() may not touch it once the
+// count reached zero.
+TEST_P(SemaphoreTest, ALatchMayBeDestroyedAsSoonAsItsWaiterReturns) {
+  spindle::run(opts(), [this] {
+    for (long i = 0; i < spindle::test::scaled(2000); ++i) {
+      auto* done = new spindle::latch(2);
+      std::vector<fiber> fs;
+      for (int k = 0; k < 2; ++k) {
+        fs.emplace_back(spindle::fiber_options{.worker = static_cast<int>((i + k) % workers())},
+                        [done] { done->count_down(); });
+      }
+      if (i % 2 == 0) {
+        done->wait();
+      } else {
+        while (!done->try_wait()) spindle::this_fiber::yield();
+      }
+      delete done;
+      for (auto& f : fs) f.join();
+    }
+  });
+}
+
+// Waiters park by address in a table of buckets, so unrelated waiters
+// share buckets: a release must wake its own semaphore's waiter and no
+// other's. Pairs of semaphores whose addresses share a bucket, one waiter
+// each; releasing one of each pair lets exactly those through.
+TEST_P(SemaphoreTest, WaitersOfSemaphoresThatShareAParkingBucketWakeOnlyForTheirOwn) {
+  spindle::run(opts(), [] {
+    std::vector<std::unique_ptr<spindle::binary_semaphore>> pool;
+    std::vector<spindle::binary_semaphore*> first, second;
+    std::vector<spindle::binary_semaphore*> by_bucket(1 << 16, nullptr);
+    while (first.size() < 16) {
+      pool.push_back(std::make_unique<spindle::binary_semaphore>(0));
+      spindle::binary_semaphore* sem = pool.back().get();
+      auto& b = spindle::detail::parking_bucket_for(sem);
+      const auto slot = static_cast<std::size_t>(
+          (reinterpret_cast<std::uintptr_t>(&b) / sizeof(b)) % by_bucket.size());
+      if (by_bucket[slot] == nullptr) {
+        by_bucket[slot] = sem;
+      } else if (&spindle::detail::parking_bucket_for(by_bucket[slot]) == &b) {
+        first.push_back(by_bucket[slot]);
+        second.push_back(sem);
+        by_bucket[slot] = nullptr;
+      }
+    }
+    std::atomic<int> through{0};
+    std::vector<fiber> waiting_first, waiting_second;
+    for (auto* sem : first) waiting_first.emplace_back([&, sem] { sem->acquire(); through++; });
+    for (auto* sem : second) waiting_second.emplace_back([&, sem] { sem->acquire(); through++; });
+    for (auto* sem : first) sem->release();
+    for (auto& f : waiting_first) f.join();
+    EXPECT_EQ(through.load(), 16);
+    for (auto* sem : second) EXPECT_FALSE(sem->try_acquire());  // nobody took theirs
+    for (auto* sem : second) sem->release();
+    for (auto& f : waiting_second) f.join();
+    EXPECT_EQ(through.load(), 32);
+  });
+}
+
+TEST(SemaphoreDeathTest, AnInitialCountOverMaxIsAClearError) {
+  EXPECT_DEATH({ spindle::binary_semaphore sem(2); }, "initial count outside");
+}
+
+TEST(SemaphoreDeathTest, ReleasingPastTheLargestCountIsAClearError) {
+  EXPECT_DEATH(
+      {
+        spindle::counting_semaphore<> sem(spindle::counting_semaphore<>::max());
+        sem.release();
+      },
+      "the count would pass max");
 }
 
 TEST(SemaphoreDeathTest, CountingALatchBelowZeroIsAClearError) {
