@@ -47,8 +47,9 @@ parking_bucket& parking_bucket_for(const void* key) noexcept;
 
 // Parks the calling fiber (or thread) on `key` if `still_wait()`, called
 // under the bucket's lock, returns true; until unpark_address(key, ...) or
-// the deadline (none if nullptr). Wakes may be spurious (another key's
-// waker, see above): callers check their condition again.
+// the deadline (none if nullptr). Wakes may be spurious (the late waker of
+// an earlier object at the same address, see above): callers check their
+// condition again.
 template <class Condition>
 park_result park_on(const void* key, Condition still_wait,
                     const std::chrono::steady_clock::time_point* deadline) noexcept {
