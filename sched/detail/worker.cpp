@@ -171,21 +171,6 @@ thread_waiter& this_thread_waiter() noexcept {
   return waiter;
 }
 
-// A parked fiber's deadline; lives on the parked fiber's stack. `base`
-// must stay the first member (cancel_timer casts back).
-struct timer_node {
-  loop_wait base;
-  ev_timer timer;
-  control_block* cb;
-  worker* owner;
-  bool fired;  // the timer's wake was the one that made the fiber runnable
-};
-
-void cancel_timer(loop_wait* lw) noexcept {
-  auto* node = reinterpret_cast<timer_node*>(lw);
-  ev_timer_stop(node->owner->ev(), &node->timer);
-}
-
 // The outcome of trying to take a waiter out of its park.
 enum class claim : std::uint8_t {
   none,     // not parking, or someone else already woke it
@@ -227,16 +212,6 @@ void make_runnable(control_block* cb, bool next) noexcept {
   } else {
     home->schedule_remote(cb);
   }
-}
-
-void on_timer(struct ev_loop*, ev_timer* w, int) {
-  auto* node = static_cast<timer_node*>(w->data);
-  // Runs in the loop context of the worker the fiber parked on, so the
-  // fiber has switched out: claim::parking cannot happen here.
-  const claim c = try_claim(node->cb);
-  if (c == claim::none) return;  // woken by someone else first
-  node->fired = true;            // before the fiber can run and read it
-  if (c == claim::parked) make_runnable(node->cb, /*next=*/false);
 }
 
 void on_idle_timer(struct ev_loop*, ev_timer*, int) {
@@ -337,7 +312,11 @@ void worker::loop() noexcept {
   last_poll_ = std::chrono::steady_clock::now();
   for (;;) {
     drain_inbox();
-    if (poll_due_) poll_events(false);
+    if (poll_due_) {
+      poll_events(false);
+    } else if (timers_.earliest() != timer_heap::none) {
+      run_timers(timers_, std::chrono::steady_clock::now());
+    }
     control_block* next = pop_local();
     // Out of fibers: the network first, as an event loop would, before
     // looking at other workers or going to sleep.
@@ -358,17 +337,98 @@ void worker::loop() noexcept {
       switch_to(loop_cb_, next, switch_action::save);
       continue;
     }
-    if (rt_.all_idle()) {
-      poll_events(true);
-    } else {
-      ev_timer_set(idle_timer_.get(), idle_poll_seconds, 0.0);
-      ev_timer_start(loop_, idle_timer_.get());
-      poll_events(true);
-      ev_timer_stop(loop_, idle_timer_.get());
-    }
+    sleep_idle();
     rt_.leave_idle(this);
   }
   tls_worker = nullptr;
+}
+
+void worker::sleep_idle() noexcept {
+  // The earliest deadline of any worker's timers: one busy in a fiber that
+  // does not switch runs none of its own, and we run them for it
+  // (steal_timers) when they are due.
+  const auto earliest_timer = [this] {
+    timer_heap::rep t = timer_heap::none;
+    for (unsigned i = 0; i < rt_.worker_count(); ++i) {
+      t = std::min(t, rt_.worker_at(i).timers().earliest());
+    }
+    return t;
+  };
+  timer_heap::rep until = earliest_timer();
+  bool deep = false;
+  if (until == timer_heap::none && rt_.all_idle()) {
+    // Nothing anywhere: sleep without a timeout. Announce it first, then
+    // look at the timers again: a timer added meanwhile either is seen here
+    // or sees us (runtime::timer_added) and wakes an idle worker.
+    deep = true;
+    rt_.deep_sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    until = earliest_timer();
+    if (until != timer_heap::none) {
+      deep = false;
+      rt_.deep_sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+  if (deep) {
+    poll_events(true);
+    rt_.deep_sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  double timeout = rt_.all_idle() ? 1e9 : idle_poll_seconds;
+  if (until != timer_heap::none) {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    const double left = until <= now ? 0.0 : std::chrono::duration<double>(
+        std::chrono::steady_clock::duration(until - now)).count();
+    timeout = std::min(timeout, left);
+  }
+  ev_timer_set(idle_timer_.get(), timeout, 0.0);
+  ev_timer_start(loop_, idle_timer_.get());
+  poll_events(true);
+  ev_timer_stop(loop_, idle_timer_.get());
+  // Ours at once; other workers' due ones the next find_work() takes.
+  run_timers(timers_, last_poll_);
+}
+
+std::uint32_t worker::run_timers(timer_heap& heap, std::chrono::steady_clock::time_point now) noexcept {
+  std::uint32_t n = 0;
+  control_block* woken = nullptr;  // claimed parked fibers, linked through next_
+  heap.run_due(now.time_since_epoch().count(), [&](timer_node* node) {
+    // Under the heap's lock, which the node's fiber takes before it
+    // returns: the node is valid here, and not after.
+    const claim c = try_claim(node->cb);
+    if (c == claim::none) return;  // woken by someone else first
+    node->fired = true;
+    // claim::parking: still switching out (it parked with its deadline set
+    // before the switch); whoever completes the switch enqueues it.
+    if (c == claim::parked) {
+      node->cb->next_ = woken;
+      woken = node->cb;
+    }
+  });
+  while (woken != nullptr) {
+    control_block* cb = woken;
+    woken = cb->next_;
+    cb->next_ = nullptr;
+    make_runnable(cb, /*next=*/false);
+    ++n;
+  }
+  return n;
+}
+
+control_block* worker::steal_timers() noexcept {
+  const unsigned n = rt_.worker_count();
+  bool any = false;
+  for (unsigned v = 0; v < n && !any; ++v) {
+    any = v != index_ && rt_.worker_at(v).timers().earliest() != timer_heap::none;
+  }
+  if (!any) return nullptr;  // no clock read for a runtime without deadlines
+  const auto now = std::chrono::steady_clock::now();
+  const auto now_rep = now.time_since_epoch().count();
+  std::uint32_t woken = 0;
+  for (unsigned v = 0; v < n; ++v) {
+    timer_heap& heap = rt_.worker_at(v).timers();
+    if (heap.due(now_rep)) woken += run_timers(heap, now);
+  }
+  return woken != 0 ? pop_local() : nullptr;
 }
 
 void worker::poll_events(bool block) noexcept {
@@ -386,6 +446,7 @@ void worker::poll_events(bool block) noexcept {
   last_poll_ = std::chrono::steady_clock::now();
   poll_due_ = false;
   switches_since_check_ = 0;
+  if (!block) run_timers(timers_, last_poll_);
 }
 
 std::uint32_t worker::poll_network() noexcept {
@@ -411,17 +472,38 @@ void worker::drain_inbox() noexcept {
   if (!inbox_nonempty_.load(std::memory_order_relaxed)) return;
   control_block* last;
   control_block* first;
+  control_block* home;
   {
     std::lock_guard lock(inbox_mu_);
     first = inbox_.take_all(&last);
+    home = inbox_home_.take_all(&last);
     inbox_nonempty_.store(false, std::memory_order_relaxed);
+    inbox_stealable_.store(false, std::memory_order_relaxed);
   }
-  while (first != nullptr) {
-    control_block* next = first->next_;
-    first->next_ = nullptr;
-    enqueue(first);
-    first = next;
+  for (control_block* list : {home, first}) {
+    while (list != nullptr) {
+      control_block* next = list->next_;
+      list->next_ = nullptr;
+      enqueue(list);
+      list = next;
+    }
   }
+}
+
+std::uint32_t worker::steal_inbox(control_block** out, std::uint32_t max) noexcept {
+  if (!inbox_stealable_.load(std::memory_order_relaxed)) return 0;
+  std::uint32_t n = 0;
+  std::lock_guard lock(inbox_mu_);
+  while (n < max) {
+    control_block* cb = inbox_.pop_front();
+    if (cb == nullptr) break;
+    out[n++] = cb;
+  }
+  if (inbox_.empty()) {
+    inbox_stealable_.store(false, std::memory_order_relaxed);
+    if (inbox_home_.empty()) inbox_nonempty_.store(false, std::memory_order_relaxed);
+  }
+  return n;
 }
 
 void worker::schedule_remote(control_block* cb) noexcept {
@@ -432,12 +514,26 @@ void worker::schedule_remote(control_block* cb) noexcept {
   const worker* self = this_worker();
   const bool outsider = self == nullptr || &self->rt_ != &rt_;
   if (outsider) rt_.outside_callers_.fetch_add(1, std::memory_order_relaxed);
+  // Read before the push: once pushed, `cb` may run (and change) at once.
+  const bool stealable = cb->pinned_ == 0 && cb->loop_wait_ == nullptr;
   {
     std::lock_guard lock(inbox_mu_);
-    inbox_.push_back(cb);
+    if (stealable) {
+      inbox_.push_back(cb);
+      inbox_stealable_.store(true, std::memory_order_relaxed);
+    } else {
+      inbox_home_.push_back(cb);
+    }
     inbox_nonempty_.store(true, std::memory_order_seq_cst);
   }
-  if (sleeping_.load(std::memory_order_seq_cst)) wake();
+  if (sleeping_.load(std::memory_order_seq_cst)) {
+    wake();
+  } else if (stealable) {
+    // Busy, perhaps in a fiber that computes for long: an idle worker may
+    // take it (steal_inbox) rather than let it wait. Usually we are back in
+    // our loop first, and the woken worker finds nothing.
+    rt_.wake_idle_worker();
+  }
   if (outsider) rt_.outside_callers_.fetch_sub(1, std::memory_order_release);
 }
 
@@ -602,7 +698,11 @@ control_block* worker::find_work() noexcept {
   for (unsigned i = 0; i < n; ++i) {
     const unsigned v = (start + i) % n;
     if (v == index_) continue;
-    const std::uint32_t got = rt_.worker_at(v).steal_into(stolen, run_ring::capacity / 2);
+    worker& victim = rt_.worker_at(v);
+    std::uint32_t got = victim.steal_into(stolen, run_ring::capacity / 2);
+    // Then what other threads handed it: a worker stuck in one fiber does
+    // not drain its inbox.
+    if (got == 0) got = victim.steal_inbox(stolen, run_ring::capacity / 2);
     if (got == 0) continue;
     // Our ring is empty (we only steal when out of work), so they fit.
     for (std::uint32_t k = 1; k < got; ++k) {
@@ -610,6 +710,7 @@ control_block* worker::find_work() noexcept {
     }
     return stolen[0];
   }
+  if (control_block* cb = steal_timers()) return cb;
   return steal_stale_runnext();
 }
 
@@ -743,6 +844,15 @@ inline void worker::after_switch_inline(void* from_ctx) noexcept {
     // has run (typically: unlocked the lock they look for it under). The
     // release publishes the saved continuation to them.
     from->state_.store(fiber_state::parked, std::memory_order_release);
+    if (timer_node* t = pending_timer_; t != nullptr) [[unlikely]] {
+      // Parked already, so a firer on another worker can claim it. Before
+      // the commit: wakers find the fiber only after it, and by then the
+      // fiber may have run and left, node and all. (A timer due at once
+      // may resume the fiber elsewhere before the commit has run; it then
+      // waits for whatever the commit releases, briefly.)
+      pending_timer_ = nullptr;
+      if (timers_.add(t)) rt_.timer_added();
+    }
     pending_commit_(pending_commit_arg_);
     return;
   }
@@ -831,26 +941,26 @@ bool worker::park_until(std::chrono::steady_clock::time_point deadline) noexcept
 bool worker::park_commit_until(std::chrono::steady_clock::time_point deadline,
                                void (*commit)(void*), void* arg) noexcept {
   timer_node node;
-  node.base.cancel = cancel_timer;
+  node.when = deadline;
   node.cb = current_;
-  node.owner = this;
-  node.fired = false;
-  ev_now_update(loop_);  // ev_now is stale after running fibers for a while
-  const double after =
-      std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
-  ev_timer_init(&node.timer, on_timer, after > 0 ? after : 0.0, 0.0);
-  node.timer.data = &node;
-  // The timer fires in this worker's loop, so after the switch out: by
-  // then the fiber is parked (or parking, for park()), as on_timer expects.
-  ev_timer_start(loop_, &node.timer);
-  current_->loop_wait_ = &node.base;
+  // This worker's heap; any worker may run it. Kept in a local: once we
+  // resume, `this` may be another thread's worker.
+  timer_heap* heap = &timers_;
   if (commit == nullptr) {
+    // `parking` already (prepare_park): a firer that comes before the
+    // switch is done leaves the enqueueing to the switch (claim::parking).
+    if (heap->add(&node)) rt_.timer_added();
     park();
   } else {
+    // Still `running`: a firer now would find nothing to claim. The switch
+    // adds it once the fiber is parked (after_switch).
+    pending_timer_ = &node;
     park_commit(commit, arg);
   }
-  // Whoever woke us routed us through this worker, which stopped the timer
-  // (enqueue()) before we could run, here or anywhere else.
+  // Woken by the timer or by anyone else: either way the node leaves the
+  // heap under its lock before it goes out of scope, so no firer can still
+  // be looking at it, and `fired` is final.
+  heap->remove(&node);
   return !node.fired;
 }
 

@@ -16,6 +16,7 @@
 #include "fiber/detail/sanitizer.h"
 #include "sched/detail/blocking_pool.h"
 #include "sched/detail/run_queue.h"
+#include "sched/detail/timer_heap.h"
 #include "sched/scheduler.h"
 
 struct ev_loop;
@@ -87,7 +88,10 @@ class worker {
   // worker's thread; routing is make_runnable()'s job.
   void enqueue(control_block* cb, bool next = false) noexcept;
   // schedule_remote() hands a fiber to this worker from another thread:
-  // the inbox, and a wakeup if the worker may sleep. Any thread.
+  // the inbox, and a wakeup if the worker may sleep; or, if the worker is
+  // busy and the fiber may run anywhere, a wakeup for an idle worker, which
+  // steals it from the inbox (a fiber woken from outside must not wait
+  // behind one that computes while another worker idles). Any thread.
   void schedule_remote(control_block* cb) noexcept;
   // Wakes the loop if it sleeps. Any thread.
   void wake() noexcept;
@@ -123,6 +127,13 @@ class worker {
     if (runnext_.load(std::memory_order_relaxed) == nullptr) return nullptr;
     return runnext_.exchange(nullptr, std::memory_order_acq_rel);
   }
+  // Thieves take up to `max` of the fibers other threads handed this
+  // worker that may run anywhere (not pinned, no libev watcher). Any
+  // thread.
+  std::uint32_t steal_inbox(control_block** out, std::uint32_t max) noexcept;
+  // The deadlines of fibers parked on this worker; any worker runs those
+  // due (see timer_heap.h).
+  timer_heap& timers() noexcept { return timers_; }
   std::uint32_t switch_count() const noexcept { return switches_.load(std::memory_order_relaxed); }
   bool has_runnext() const noexcept { return runnext_.load(std::memory_order_relaxed) != nullptr; }
 
@@ -154,6 +165,16 @@ class worker {
   control_block* pop_overflow() noexcept;
   void drain_inbox() noexcept;
   void poll_events(bool block) noexcept;
+  // Sleeps in the loop until there may be work: no longer than the
+  // earliest deadline of any worker's timers, nor than idle_poll_seconds
+  // while other workers are busy.
+  void sleep_idle() noexcept;
+  // Makes runnable, here, the fibers whose deadlines in `heap` are due at
+  // `now`; returns how many.
+  std::uint32_t run_timers(timer_heap& heap, std::chrono::steady_clock::time_point now) noexcept;
+  // Runs the due timers of other workers (one stuck in a fiber does not
+  // run its own); returns the first fiber that made runnable, or nullptr.
+  control_block* steal_timers() noexcept;
   // Takes a batch from the runtime's shared queue into the ring; returns
   // the first of it.
   control_block* take_shared() noexcept;
@@ -217,6 +238,9 @@ class worker {
   // with).
   void (*pending_commit_)(void*) = nullptr;
   void* pending_commit_arg_ = nullptr;
+  // A park_commit_until()'s deadline, added to timers_ once the fiber is
+  // parked, before its commit runs (a firer must find it parked).
+  timer_node* pending_timer_ = nullptr;
 
   // ---- Cold ----
   runtime& rt_;
@@ -235,11 +259,19 @@ class worker {
   };
   std::vector<victim_view> seen_;
 
-  // Fibers made runnable by other threads. inbox_nonempty_ lets the owner
-  // skip the lock when there is nothing; sleeping_ lets senders skip the
+  // The deadlines of fibers parked here (other workers run them too).
+  alignas(64) timer_heap timers_;
+
+  // Fibers made runnable by other threads: inbox_ those that may run
+  // anywhere (thieves take from it), inbox_home_ those that must run here
+  // (pinned, or holding a watcher in this worker's loop). inbox_nonempty_
+  // lets the owner skip the lock when both are empty, inbox_stealable_
+  // lets thieves skip it when inbox_ is; sleeping_ lets senders skip the
   // ev_async_send when the owner is not blocked in its loop.
   alignas(64) std::mutex inbox_mu_;
-  fifo inbox_;  // guarded by inbox_mu_
+  fifo inbox_;       // guarded by inbox_mu_
+  fifo inbox_home_;  // guarded by inbox_mu_
+  std::atomic<bool> inbox_stealable_{false};
   std::atomic<bool> sleeping_{false};
 
   // The ring, stolen from by other workers: last, on its own cache lines.
@@ -319,6 +351,15 @@ class runtime {
   }
   void leave_idle(worker* w) noexcept;
   std::atomic<int> searching_{0};
+  // A timer became the earliest of its worker's heap: if some worker
+  // sleeps with no timeout at all (it saw no timer anywhere), wake an idle
+  // one to take the new deadline into account.
+  void timer_added() noexcept {
+    if (deep_sleepers_.load(std::memory_order_seq_cst) != 0) wake_one_idle_worker();
+  }
+  // Workers asleep with no timeout: every worker was idle and no timer
+  // was pending when they went to sleep.
+  std::atomic<int> deep_sleepers_{0};
 
  private:
   options opts_;

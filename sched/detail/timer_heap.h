@@ -1,0 +1,100 @@
+// The deadlines of parked fibers: one heap per worker, which any worker
+// may run. Internal to sched/.
+//
+// Why not libev's timers (the first design): an ev_timer lives in one
+// worker's loop, and libev loops are single-threaded, so a fiber with a
+// deadline could only time out when that worker ran its loop, and a waker
+// on another thread had to route the fiber through that worker (its inbox)
+// so that the worker stopped the timer before the fiber ran. A worker busy
+// in one fiber that computes for seconds then held every such fiber, and
+// every sleep_for() due on it, hostage while other workers idled. Go's
+// runtime had the same shape until 1.14 (one timer goroutine per P) and
+// moved to per-P heaps that idle Ps run too ("checkTimers" in stealWork);
+// this is that.
+//
+// A timer_node lives on the parked fiber's stack. The heap's lock guards
+// every node in it: a firer pops a node, claims its fiber and records that
+// it fired, all under the lock; the fiber, once resumed (by the firer or by
+// anyone else), takes the same lock to take its node out if it is still
+// there, and only then returns (and its node goes). So no firer ever
+// touches a node after its fiber has left.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace spindle::detail {
+
+struct control_block;
+
+struct timer_node {
+  static constexpr std::uint32_t npos = std::numeric_limits<std::uint32_t>::max();
+  std::chrono::steady_clock::time_point when;
+  control_block* cb = nullptr;
+  // Its position in the heap, npos when in none. Guarded by the heap's
+  // lock.
+  std::uint32_t index = npos;
+  // The timer fired and its firer claimed the fiber (the wake was the
+  // timeout's). Written under the heap's lock.
+  bool fired = false;
+};
+
+class timer_heap {
+ public:
+  using rep = std::chrono::steady_clock::rep;
+  static constexpr rep none = std::numeric_limits<rep>::max();
+
+  timer_heap() { heap_.reserve(64); }
+  timer_heap(const timer_heap&) = delete;
+  timer_heap& operator=(const timer_heap&) = delete;
+
+  // add() inserts `n`; true when it became the earliest. Any thread.
+  bool add(timer_node* n) noexcept;
+  // remove() takes `n` out if it is still in (a no-op once fired). Any
+  // thread; the node's fiber calls it before its node goes away.
+  void remove(timer_node* n) noexcept;
+  // The earliest deadline (time_since_epoch().count()), `none` when empty.
+  // A hint, read without the lock; seq_cst, for the handshake with a worker
+  // about to sleep without a timeout (see worker::loop).
+  rep earliest() const noexcept { return earliest_.load(std::memory_order_seq_cst); }
+  bool due(rep now) const noexcept { return earliest_.load(std::memory_order_relaxed) <= now; }
+
+  // Pops every node due at `now` and calls fire(node) for each, under the
+  // lock (fire must not touch the node after it returns). Any thread.
+  template <class Fire>
+  void run_due(rep now, Fire&& fire) noexcept {
+    if (!due(now)) return;
+    lock();
+    while (!heap_.empty() && heap_[0]->when.time_since_epoch().count() <= now) {
+      timer_node* n = heap_[0];
+      erase_at(0);
+      fire(n);
+    }
+    publish_earliest();
+    unlock();
+  }
+
+ private:
+  void lock() noexcept;
+  void unlock() noexcept { lock_.store(false, std::memory_order_release); }
+  void erase_at(std::uint32_t i) noexcept;
+  void sift_up(std::uint32_t i) noexcept;
+  void sift_down(std::uint32_t i) noexcept;
+  void place(std::uint32_t i, timer_node* n) noexcept {
+    heap_[i] = n;
+    n->index = i;
+  }
+  void publish_earliest() noexcept {
+    earliest_.store(heap_.empty() ? none : heap_[0]->when.time_since_epoch().count(),
+                    std::memory_order_seq_cst);
+  }
+
+  std::atomic<bool> lock_{false};
+  std::vector<timer_node*> heap_;  // a binary min-heap by `when`; guarded by lock_
+  std::atomic<rep> earliest_{none};
+};
+
+}  // namespace spindle::detail

@@ -1,0 +1,211 @@
+// A runnable fiber never waits behind a running one while a worker is
+// idle: whatever wakes it (a plain thread, the blocking pool, a deadline, a
+// socket), a fiber that parked on a worker now busy computing resumes on
+// another worker.
+//
+// Each test parks a fiber on worker 0, then occupies worker 0 with a fiber
+// pinned there that computes until the parked one has resumed: only
+// another worker can resume it, so on a runtime that leaves it to worker 0
+// the test never ends (ctest's timeout fails it).
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <system_error>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "fiber/fiber.h"
+#include "fiber/this_fiber.h"
+#include "io/conn.h"
+#include "sched/blocking.h"
+#include "sched/scheduler.h"
+#include "sync/channel.h"
+#include "test_util.h"
+
+namespace spindle {
+namespace {
+
+using namespace std::chrono_literals;
+using test::workers_fixture;
+
+class IdleWorkerTest : public workers_fixture {
+ protected:
+  // Runs `wait(hog_running)` in a fiber parked on worker 0, and then a hog
+  // pinned to worker 0 that computes until the waiter has returned.
+  // `wake(hog_running)` runs on a plain thread meanwhile; both may look at
+  // `hog_running` to act only once worker 0 is taken.
+  template <class Wait, class Wake>
+  void expect_resumed_while_worker_zero_computes(Wait wait, Wake wake) {
+    spindle::run(opts(), [&] {
+      std::atomic<bool> hog_running{false};
+      std::atomic<bool> resumed{false};
+      // Pinned until it runs, so that it starts on worker 0; unpinned
+      // before it parks, so that any worker may resume it.
+      fiber waiter(fiber_options{.worker = 0, .pinned = true}, [&] {
+        this_fiber::unpin();
+        wait(hog_running);
+        resumed = true;
+      });
+      test::await_worker_free(0);  // the waiter has parked on worker 0
+      fiber hog(fiber_options{.worker = 0, .pinned = true}, [&] {
+        hog_running = true;
+        while (!resumed.load()) test::cpu_relax();
+      });
+      std::thread waker([&] { wake(hog_running); });
+      waiter.join();
+      hog.join();
+      waker.join();
+    });
+  }
+};
+
+void await(const std::atomic<bool>& flag) {
+  while (!flag.load()) std::this_thread::yield();
+}
+
+TEST_P(IdleWorkerTest, AFiberWokenByAPlainThreadRunsOnAnIdleWorker) {
+  channel<int> ch(1);
+  expect_resumed_while_worker_zero_computes(
+      [&](const std::atomic<bool>&) { EXPECT_EQ(ch.recv(), 7); },
+      [&](const std::atomic<bool>& hog) {
+        await(hog);
+        ch.send(7);
+      });
+}
+
+TEST_P(IdleWorkerTest, AFiberWhoseBlockingCallReturnsRunsOnAnIdleWorker) {
+  expect_resumed_while_worker_zero_computes(
+      [](const std::atomic<bool>& hog) {
+        // The pool thread returns once the hog holds worker 0.
+        EXPECT_EQ(spindle::blocking([&hog] {
+                    await(hog);
+                    return 5;
+                  }),
+                  5);
+      },
+      [](const std::atomic<bool>&) {});
+}
+
+TEST_P(IdleWorkerTest, AFiberWokenInATimedReceiveRunsOnAnIdleWorker) {
+  channel<int> ch(1);
+  expect_resumed_while_worker_zero_computes(
+      [&](const std::atomic<bool>&) {
+        std::optional<int> v;
+        EXPECT_EQ(ch.recv_for(v, 1h), channel_status::success);
+        EXPECT_EQ(v, 3);
+      },
+      [&](const std::atomic<bool>& hog) {
+        await(hog);
+        ch.send(3);
+      });
+}
+
+TEST_P(IdleWorkerTest, AFiberWhoseTimedReceiveTimesOutRunsOnAnIdleWorker) {
+  channel<int> ch(1);
+  expect_resumed_while_worker_zero_computes(
+      [&](const std::atomic<bool>&) {
+        std::optional<int> v;
+        EXPECT_EQ(ch.recv_for(v, 20ms), channel_status::timeout);
+      },
+      [](const std::atomic<bool>&) {});
+}
+
+TEST_P(IdleWorkerTest, AFiberWhoseSleepEndsRunsOnAnIdleWorker) {
+  expect_resumed_while_worker_zero_computes(
+      [](const std::atomic<bool>&) {
+        const auto start = std::chrono::steady_clock::now();
+        this_fiber::sleep_for(20ms);
+        EXPECT_GE(std::chrono::steady_clock::now() - start, 20ms);
+      },
+      [](const std::atomic<bool>&) {});
+}
+
+TEST_P(IdleWorkerTest, AFiberWhoseSocketReadWithADeadlineIsReadyRunsOnAnIdleWorker) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  connection c = connection::adopt(fds[0]);
+  expect_resumed_while_worker_zero_computes(
+      [&](const std::atomic<bool>&) {
+        char buf[8];
+        EXPECT_EQ(c.read_some(std::span<char>(buf), 1h), 2u);
+      },
+      [&](const std::atomic<bool>& hog) {
+        await(hog);
+        EXPECT_EQ(::write(fds[1], "hi", 2), 2);
+      });
+  ::close(fds[1]);
+}
+
+TEST_P(IdleWorkerTest, AFiberWhoseSocketReadTimesOutRunsOnAnIdleWorker) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  connection c = connection::adopt(fds[0]);
+  expect_resumed_while_worker_zero_computes(
+      [&](const std::atomic<bool>&) {
+        char buf[8];
+        std::error_code ec;
+        EXPECT_EQ(c.read_some(std::span<char>(buf), 20ms, ec), 0u);
+        EXPECT_EQ(ec, std::errc::timed_out);
+      },
+      [](const std::atomic<bool>&) {});
+  ::close(fds[1]);
+}
+
+TEST_P(IdleWorkerTest, APlainThreadClosingAConnectionIsNotHeldUpByTheWorkerItBlocks) {
+  // Worker 0 blocks in std::thread::join() on a thread that closes a
+  // connection whose reader parked on worker 0: the close waits for the
+  // reader to leave, and the reader must run elsewhere to leave.
+  spindle::run(opts(), [] {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    connection c = connection::adopt(fds[0]);
+    fiber reader(fiber_options{.worker = 0, .pinned = true}, [&] {
+      this_fiber::unpin();
+      char buf[8];
+      std::error_code ec;
+      EXPECT_EQ(c.read_some(std::span<char>(buf), ec), 0u);
+      EXPECT_EQ(ec, std::errc::operation_canceled);
+    });
+    test::await_worker_free(0);
+    fiber blocker(fiber_options{.worker = 0, .pinned = true}, [&] {
+      std::thread closer([&] { c.close(); });
+      closer.join();
+    });
+    reader.join();
+    blocker.join();
+    ::close(fds[1]);
+  });
+}
+
+TEST_P(IdleWorkerTest, ManySleepersOnABusyWorkerAllWake) {
+  // Sleepers on worker 0 with staggered deadlines, while worker 0 computes
+  // until every one of them has woken: other workers run all their timers.
+  spindle::run(opts(), [] {
+    constexpr int sleepers = 50;
+    std::atomic<int> woken{0};
+    std::vector<fiber> fibers;
+    for (int i = 0; i < sleepers; ++i) {
+      fibers.emplace_back(fiber_options{.worker = 0, .pinned = true}, [i, &woken] {
+        this_fiber::unpin();
+        this_fiber::sleep_for(std::chrono::milliseconds(1 + i % 10));
+        woken.fetch_add(1);
+      });
+    }
+    test::await_worker_free(0);
+    fiber hog(fiber_options{.worker = 0, .pinned = true}, [&] {
+      while (woken.load() != sleepers) test::cpu_relax();
+    });
+    for (auto& f : fibers) f.join();
+    hog.join();
+  });
+}
+
+SPINDLE_INSTANTIATE_WORKERS(IdleWorkerTest, 2u, 4u);
+
+}  // namespace
+}  // namespace spindle
