@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <pthread.h>
 #include <system_error>
 #include <vector>
 
@@ -247,6 +248,22 @@ void thread_cache::flush() noexcept {
   pool().in_use.fetch_add(in_use_delta.load(std::memory_order_relaxed), std::memory_order_relaxed);
   in_use_delta.store(0, std::memory_order_relaxed);
 }
+
+// fork(): the child has only the forking thread. Hold the pool's locks
+// across the fork, so that no other thread is inside them at that moment
+// and the child finds them free (the lock order: registry, then pool).
+void lock_for_fork() noexcept {
+  g_registry_mu.lock();
+  pool().mu.lock();
+}
+void unlock_after_fork() noexcept {
+  pool().mu.unlock();
+  g_registry_mu.unlock();
+}
+[[maybe_unused]] const bool fork_handlers_installed = [] {
+  ::pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+  return true;
+}();
 
 // initial-exec: a plain %fs-relative access, no __tls_get_addr per spawn.
 thread_local thread_cache t_cache __attribute__((tls_model("initial-exec")));

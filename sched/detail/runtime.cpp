@@ -1,4 +1,9 @@
 // The runtime: starting and stopping workers, spawning and joining fibers.
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
 #include <exception>
 #include <mutex>
 #include <string>
@@ -9,6 +14,7 @@
 #include "fiber/detail/context.h"
 #include "fiber/detail/overflow.h"
 #include "fiber/detail/sanitizer.h"
+#include "sched/detail/netpoll.h"
 #include "sched/detail/worker.h"
 #include "sched/park.h"
 #include "sched/spawn.h"
@@ -21,6 +27,43 @@ namespace {
 // that a fiber is never handed to a runtime that has decided to stop.
 std::mutex g_runtime_mu;
 runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
+// The default runtime, once started (see default_runtime_locked()).
+runtime* g_default = nullptr;  // guarded by g_runtime_mu
+
+// fork(). The child has one thread, the one that called fork(): every
+// worker, pool thread and plain thread of the parent is gone, and so is
+// every fiber that ran or waited on them. Held across the fork, so that
+// the child finds it free, g_runtime_mu guards what a plain thread of the
+// child needs: the child forgets the parent's runtimes (leaking them: their
+// threads are not there to stop), and its first fiber starts a fresh
+// default runtime. The netpoll's epoll instance is shared with the parent
+// across fork (as every descriptor is): the child gets its own under the
+// same number, so that registrations in the child never reach the parent's
+// workers. A fork on a fiber leaves the child running on that worker's
+// thread; its libev loop is told of the fork (ev_loop_fork) so that it
+// rebuilds its own kernel state rather than share the parent's. What is
+// defined there is what POSIX defines for the child of a multithreaded
+// process (async-signal-safe calls, then exec or _exit); see README.md.
+void lock_for_fork() noexcept { g_runtime_mu.lock(); }
+void unlock_in_parent() noexcept { g_runtime_mu.unlock(); }
+void reset_in_child() noexcept {
+  g_runtime = nullptr;
+  g_default = nullptr;
+  const int ep = netpoll_fd();
+  if (ep >= 0) {
+    const int fresh = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fresh >= 0 && fresh != ep) {
+      ::dup3(fresh, ep, O_CLOEXEC);
+      ::close(fresh);
+    }
+  }
+  if (worker* w = this_worker(); w != nullptr) w->after_fork_in_child();
+  g_runtime_mu.unlock();
+}
+void install_fork_handlers() noexcept {
+  static std::once_flag once;
+  std::call_once(once, [] { ::pthread_atfork(lock_for_fork, unlock_in_parent, reset_in_child); });
+}
 
 // The function every fiber starts in, on its own stack; the first jump to
 // a fiber passes its control block as the data.
@@ -95,14 +138,15 @@ options normalized(options o) {
 // The default runtime: started by the first fiber spawned from a plain
 // thread while no spindle::run() is active; its workers run on background
 // threads until the process exits. Never destroyed (its threads may still
-// be parked in their loops while static destructors run at exit).
-runtime& default_runtime() {
-  static runtime* rt = [] {
+// be parked in their loops while static destructors run at exit). Called
+// with g_runtime_mu held.
+runtime& default_runtime_locked() {
+  if (g_default == nullptr) {
     auto* r = new runtime(options{.stack_size = default_stack_size, .workers = 0}, true);
     r->start_background();
-    return r;
-  }();
-  return *rt;
+    g_default = r;
+  }
+  return *g_default;
 }
 
 }  // namespace
@@ -112,6 +156,7 @@ runtime::runtime(const options& opts, bool persistent)
       persistent_(persistent),
       blocking_(std::make_unique<blocking_pool>(opts)),
       single_worker_(opts_.workers == 1) {
+  install_fork_handlers();
   workers_.reserve(opts_.workers);
   for (unsigned i = 0; i < opts_.workers; ++i) {
     workers_.push_back(std::make_unique<worker>(*this, i));
@@ -251,11 +296,7 @@ void spawn(control_block* cb, const fiber_options& o, bool joinable) {
   // is one, else into the default runtime (started on first use).
   std::unique_lock lock(g_runtime_mu);
   runtime* rt = g_runtime;
-  if (rt == nullptr || rt->stopping()) {
-    lock.unlock();
-    rt = &default_runtime();
-    lock.lock();
-  }
+  if (rt == nullptr || rt->stopping()) rt = &default_runtime_locked();
   check_worker_index(*rt, o);
   worker& target = o.worker >= 0 ? rt->worker_at(static_cast<unsigned>(o.worker))
                                  : rt->pick_worker_for_plain_thread();

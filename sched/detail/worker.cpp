@@ -539,6 +539,8 @@ void worker::schedule_remote(control_block* cb) noexcept {
 
 void worker::wake() noexcept { ev_async_send(loop_, async_.get()); }
 
+void worker::after_fork_in_child() noexcept { ev_loop_fork(loop_); }
+
 void worker::enqueue(control_block* cb, bool next) noexcept {
   if (loop_wait* lw = cb->loop_wait_; lw != nullptr) {
     // Routed here because its watcher is in this worker's loop (see

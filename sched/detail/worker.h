@@ -96,6 +96,10 @@ class worker {
   // Wakes the loop if it sleeps. Any thread.
   void wake() noexcept;
 
+  // In the child of a fork() made on this worker's thread: the libev loop
+  // rebuilds its kernel state (its epoll is the parent's until then).
+  void after_fork_in_child() noexcept;
+
   runtime& rt() const noexcept { return rt_; }
   unsigned index() const noexcept { return index_; }
   struct ev_loop* ev() const noexcept { return loop_; }
