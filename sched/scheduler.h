@@ -67,6 +67,15 @@ void run_with(const options& opts, F&& main, Args&&... args) {
 //   }
 //
 // Plain thread only.
+//
+// fork(): the child has only the thread that called fork(). Forked from a
+// plain thread, the child may use Spindle as a fresh process would: its
+// first fiber starts a new default runtime, and run() works; the parent's
+// fibers do not exist there (joining one never returns), and the parent's
+// connections, listeners and sockets may only be closed. Forked on a fiber
+// (inside run() or the default runtime), the child is that worker's thread
+// alone, and only what POSIX allows the child of a multithreaded process is
+// defined: async-signal-safe calls, then exec or _exit.
 template <class F, class... Args>
   requires(!std::is_same_v<std::remove_cvref_t<F>, options>)
 void run(F&& main, Args&&... args) {
