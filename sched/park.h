@@ -89,6 +89,10 @@ bool park_commit_until(control_block* self, std::chrono::steady_clock::time_poin
 // or a plain thread: the condition under which spinning on a lock can pay.
 bool parallel_workers() noexcept;
 
+// run_active() tells whether a spindle::run() runtime is running (one that
+// waits for all its fibers before it returns). Any thread.
+bool run_active() noexcept;
+
 // unpark() wakes a waiter between prepare_park() and the return of its
 // park(): returns true if this call woke it, false if it was not parking
 // or someone else already woke it. A fiber is made runnable on the worker

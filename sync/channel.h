@@ -69,16 +69,13 @@ struct channel_waiter : wait_node {
 
   // The woken side: waits until the waker is done with us and the channel.
   state wait_released() noexcept {
-    if (!released.load(std::memory_order_acquire)) [[unlikely]] wait_released_slow();
+    await_released(released);
     return outcome;
   }
   // The waker's side, after it unlocked the channel.
   static void release(channel_waiter* w) noexcept {
     if (w != nullptr) w->released.store(true, std::memory_order_release);
   }
-
- private:
-  void wait_released_slow() noexcept;
 };
 
 class alignas(64) channel_base {
@@ -109,6 +106,17 @@ class alignas(64) channel_base {
   // A parking sender's or receiver's commit (park_commit): lets go of the
   // channel once it has switched out.
   static void unlock_channel(void* lock) noexcept { static_cast<spinlock*>(lock)->unlock(); }
+
+  // The destructor's check (channel, "Destruction"): aborts if fibers are
+  // still parked in a send, a receive or a select on the channel. Costs
+  // the destructor one uncontended lock, and sends and receives nothing.
+  void abort_if_waited_on() const noexcept {
+    lock_.lock();
+    const bool waited = !senders_.empty() || !receivers_.empty();
+    lock_.unlock();
+    if (waited) [[unlikely]] report_waited_on();
+  }
+  [[gnu::cold]] void report_waited_on() const noexcept;
 
   // Everything a send or receive touches sits on this one cache line (the
   // channel is aligned to it): with senders and receivers on different
@@ -158,6 +166,25 @@ namespace detail {
 // Sending on a closed channel throws channel_closed, as Go panics; so
 // does closing twice. Everything a sender did before send() is visible to
 // the receiver after recv(). Any fiber or thread.
+//
+// Destruction: a channel may be destroyed once no fiber or thread is in a
+// call on it (send, recv, close, select, ...). A fiber whose send() or
+// recv() returned may destroy it at once, even while the fiber that woke it
+// is still inside its own call: a waker lets go of the channel before it
+// lets the woken fiber return. Likewise, once close() has returned, the
+// fibers it woke from send() and recv() no longer touch the channel, so it
+// may be destroyed before they return; a select() it woke does touch it on
+// its way out (see select()). Destroying the channel while fibers are
+// parked in send(), recv() or select() on it is undefined, as destroying a
+// std::condition_variable that threads wait on, and it is caught while a
+// spindle::run() runtime runs (see sync/detail/misuse.h): the destructor
+// aborts with "spindle: channel 0x... destroyed while fibers wait on it (N
+// receivers, M senders); close() it and let them leave first" (select()
+// cases count as receivers or senders). Otherwise they would stay parked
+// for ever, and spindle::run() would wait for them. The check costs the
+// destructor one uncontended lock, and sends and receives nothing. It
+// cannot see a fiber that has left the queues but not the call yet (a timed
+// wait whose deadline passed, a select() on its way out).
 template <class T>
 class channel : private detail::channel_base {
  public:
@@ -171,6 +198,7 @@ class channel : private detail::channel_base {
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
   ~channel() {
+    abort_if_waited_on();
     while (count_ != 0) pop_front();
     ::operator delete(slots_, std::align_val_t{alignof(T)});
   }

@@ -19,7 +19,7 @@ class cv_core {
  public:
   template <class Lock>
   void wait(Lock& lock) {
-    wait_node node;
+    queue_node node;
     waiters_.lock().lock();
     waiters_.enqueue(node);
     lock.unlock();
@@ -29,7 +29,7 @@ class cv_core {
 
   template <class Lock>
   std::cv_status wait_until(Lock& lock, std::chrono::steady_clock::time_point deadline) {
-    wait_node node;
+    queue_node node;
     waiters_.lock().lock();
     waiters_.enqueue(node);
     lock.unlock();
@@ -41,7 +41,19 @@ class cv_core {
   void notify_one() noexcept;
   void notify_all() noexcept;
 
+  // The destructors' check (condition_variable, "Destruction"): aborts,
+  // naming `what` at `object`, if fibers still wait here. One uncontended
+  // lock; nothing on the wait and notify paths.
+  void abort_if_waited_on(const char* what, const void* object) noexcept {
+    waiters_.lock().lock();
+    const bool waited = waiters_.has_waiters();
+    waiters_.lock().unlock();
+    if (waited) [[unlikely]] report_waited_on(what, object);
+  }
+
  private:
+  [[gnu::cold]] void report_waited_on(const char* what, const void* object) noexcept;
+
   wait_queue waiters_;
 };
 
@@ -60,11 +72,14 @@ std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Cl
 // unlock(): spindle::timed_mutex, spindle::recursive_mutex held once,
 // std::unique_lock<...> of those, std::shared_lock), as
 // std::condition_variable_any does.
+//
+// Destruction: as condition_variable's (below).
 class condition_variable_any {
  public:
   condition_variable_any() = default;
   condition_variable_any(const condition_variable_any&) = delete;
   condition_variable_any& operator=(const condition_variable_any&) = delete;
+  ~condition_variable_any() { core_.abort_if_waited_on("condition_variable_any", this); }
 
   void notify_one() noexcept { core_.notify_one(); }
   void notify_all() noexcept { core_.notify_all(); }
@@ -104,6 +119,7 @@ class condition_variable_any {
   }
 
  private:
+  friend class condition_variable;
   detail::cv_core core_;
 };
 
@@ -123,11 +139,26 @@ class condition_variable_any {
 //   std::unique_lock lock(mu);
 //   ready_cv.wait(lock, [&] { return ready; });
 // (It is a condition_variable_any restricted to spindle::mutex.)
+//
+// Destruction: as std's, a condition variable may be destroyed once every
+// fiber waiting on it has been notified, even before they have returned
+// from wait() (they then need only their mutex): a woken waiter never
+// touches the condition variable again, and neither does notify_*() once it
+// has woken the last one. A wait that timed out touches it until it
+// returns. Destroying it while fibers wait on it unnotified is undefined,
+// as std's, and is caught while a spindle::run() runtime runs (see
+// sync/detail/misuse.h): the destructor aborts with "spindle:
+// condition_variable 0x... destroyed while fibers wait on it (N waiters);
+// notify them first" (otherwise they would stay parked for ever, and
+// spindle::run() would wait for them). The check costs the destructor one
+// uncontended lock; it cannot see a timed-out waiter that has already left
+// the queue but not yet returned.
 class condition_variable {
  public:
   condition_variable() = default;
   condition_variable(const condition_variable&) = delete;
   condition_variable& operator=(const condition_variable&) = delete;
+  ~condition_variable() { any_.core_.abort_if_waited_on("condition_variable", this); }
 
   void notify_one() noexcept { any_.notify_one(); }
   void notify_all() noexcept { any_.notify_all(); }

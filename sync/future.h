@@ -129,6 +129,17 @@ class future_base {
 // future<T> is std::future<T> for fibers: get() and wait() park the calling
 // fiber (or block a plain thread) until the value is there. Reference types
 // (future<T&>) are not supported.
+//
+// Destruction (promise, future, shared_future, packaged_task): a promise
+// and its futures share a state that lives until the last of them goes,
+// so any of them may be destroyed whenever no fiber is in a call on that
+// object, whoever waits on the others: a promise destroyed unsatisfied
+// stores future_errc::broken_promise and wakes the fibers waiting on its
+// futures first. Destroying a future or shared_future object while a
+// fiber is in a call on that very object (get(), wait(), ...) is
+// undefined, as std's (a shared_future is meant to be copied, one copy per
+// fiber), and is not detected: the waiting fiber does not hold the state,
+// so the promise's going may free it under the woken waiter.
 template <class T>
 class future : public detail::future_base<T> {
   static_assert(!std::is_reference_v<T>, "spindle::future<T&> is not supported");

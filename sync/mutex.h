@@ -297,6 +297,19 @@ class timed_lock_members {
 // aborts with a message. Waiters are woken in FIFO order, but a running
 // fiber may take a just-released mutex before the woken one does (no
 // hand-off), as with most mutexes: that keeps throughput up.
+//
+// Destruction: as std's, a mutex may be destroyed once it is unlocked and
+// no fiber waits for it, even before the unlock() that released it has
+// returned ("it is possible for another thread B to lock the same mutex,
+// observe that it is no longer in use, unlock it, and destroy it, before
+// thread A appears to have returned from its unlock call"): an unlock
+// touches the mutex only until the store that lets it go (lock_word,
+// "Destruction"). Destroying it while it is locked, or while fibers wait
+// in lock(), is undefined, as std's, and is not detected: its waiters
+// park by address in the parking lot (sync/detail/parking_lot.h), so the
+// mutex keeps no list or count of them to check, and its destructor stays
+// trivial. Such waiters would stay parked for ever (spindle::run() with
+// them), or wake into freed memory when the holder unlocks.
 class mutex {
  public:
   constexpr mutex() noexcept = default;
@@ -332,7 +345,8 @@ class mutex {
 };
 
 // timed_mutex adds try_lock_for() and try_lock_until(), as
-// std::timed_mutex does.
+// std::timed_mutex does. Destruction: as mutex's; a waiter whose deadline
+// passed touches it until its call returns.
 class timed_mutex : public mutex, public detail::timed_lock_members<timed_mutex> {
  private:
   friend class detail::timed_lock_members<timed_mutex>;
@@ -342,6 +356,7 @@ class timed_mutex : public mutex, public detail::timed_lock_members<timed_mutex>
 // recursive_mutex may be locked again by its owner; it must be unlocked as
 // many times. As std::recursive_mutex, with try_lock_for/until as in
 // std::recursive_timed_mutex (also spelled recursive_timed_mutex here).
+// Destruction: as mutex's (once unlocked as often as locked).
 class recursive_mutex : public detail::timed_lock_members<recursive_mutex> {
  public:
   constexpr recursive_mutex() noexcept = default;

@@ -10,6 +10,17 @@ namespace spindle {
 
 // once_flag is std::once_flag for fibers: fibers that call call_once()
 // while another runs the function park (not their worker) until it is done.
+//
+// Destruction: a once_flag may be destroyed once no fiber is in
+// call_once() on it. The call that ran the function does not touch the
+// flag after marking it done, so a caller that finds it done may destroy
+// it at once (the flag of an object going away), even while that call is
+// still returning; callers that were parked for the run read the flag
+// until their own call_once() returns. Destroying it while a call_once()
+// runs or waits on it is undefined and is not detected: waiters park by
+// address in the parking lot (sync/detail/parking_lot.h), and the flag
+// (4 bytes) keeps no count of them. They would stay parked for ever, and
+// spindle::run() with them.
 class once_flag {
  public:
   constexpr once_flag() noexcept = default;

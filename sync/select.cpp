@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <thread>
 #include <vector>
 
 namespace spindle::detail {
@@ -16,16 +15,6 @@ std::uint32_t select_random() noexcept {
   state ^= state >> 17;
   state ^= state << 5;
   return state;
-}
-
-void channel_waiter::wait_released_slow() noexcept {
-  // The waker claimed us and is between its unlock and its release: a few
-  // instructions, unless its thread was preempted just there.
-  for (int i = 0; i < 64; ++i) {
-    __builtin_ia32_pause();
-    if (released.load(std::memory_order_acquire)) return;
-  }
-  while (!released.load(std::memory_order_acquire)) std::this_thread::yield();
 }
 
 namespace {

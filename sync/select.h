@@ -98,6 +98,15 @@ class send_case final : public detail::select_case {
 //
 // try_select() is select() with a default: -1 at once if no case is ready.
 // select_for()/select_until() return -1 when the deadline passes first.
+//
+// Destruction: the channels of the cases must outlive the call. Even once
+// one of them has woken it (by a value, or by close()), a waiting select()
+// takes every case's channel lock on its way out, to withdraw from the
+// others, so unlike recv() and send() it may touch a channel after the
+// close() that woke it has returned. Destroying a channel while a select()
+// waits on it is caught: the channel's destructor aborts naming it (see
+// channel). The cases themselves are the caller's, and may go once
+// select() has returned.
 template <class... Cases>
 int select(Cases&... cases) {
   detail::select_case* cs[] = {&cases...};

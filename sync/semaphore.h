@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "sync/condition_variable.h"
+#include "sync/detail/misuse.h"
 #include "sync/detail/parking_lot.h"
 #include "sync/detail/wait_queue.h"
 
@@ -84,6 +85,15 @@ class semaphore_core {
     if ((before >> 32) != 0) (void)unpark_address(this, static_cast<std::size_t>(update));
   }
 
+  // The destructor's check (counting_semaphore, "Destruction"): one load.
+  void abort_if_waited_on(const void* object) const noexcept {
+    const auto waiters = static_cast<std::size_t>(state_.load(std::memory_order_acquire) >> 32);
+    if (waiters != 0) [[unlikely]] {
+      destroyed_while_waited_on("counting_semaphore", object, {waiters, "waiters"}, {},
+                                "let their acquire() calls return first");
+    }
+  }
+
  private:
   static constexpr std::uint64_t count_mask = 0xffff'ffff;
   static constexpr std::uint64_t one_waiter = std::uint64_t{1} << 32;
@@ -94,6 +104,19 @@ class semaphore_core {
 
 // counting_semaphore is std::counting_semaphore for fibers: acquire()
 // parks the calling fiber while the count is zero. Any fiber or thread.
+//
+// Destruction: a semaphore may be destroyed once no fiber is in a call on
+// it. A release() does not touch it after the add that lets an acquirer
+// through, so that acquirer may destroy it as soon as its acquire() returns
+// (a binary_semaphore on its stack), even while the release() is still
+// running. A woken acquirer does touch it until its own acquire() returns.
+// Destroying it while fibers wait in acquire() is undefined, and is caught
+// while a spindle::run() runtime runs (see sync/detail/misuse.h): it counts
+// its waiters (for release()'s sake), so the destructor aborts with
+// "spindle: counting_semaphore 0x... destroyed while fibers wait on it (N
+// waiters); let their acquire() calls return first" (otherwise they would
+// stay parked for ever, and spindle::run() would wait for them). The check
+// is one load.
 template <std::ptrdiff_t LeastMaxValue = detail::semaphore_core::max_count>
 class counting_semaphore {
   static_assert(LeastMaxValue >= 0 && LeastMaxValue <= detail::semaphore_core::max_count,
@@ -106,6 +129,7 @@ class counting_semaphore {
   explicit counting_semaphore(std::ptrdiff_t desired) noexcept : core_(checked(desired)) {}
   counting_semaphore(const counting_semaphore&) = delete;
   counting_semaphore& operator=(const counting_semaphore&) = delete;
+  ~counting_semaphore() { core_.abort_if_waited_on(this); }
 
   // release() adds `update` (>= 0) to the count and wakes as many waiters.
   // Passing max() is a caller bug (aborts), as std makes it a precondition.
@@ -140,6 +164,16 @@ using binary_semaphore = counting_semaphore<1>;
 
 // latch is std::latch for fibers: a single-use counter that wait() waits to
 // see at zero.
+//
+// Destruction: a latch may be destroyed once no fiber is in a call on it.
+// The count_down() that reaches zero does not touch it after its store,
+// so a lone waiter (or a fiber that saw try_wait() true) may destroy it as
+// soon as its wait() returns, even while that count_down() is still
+// running; with several waiters, each woken one reads the count until its
+// own wait() returns. Destroying it while fibers wait on it is undefined
+// and is not detected: its waiters park by address in the parking lot
+// (sync/detail/parking_lot.h), and the latch keeps no list or count of
+// them. They would stay parked for ever, and spindle::run() with them.
 class latch {
  public:
   static constexpr std::ptrdiff_t max() noexcept { return std::numeric_limits<std::ptrdiff_t>::max(); }
@@ -182,6 +216,17 @@ struct no_completion {
 // barrier is std::barrier for fibers: a reusable rendezvous of a fixed
 // number of participants per phase; the completion function runs once per
 // phase, on the last fiber to arrive, before any is released.
+//
+// Destruction: a barrier may be destroyed once no fiber is in a call on it:
+// every wait() (and arrive_and_wait()) must have returned, since a released
+// waiter takes the barrier's lock again on its way out. Destroying it while
+// fibers wait for a phase to complete is undefined, and is caught while a
+// spindle::run() runtime runs (see sync/detail/misuse.h): the destructor
+// aborts with "spindle: barrier 0x... destroyed while fibers wait on it (N
+// waiters); let the phase complete and their wait() calls return first"
+// (otherwise they would stay parked for ever, and spindle::run() would wait
+// for them). The check costs the destructor one uncontended lock; it cannot
+// see a waiter already released but not yet returned.
 template <class CompletionFunction = detail::no_completion>
 class barrier {
  public:
@@ -203,6 +248,7 @@ class barrier {
       : expected_(expected), remaining_(expected), completion_(std::move(f)) {}
   barrier(const barrier&) = delete;
   barrier& operator=(const barrier&) = delete;
+  ~barrier() { cv_.abort_if_waited_on("barrier", this); }
 
   [[nodiscard]] arrival_token arrive(std::ptrdiff_t n = 1) {
     std::unique_lock lock(mu_);
@@ -214,7 +260,7 @@ class barrier {
   }
   void wait(arrival_token&& token) const {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return phase_ != token.phase_; });
+    while (phase_ == token.phase_) cv_.wait(lock);
   }
   void arrive_and_wait() { wait(arrive()); }
   // arrive_and_drop() arrives and leaves: later phases expect one fewer.
@@ -235,7 +281,7 @@ class barrier {
   }
 
   mutable mutex mu_;
-  mutable condition_variable cv_;
+  mutable detail::cv_core cv_;  // a condition variable on mu_
   std::ptrdiff_t expected_;   // guarded by mu_
   std::ptrdiff_t remaining_;  // guarded by mu_
   std::uint64_t phase_ = 0;   // guarded by mu_

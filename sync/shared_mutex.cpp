@@ -1,6 +1,17 @@
 #include "sync/shared_mutex.h"
 
+#include "sync/detail/misuse.h"
+
 namespace spindle {
+
+void shared_mutex::report_waited_on() noexcept {
+  lock_.lock();
+  const std::size_t readers = readers_.size();
+  const std::size_t writers = writers_.size();
+  lock_.unlock();
+  detail::destroyed_while_waited_on("shared_mutex", this, {readers, "readers"},
+                                    {writers, "writers"}, "unlock it and let them leave first");
+}
 
 bool shared_mutex::try_lock() noexcept {
   lock_.lock();

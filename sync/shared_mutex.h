@@ -16,11 +16,30 @@ namespace spindle {
 // of readers cannot starve writers. On release the lock is handed over
 // directly (to the next writer, else to every waiting reader). Works with
 // std::unique_lock and std::shared_lock. Any fiber or thread.
+//
+// Destruction: as std's, a shared_mutex may be destroyed once it is
+// unlocked and no fiber waits for it, even before the unlock() or
+// unlock_shared() that released it has returned (that call's last touch is
+// the store that frees the internal lock, which a fiber it handed the mutex
+// to, or any later taker, must take first). Destroying it while fibers wait
+// in lock() or lock_shared() is undefined, and is caught while a
+// spindle::run() runtime runs (see sync/detail/misuse.h): the destructor
+// aborts with "spindle: shared_mutex 0x... destroyed while fibers wait on
+// it (N readers, M writers); unlock it and let them leave first" (otherwise
+// they would stay parked for ever, and spindle::run() would wait for them).
+// The check costs the destructor one uncontended lock. Destroying it while
+// it is held and nobody waits is undefined too, and not checked.
 class shared_mutex {
  public:
   shared_mutex() = default;
   shared_mutex(const shared_mutex&) = delete;
   shared_mutex& operator=(const shared_mutex&) = delete;
+  ~shared_mutex() {
+    lock_.lock();
+    const bool waited = !readers_.empty() || !writers_.empty();
+    lock_.unlock();
+    if (waited) [[unlikely]] report_waited_on();
+  }
 
   void lock() { (void)lock_until(nullptr); }
   [[nodiscard]] bool try_lock() noexcept;
@@ -35,6 +54,7 @@ class shared_mutex {
   bool lock_shared_until(const std::chrono::steady_clock::time_point* deadline) noexcept;
 
  private:
+  [[gnu::cold]] void report_waited_on() noexcept;
   // Holds lock_: gives the lock to the next writer, else to all readers.
   void hand_off() noexcept;
   // Parks in `list` (lock_ held; returns with it released); true when the
@@ -51,6 +71,8 @@ class shared_mutex {
 };
 
 // shared_timed_mutex adds the timed forms, as std::shared_timed_mutex.
+// Destruction: as shared_mutex's; a waiter whose deadline passed touches
+// it until its call returns.
 class shared_timed_mutex : public shared_mutex {
  public:
   template <class Rep, class Period>

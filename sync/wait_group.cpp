@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "sync/detail/misuse.h"
+
 namespace spindle {
 
 void wait_group::add(std::int64_t delta) noexcept {
@@ -19,11 +21,13 @@ void wait_group::add(std::int64_t delta) noexcept {
   // zero may already have destroyed *this).
   if (counter > 0 || waiters == 0 || delta == 0) return;
   // Zero with waiters: they registered under the lock and are parked or
-  // parking in waiters_; they return only after we let go of the lock.
+  // parking in waiters_; each returns only once we have let go of the lock
+  // and released it, our last touch of it (and then may destroy *this).
   waiters_.lock().lock();
   state_.store(0, std::memory_order_release);
-  (void)waiters_.wake_all();
+  detail::queue_node* woken = waiters_.wake_all();
   waiters_.lock().unlock();
+  detail::wait_queue::release(woken);
 }
 
 void wait_group::wait() noexcept {
@@ -34,12 +38,17 @@ void wait_group::wait() noexcept {
     // Registered as a waiter only if the counter has not moved meanwhile:
     // then the add() that zeroes it sees us and wakes us under this lock.
     if (state_.compare_exchange_strong(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
-      detail::wait_node node;
+      detail::queue_node node;
       waiters_.wait(node);  // releases the lock; returns once woken
       return;
     }
     waiters_.lock().unlock();
   }
+}
+
+void wait_group::report_waited_on(std::uint32_t waiters) const noexcept {
+  detail::destroyed_while_waited_on("wait_group", this, {waiters, "waiters"}, {},
+                                    "let its counter reach zero first");
 }
 
 }  // namespace spindle

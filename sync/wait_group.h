@@ -21,11 +21,27 @@ namespace spindle {
 // Everything a fiber did before its done() is visible to a fiber whose
 // wait() returns. When wait() returns, the wait_group may be destroyed or
 // reused. Any fiber or thread.
+//
+// Destruction: a wait_group may be destroyed once no fiber is in a call on
+// it. In particular any waiter may destroy it as soon as its wait()
+// returns, even while other waiters woken with it have not returned yet and
+// while the add() or done() that woke them is still running: neither
+// touches it after the wake. Destroying it while fibers wait on it (the
+// counter not yet zero) is undefined, and is caught while a spindle::run()
+// runtime runs (see sync/detail/misuse.h): the destructor aborts with
+// "spindle: wait_group 0x... destroyed while fibers wait on it (N waiters);
+// let its counter reach zero first" (otherwise they would stay parked for
+// ever, and spindle::run() would wait for them). The check is one load in
+// the destructor.
 class wait_group {
  public:
   wait_group() = default;
   wait_group(const wait_group&) = delete;
   wait_group& operator=(const wait_group&) = delete;
+  ~wait_group() {
+    const auto waiters = static_cast<std::uint32_t>(state_.load(std::memory_order_acquire));
+    if (waiters != 0) [[unlikely]] report_waited_on(waiters);
+  }
 
   // add() adds `delta` (which may be negative) to the counter (32 bits,
   // as in Go), waking the waiters when it reaches zero. A counter below
@@ -45,6 +61,8 @@ class wait_group {
   }
 
  private:
+  [[gnu::cold]] void report_waited_on(std::uint32_t waiters) const noexcept;
+
   // The counter (high 32 bits, signed) and the number of waiters (low 32
   // bits), in one word as in Go's WaitGroup: an add() that brings the
   // counter to zero touches nothing else unless someone waits, so a waiter

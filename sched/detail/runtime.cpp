@@ -322,6 +322,11 @@ void join(control_block* cb) noexcept {
   }
 }
 
+bool run_active() noexcept {
+  std::lock_guard lock(g_runtime_mu);
+  return g_runtime != nullptr;
+}
+
 void report_uncaught(control_block* cb) noexcept {
   std::string what = "an exception not derived from std::exception";
   try {

@@ -56,4 +56,15 @@ void spinlock::lock_contended() noexcept {
 
 void spinlock::wake_one() noexcept { futex(&state_, FUTEX_WAKE_PRIVATE, 1, nullptr); }
 
+void await_released_slow(const std::atomic<bool>& released) noexcept {
+  // The waker woke us and is between its unlock and its release: a few
+  // instructions, unless its thread was preempted just there (or it has
+  // more waiters to unpark first, as notify_all() does).
+  for (int i = 0; i < 64; ++i) {
+    __builtin_ia32_pause();
+    if (released.load(std::memory_order_acquire)) return;
+  }
+  while (!released.load(std::memory_order_acquire)) std::this_thread::yield();
+}
+
 }  // namespace spindle::detail

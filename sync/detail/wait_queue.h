@@ -20,6 +20,17 @@
 // it holds the lock: a timed-out waiter cannot get past the lock, return,
 // and let its fiber (and the control block the waker is touching) die
 // while the waker is still at work.
+//
+// A woken waiter never touches the primitive again: the waker, once it has
+// let go of the lock, sets the waiter's `released` flag, its last touch of
+// the waiter, and the woken waits for that flag on its own stack (normally
+// set before it even runs) rather than for the lock. So the primitive may
+// be destroyed as soon as every waiter has been woken, before any of them
+// has returned: what std allows for a condition variable ("only the
+// notification to unblock the wait needs to happen before destruction",
+// [thread.condition.condvar]), and what lets any waiter of a wait_group
+// destroy it as its wait() returns. Channels hand off the same way
+// (channel_waiter).
 #pragma once
 
 #include <atomic>
@@ -79,6 +90,14 @@ class spinlock {
   std::atomic<std::uint32_t> state_{0};
 };
 
+// await_released() returns once `released` is true: the woken side of a
+// hand-off whose waker lets go of the primitive and then sets the flag, as
+// its last touch (queue_node, channel_waiter). Normally already set.
+void await_released_slow(const std::atomic<bool>& released) noexcept;
+inline void await_released(const std::atomic<bool>& released) noexcept {
+  if (!released.load(std::memory_order_acquire)) [[unlikely]] await_released_slow(released);
+}
+
 // A waiter's place in a queue; lives on the waiter's stack while it waits.
 struct wait_node {
   control_block* waiter = nullptr;
@@ -96,6 +115,12 @@ class wait_list {
  public:
   bool empty() const noexcept { return head_ == nullptr; }
   wait_node* front() const noexcept { return head_; }
+  // How many are queued: walks the list (for diagnostics).
+  std::size_t size() const noexcept {
+    std::size_t n = 0;
+    for (const wait_node* w = head_; w != nullptr; w = w->next) ++n;
+    return n;
+  }
   void push_back(wait_node* n) noexcept {
     n->next = nullptr;
     n->prev = tail_;
@@ -132,6 +157,12 @@ class wait_list {
   wait_node* tail_ = nullptr;
 };
 
+// A waiter's place in a wait_queue.
+struct queue_node : wait_node {
+  std::atomic<bool> released{false};  // the waker is done with us (see the top)
+  queue_node* next_woken = nullptr;   // wake_all(): the others it woke
+};
+
 // wait_queue: a wait_list with its lock and the park/wake steps.
 class wait_queue {
  public:
@@ -143,24 +174,27 @@ class wait_queue {
   // in between whatever must happen after it is registered, such as
   // releasing the mutex of a condition variable). `node` must outlive the
   // wait (put it on the caller's stack).
-  void enqueue(wait_node& node) noexcept {
+  void enqueue(queue_node& node) noexcept {
     node.waiter = current_waiter();
     prepare_park(node.waiter);
     list_.push_back(&node);
     lock_.unlock();
   }
 
-  void park_enqueued(wait_node& node) noexcept {
+  // park_enqueued() returns once woken; it does not touch the queue again
+  // (see the top).
+  void park_enqueued(queue_node& node) noexcept {
     park(node.waiter);
-    wait_for_waker();
+    await_released(node.released);
   }
 
   // park_enqueued_until(): true when woken, false on timeout (then the
-  // node is no longer queued, and no wake was taken).
-  bool park_enqueued_until(wait_node& node,
+  // node is no longer queued, and no wake was taken). Only a timed-out
+  // waiter touches the queue after its park.
+  bool park_enqueued_until(queue_node& node,
                            std::chrono::steady_clock::time_point deadline) noexcept {
     if (park_until(node.waiter, deadline)) {
-      wait_for_waker();
+      await_released(node.released);
       return true;
     }
     lock_.lock();
@@ -171,53 +205,58 @@ class wait_queue {
 
   // wait() parks the caller, which holds lock(), until woken; returns with
   // the lock released.
-  void wait(wait_node& node) noexcept {
+  void wait(queue_node& node) noexcept {
     enqueue(node);
     park_enqueued(node);
   }
 
   // wait_until() is wait() with a deadline: true when woken, false on
   // timeout.
-  bool wait_until(wait_node& node, std::chrono::steady_clock::time_point deadline) noexcept {
+  bool wait_until(queue_node& node, std::chrono::steady_clock::time_point deadline) noexcept {
     enqueue(node);
     return park_enqueued_until(node, deadline);
   }
 
   // wake_one() wakes the first waiter that can still be woken; the caller
-  // holds lock(). Returns the woken node (with its payload for the caller
-  // to fill in before unlocking... or nullptr). The node stays valid until
-  // the caller releases the lock.
-  wait_node* wake_one() noexcept {
+  // holds lock(). Returns the woken node, or nullptr. The caller must pass
+  // it to release() once it has let go of the lock and is done with the
+  // primitive: the woken waits for that, and may then destroy it.
+  queue_node* wake_one() noexcept {
     while (wait_node* n = list_.pop_front()) {
-      if (unpark(n->waiter)) return n;
+      if (unpark(n->waiter)) return static_cast<queue_node*>(n);
       // It timed out meanwhile: it will find itself dequeued and report a
       // timeout; the wake goes to the next one.
     }
     return nullptr;
   }
 
-  // wake_all() wakes every waiter; the caller holds lock(). Returns how
-  // many were woken.
-  std::size_t wake_all() noexcept {
-    std::size_t n = 0;
-    while (wake_one() != nullptr) ++n;
-    return n;
+  // wake_all() wakes every waiter; the caller holds lock(). Returns them
+  // chained through next_woken, for release() as wake_one()'s.
+  queue_node* wake_all() noexcept {
+    queue_node* woken = nullptr;
+    while (queue_node* n = wake_one()) {
+      n->next_woken = woken;
+      woken = n;
+    }
+    return woken;
+  }
+
+  // release() lets the waiters that wake_one() or wake_all() returned go
+  // on. The caller has let go of the lock, and this is its last touch of
+  // the primitive: each waiter may return and destroy it the moment its
+  // flag is set.
+  static void release(queue_node* woken) noexcept {
+    while (woken != nullptr) {
+      queue_node* next = woken->next_woken;  // read before its owner may go
+      woken->released.store(true, std::memory_order_release);
+      woken = next;
+    }
   }
 
   bool has_waiters() const noexcept { return !list_.empty(); }
+  std::size_t waiter_count() const noexcept { return list_.size(); }
 
  private:
-  // The waker unparks us while it holds the lock and touches the queue
-  // until it releases it. Taking the lock once makes sure it is done, so
-  // that the woken may destroy the primitive at once (a wait_group right
-  // after wait()). A primitive that someone who never parked may destroy
-  // right after the waker's change (a mutex, a semaphore) needs more: it
-  // parks its waiters in parking_lot.h instead.
-  void wait_for_waker() noexcept {
-    lock_.lock();
-    lock_.unlock();
-  }
-
   spinlock lock_;
   wait_list list_;
 };

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <limits>
 #include <stdexcept>
@@ -340,6 +341,123 @@ TEST(ChannelHandOffTest, AFiberMayDestroyTheChannelAsSoonAsItsCallReturns) {
       EXPECT_EQ(ch3->recv(), std::nullopt);
       ch3.reset();
       closer.join();
+    }
+  });
+}
+
+// Destroying a channel that fibers still wait on is a caller bug, as
+// destroying a std::condition_variable that threads wait on is. It used to
+// leave the receiver parked for ever, and spindle::run() with it; now the
+// destructor aborts and names the channel.
+TEST(ChannelDeathTest, DestroyingAChannelWithAParkedReceiverAbortsNamingIt) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     auto* ch = new channel<int>;
+                     fiber receiver(spindle::fiber_options{.worker = 0, .pinned = true},
+                                    [ch] { (void)ch->recv(); });
+                     spindle::test::await_worker_free(0);  // the receiver has parked in recv()
+                     delete ch;
+                     receiver.join();
+                   }),
+      "spindle: channel 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 receivers, 0 "
+      "senders\\); close\\(\\) it and let them leave first");
+}
+
+TEST(ChannelDeathTest, DestroyingAChannelWithAParkedSenderAbortsNamingIt) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     auto* ch = new channel<int>(1);
+                     ch->send(1);  // full
+                     fiber sender(spindle::fiber_options{.worker = 0, .pinned = true},
+                                  [ch] { ch->send(2); });
+                     spindle::test::await_worker_free(0);  // the sender has parked in send()
+                     delete ch;
+                     sender.join();
+                   }),
+      "spindle: channel 0x[0-9a-f]+ destroyed while fibers wait on it \\(0 receivers, 1 "
+      "senders\\)");
+}
+
+// Outside spindle::run() the destructor leaves its waiters parked, as a
+// std::condition_variable would: a static channel that a detached thread
+// still waits on when the process exits must not abort the exit.
+TEST(ChannelDeathTest, AStaticChannelAThreadStillWaitsOnDoesNotAbortTheExit) {
+  EXPECT_EXIT(
+      {
+        static channel<int> ch;  // unbuffered
+        std::thread([] {
+          for (;;) (void)ch.recv();
+        }).detach();
+        // A try_send() succeeds only into a parked receiver: the thread has
+        // parked in recv(), and goes straight back to parking after each.
+        for (int sent = 0; sent < 2;) {
+          int v = sent;
+          if (ch.try_send(v) == channel_status::success) {
+            ++sent;
+          } else {
+            std::this_thread::yield();
+          }
+        }
+        std::exit(0);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+// The defined way out: close() wakes the waiters, and once they have left
+// the channel may go, values still buffered included.
+TEST(ChannelDestructionTest, AClosedChannelMayBeDestroyedOnceItsWaitersHaveLeft) {
+  spindle::run(spindle::options{.workers = 2}, [] {
+    auto receivers = std::make_unique<channel<std::string>>();
+    auto senders = std::make_unique<channel<std::string>>(1);
+    senders->send("buffered");
+    std::atomic<int> left{0};
+    std::vector<fiber> fs;
+    for (int i = 0; i < 3; ++i) {
+      fs.emplace_back(spindle::fiber_options{.worker = 0, .pinned = true}, [&] {
+        EXPECT_EQ(receivers->recv(), std::nullopt);
+        left.fetch_add(1);
+      });
+      fs.emplace_back(spindle::fiber_options{.worker = 0, .pinned = true}, [&] {
+        EXPECT_THROW(senders->send("never"), spindle::channel_closed);
+        left.fetch_add(1);
+      });
+    }
+    spindle::test::await_worker_free(0);  // all six have parked
+    receivers->close();
+    senders->close();
+    for (auto& f : fs) f.join();
+    EXPECT_EQ(left.load(), 6);
+    receivers.reset();
+    senders.reset();
+  });
+}
+
+// Once close() has returned, the fibers it woke from recv() and send() no
+// longer touch the channel: its caller may destroy it before they return.
+// Under ASan a woken fiber that touched it afterwards is a
+// heap-use-after-free here, under TSan a race with the delete.
+TEST(ChannelDestructionTest, TheCallerOfCloseMayDestroyTheChannelBeforeTheFibersItWokeReturn) {
+  const int rounds = static_cast<int>(spindle::test::scaled(500));
+  spindle::run(spindle::options{.workers = 4}, [&] {
+    for (int round = 0; round < rounds; ++round) {
+      auto* rx = new channel<int>;     // receivers wait: nobody sends
+      auto* tx = new channel<int>(1);  // a sender waits: full
+      tx->send(0);
+      std::vector<fiber> fs;
+      for (int w = 0; w < 3; ++w) {
+        fs.emplace_back(spindle::fiber_options{.worker = w, .pinned = true},
+                        [rx] { EXPECT_EQ(rx->recv(), std::nullopt); });
+      }
+      fs.emplace_back(spindle::fiber_options{.worker = 3, .pinned = true},
+                      [tx] { EXPECT_THROW(tx->send(1), spindle::channel_closed); });
+      for (int w = 0; w < 4; ++w) spindle::test::await_worker_free(w);  // all parked
+      rx->close();
+      delete rx;
+      tx->close();
+      delete tx;
+      for (auto& f : fs) f.join();
     }
   });
 }

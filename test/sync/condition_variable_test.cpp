@@ -150,4 +150,87 @@ TEST_P(ConditionVariableTest, ConditionVariableAnyWorksWithATimedMutex) {
   });
 }
 
+// std lets a condition variable go once every waiter has been notified,
+// before any of them has returned from wait(): "only the notification to
+// unblock the wait needs to happen before destruction"
+// ([thread.condition.condvar]). The notifier deletes it right after
+// notify_all(), the woken waiters still on their way out. A woken waiter
+// that touched it then (the old code took its internal lock once more) is
+// a heap-use-after-free under ASan and a race with the delete under TSan.
+TEST_P(ConditionVariableTest, ItMayBeDestroyedOnceEveryWaiterIsNotifiedBeforeAnyReturns) {
+  spindle::run(opts(), [this] {
+    for (long round = 0; round < spindle::test::scaled(1000); ++round) {
+      spindle::mutex mu;
+      int waiting = 0;  // guarded by mu
+      bool go = false;  // guarded by mu
+      auto* cv = new spindle::condition_variable;
+      std::vector<fiber> fs;
+      for (int k = 0; k < 3; ++k) {
+        fs.emplace_back(
+            spindle::fiber_options{.worker = static_cast<int>((round + k) % workers())},
+            [&mu, &waiting, &go, cv] {
+              std::unique_lock lock(mu);
+              ++waiting;
+              while (!go) cv->wait(lock);
+            });
+      }
+      {
+        // Once all three have counted themselves under mu, all three wait:
+        // wait() registers before it lets go of mu.
+        std::unique_lock lock(mu);
+        while (waiting < 3) {
+          lock.unlock();
+          spindle::this_fiber::yield();
+          lock.lock();
+        }
+        go = true;
+      }
+      cv->notify_all();
+      delete cv;
+      for (auto& f : fs) f.join();
+    }
+  });
+}
+
+// Destroying a condition variable that fibers wait on unnotified is a
+// caller bug, as for std's; it used to leave them parked for ever, and
+// spindle::run() with them.
+TEST(ConditionVariableDeathTest, DestroyingAConditionVariableWithAParkedWaiterAbortsNamingIt) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     spindle::mutex mu;
+                     auto* cv = new spindle::condition_variable;
+                     fiber waiter(spindle::fiber_options{.worker = 0, .pinned = true},
+                                  [&mu, cv] {
+                                    std::unique_lock lock(mu);
+                                    cv->wait(lock);
+                                  });
+                     spindle::test::await_worker_free(0);  // the waiter has parked in wait()
+                     delete cv;
+                     waiter.join();
+                   }),
+      "spindle: condition_variable 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 "
+      "waiters\\); notify them first");
+}
+
+TEST(ConditionVariableDeathTest, DestroyingAConditionVariableAnyWithAParkedWaiterAbortsNamingIt) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     spindle::timed_mutex mu;
+                     auto* cv = new spindle::condition_variable_any;
+                     fiber waiter(spindle::fiber_options{.worker = 0, .pinned = true},
+                                  [&mu, cv] {
+                                    std::unique_lock lock(mu);
+                                    (void)cv->wait_for(lock, 1h);
+                                  });
+                     spindle::test::await_worker_free(0);  // the waiter has parked in wait_for()
+                     delete cv;
+                     waiter.join();
+                   }),
+      "spindle: condition_variable_any 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 "
+      "waiters\\)");
+}
+
 }  // namespace

@@ -136,6 +136,29 @@ TEST_P(SelectTest, SelectsCompetingForValuesGetEachValueOnce) {
 
 using spindle::test::explosive;
 
+// A waiting select() is registered on each of its channels: destroying one
+// of them under it aborts, naming the channel, instead of leaving the
+// select() parked on freed memory.
+TEST(SelectDeathTest, DestroyingAChannelAWaitingSelectIsRegisteredOnAbortsNamingIt) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     auto* a = new channel<int>;
+                     channel<int> b;
+                     fiber selector(spindle::fiber_options{.worker = 0, .pinned = true}, [a, &b] {
+                       recv_case ra(*a);
+                       send_case sb(b, 1);
+                       (void)spindle::select(ra, sb);
+                     });
+                     spindle::test::await_worker_free(0);  // the select() has parked
+                     delete a;
+                     b.close();
+                     selector.join();
+                   }),
+      "spindle: channel 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 receivers, 0 "
+      "senders\\)");
+}
+
 TEST(SelectHandOffTest, AWaitingSelectWhoseHandOffThrowsInTheSenderWaitsOnForTheNextValue) {
   spindle::run(spindle::options{.workers = 1}, [] {
     channel<explosive> a;

@@ -209,4 +209,36 @@ TEST(SemaphoreDeathTest, CountingALatchBelowZeroIsAClearError) {
       "latch::count_down: counter below zero");
 }
 
+// Destroying a semaphore or a barrier that fibers wait on is a caller bug,
+// as for std's; it used to leave them parked for ever, and spindle::run()
+// with them.
+TEST(SemaphoreDeathTest, DestroyingASemaphoreWithAParkedAcquirerAbortsNamingIt) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     auto* sem = new spindle::binary_semaphore(0);
+                     fiber acquirer(spindle::fiber_options{.worker = 0, .pinned = true},
+                                    [sem] { sem->acquire(); });
+                     spindle::test::await_worker_free(0);  // the acquirer has parked
+                     delete sem;
+                     acquirer.join();
+                   }),
+      "spindle: counting_semaphore 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 "
+      "waiters\\); let their acquire\\(\\) calls return first");
+}
+
+TEST(BarrierDeathTest, DestroyingABarrierWithAParkedWaiterAbortsNamingIt) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     auto* b = new spindle::barrier<>(2);
+                     fiber waiter(spindle::fiber_options{.worker = 0, .pinned = true},
+                                  [b] { b->arrive_and_wait(); });
+                     spindle::test::await_worker_free(0);  // the waiter has parked
+                     delete b;
+                     waiter.join();
+                   }),
+      "spindle: barrier 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 waiters\\)");
+}
+
 }  // namespace

@@ -101,4 +101,27 @@ TEST_P(SharedMutexTest, TimedLocksTimeOut) {
   });
 }
 
+// Destroying a shared_mutex that fibers wait on is a caller bug, as for
+// std's; it used to leave them parked for ever, and spindle::run() with
+// them.
+TEST(SharedMutexDeathTest, DestroyingASharedMutexWithParkedWaitersAbortsNamingIt) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     auto* mu = new spindle::shared_mutex;
+                     mu->lock_shared();
+                     fiber writer(spindle::fiber_options{.worker = 0, .pinned = true},
+                                  [mu] { mu->lock(); });
+                     spindle::test::await_worker_free(0);  // the writer waits
+                     fiber reader(spindle::fiber_options{.worker = 0, .pinned = true},
+                                  [mu] { mu->lock_shared(); });
+                     spindle::test::await_worker_free(0);  // the reader waits behind it
+                     delete mu;
+                     writer.join();
+                     reader.join();
+                   }),
+      "spindle: shared_mutex 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 readers, 1 "
+      "writers\\); unlock it and let them leave first");
+}
+
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -85,6 +86,52 @@ TEST(WaitGroupDeathTest, DoneBelowZeroIsAClearError) {
         wg.done();
       },
       "wait_group: counter below zero");
+}
+
+// Any waiter may destroy the wait_group as soon as its wait() returns: the
+// other waiters woken with it are still on their way out, and the done()
+// that woke them may still be running. A woken waiter or a waker that
+// touched it then (the old waiters took its internal lock once more) is a
+// heap-use-after-free under ASan and a race with the delete under TSan.
+TEST_P(WaitGroupTest, TheFirstWaiterOutMayDestroyItWhileTheOthersAreStillLeaving) {
+  const int rounds = static_cast<int>(spindle::test::scaled(1000));
+  const int parked_on = static_cast<int>(std::min(3u, workers()));
+  spindle::run(opts(), [&] {
+    for (int r = 0; r < rounds; ++r) {
+      auto* wg = new spindle::wait_group;
+      wg->add(1);
+      std::atomic<bool> destroyed{false};
+      std::vector<fiber> waiters;
+      for (int w = 0; w < 3; ++w) {
+        waiters.emplace_back(spindle::fiber_options{.worker = w % parked_on, .pinned = true},
+                             [wg, &destroyed] {
+                               wg->wait();
+                               if (!destroyed.exchange(true)) delete wg;
+                             });
+      }
+      for (int w = 0; w < parked_on; ++w) spindle::test::await_worker_free(w);  // all wait
+      wg->done();
+      for (auto& f : waiters) f.join();
+    }
+  });
+}
+
+// Destroying a wait_group that fibers wait on is a caller bug; it used to
+// leave them parked for ever, and spindle::run() with them.
+TEST(WaitGroupDeathTest, DestroyingAWaitGroupWithAParkedWaiterAbortsNamingIt) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     auto* wg = new spindle::wait_group;
+                     wg->add(1);
+                     fiber waiter(spindle::fiber_options{.worker = 0, .pinned = true},
+                                  [wg] { wg->wait(); });
+                     spindle::test::await_worker_free(0);  // the waiter has parked in wait()
+                     delete wg;
+                     waiter.join();
+                   }),
+      "spindle: wait_group 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 waiters\\); let "
+      "its counter reach zero first");
 }
 
 }  // namespace
