@@ -14,7 +14,7 @@
 #include "io/detail/fd_state.h"
 #include "io/detail/socket_util.h"
 #include "io/dns.h"
-#include "sched/detail/fd_event.h"
+#include "sched/detail/netpoll.h"
 
 namespace spindle {
 
@@ -79,6 +79,25 @@ namespace {
 
 std::error_code not_open() noexcept { return std::make_error_code(std::errc::bad_file_descriptor); }
 
+int int_socket_option(int fd, int level, int name) noexcept {
+  int v = -1;
+  socklen_t len = sizeof v;
+  return ::getsockopt(fd, level, name, &v, &len) == 0 ? v : -1;
+}
+
+// Whether the socket `fd` is a TCP stream with no upper-layer protocol
+// (kernel TLS, whose reads stop at record boundaries): the one kind whose
+// short reads prove its queue empty (fd_state::short_read_is_drained()).
+bool is_plain_tcp(int fd) noexcept {
+  if (int_socket_option(fd, SOL_SOCKET, SO_TYPE) != SOCK_STREAM ||
+      int_socket_option(fd, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP) {
+    return false;
+  }
+  char ulp[16];
+  socklen_t len = sizeof ulp;
+  return ::getsockopt(fd, IPPROTO_TCP, TCP_ULP, ulp, &len) == 0 && len == 0;
+}
+
 }  // namespace
 
 connection::connection() noexcept = default;
@@ -101,8 +120,11 @@ connection connection::adopt(int fd, std::error_code& ec) noexcept {
   }
   if (!detail::set_nonblocking(fd, ec)) return {};
   struct stat st {};
-  const bool is_socket = ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-  return connection(std::make_unique<fd_state>(fd, is_socket));
+  detail::fd_kind kind = detail::fd_kind::other;
+  if (::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    kind = is_plain_tcp(fd) ? detail::fd_kind::tcp_stream : detail::fd_kind::socket;
+  }
+  return connection(std::make_unique<fd_state>(fd, kind));
 }
 
 connection connection::adopt(int fd) {
@@ -134,7 +156,7 @@ std::size_t connection::read_some(std::span<std::byte> buf, deadline d, std::err
     return is_socket ? ::recv(fd, buf.data(), buf.size(), 0) : ::read(fd, buf.data(), buf.size());
   });
   if (n < 0) return 0;
-  s_->read_drained = static_cast<std::size_t>(n) < buf.size() && n != 0;
+  s_->read_drained = s_->short_read_is_drained(static_cast<std::size_t>(n), buf.size());
   return static_cast<std::size_t>(n);
 }
 
@@ -164,6 +186,8 @@ std::size_t connection::read_exactly(std::span<std::byte> buf, deadline d, std::
   }
   std::lock_guard lock(s_->lock(direction::read));
   if ((ec = s_->closing_error())) return 0;
+  // Its reads may consume the edge of bytes it leaves in the queue.
+  s_->read_drained = false;
   const int fd = s_->fd();
   const bool is_socket = s_->is_socket();
   std::size_t done = 0;
@@ -440,44 +464,46 @@ connection dial(const address& to, deadline d, std::error_code& ec) noexcept {
     ec = detail::last_error();
     return {};
   }
-  auto s = std::make_unique<fd_state>(fd, true);
-  if (to.is_ipv4() || to.is_ipv6()) {
+  const bool tcp = to.is_ipv4() || to.is_ipv6();
+  if (tcp) {
     std::error_code ignored;
     detail::set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1, ignored);
   }
-  {
+  int r;
+  do {
+    r = ::connect(fd, to.data(), to.size());
+  } while (r != 0 && errno == EINTR);
+  // A Unix socket's EAGAIN (the listener's backlog is full) is an error
+  // here, as in Go: only EINPROGRESS means "wait for it".
+  if (r != 0 && errno != EINPROGRESS) {
+    ec = detail::last_error();
+    ::close(fd);
+    return {};
+  }
+  // Registered with the netpoll only now: until connect() started, the
+  // socket reported itself hung up (tcp_poll in TCP_CLOSE, unix_poll for
+  // an unconnected stream), which the netpoll would take as final.
+  auto s = std::make_unique<fd_state>(fd, tcp ? detail::fd_kind::tcp_stream : detail::fd_kind::socket);
+  if (r != 0) {
     fd_state::op op(s.get());
-    int r;
-    do {
-      r = ::connect(fd, to.data(), to.size());
-    } while (r != 0 && errno == EINTR);
-    if (r != 0) {
-      // A Unix socket's EAGAIN (the listener's backlog is full) is an
-      // error here, as in Go: only EINPROGRESS means "wait for it".
-      if (errno != EINPROGRESS) {
-        ec = detail::last_error();
+    // Wait until the connect has an outcome. A write edge is not taken
+    // as proof of one: as Go's netFD.connect does (golang.org/issue/19289),
+    // check that the socket is connected before believing it.
+    for (;;) {
+      if ((ec = s->wait(direction::write, d))) return {};
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      if (err != 0) {
+        ec.assign(err, std::system_category());
         return {};
       }
-      // Wait until the connect has an outcome. A write edge is not proof
-      // of one: the socket reported an edge when it was registered, before
-      // connect() (as Go's netFD.connect, golang.org/issue/19289, check
-      // that the socket is connected before believing it).
-      for (;;) {
-        if ((ec = s->wait(direction::write, d))) return {};
-        int err = 0;
-        socklen_t len = sizeof err;
-        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-        if (err != 0) {
-          ec.assign(err, std::system_category());
-          return {};
-        }
-        sockaddr_storage peer;
-        socklen_t peer_len = sizeof peer;
-        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0) break;
-        if (errno != ENOTCONN) {
-          ec = detail::last_error();
-          return {};
-        }
+      sockaddr_storage peer;
+      socklen_t peer_len = sizeof peer;
+      if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0) break;
+      if (errno != ENOTCONN) {
+        ec = detail::last_error();
+        return {};
       }
     }
   }
@@ -512,23 +538,55 @@ connection dial(std::string_view where, deadline d) {
 // ---- Foreign descriptors ----
 
 namespace {
+// The wait registers a duplicate of `fd` with the netpoll, for this wait
+// alone. Not libev (an ev_io in the loop of the worker the fiber parks on,
+// the first design): libev adds the descriptor to its epoll later, in that
+// worker's loop, and if it has been closed by then (or was never open),
+// libev 4.33 asserts in epoll_modify (EBADF: "I/O watcher with invalid fd
+// found in epoll_ctl") and the process aborts in the worker, before any
+// EV_ERROR could reach a callback; a check beforehand cannot close that
+// window. Here the epoll_ctl happens in the call, and on a descriptor of
+// our own that nobody else can close: the file stays open to the wait
+// until it ends, and the registration is removed before the duplicate is
+// closed (closing it is not enough while `fd` keeps the file open).
 void wait_fd(int fd, bool write, deadline d, std::error_code& ec) noexcept {
   ec.clear();
-  detail::fd_event ev(fd, write);
-  for (;;) {
-    switch (ev.wait(d.when(), nullptr)) {
-      case detail::fd_event::result::ready:
-        return;
-      case detail::fd_event::result::timed_out:
+  if (fd < 0) {
+    ec = not_open();
+    return;
+  }
+  const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) {
+    ec = detail::last_error();  // EBADF for a closed descriptor
+    return;
+  }
+  detail::poll_desc* pd = detail::poll_desc::open(own, write);
+  if (pd == nullptr) {
+    // EPERM: a regular file or a directory, which epoll refuses, is always
+    // ready (as poll(2) reports it).
+    if (errno != EPERM) ec = detail::last_error();
+    ::close(own);
+    return;
+  }
+  for (bool waiting = true; waiting;) {
+    switch (pd->wait(write ? detail::poll_desc::write : detail::poll_desc::read, d.when(), nullptr)) {
+      case detail::poll_desc::result::ready:
+        waiting = false;
+        break;
+      case detail::poll_desc::result::timed_out:
         ec = std::make_error_code(std::errc::timed_out);
-        return;
-      case detail::fd_event::result::canceled:
+        waiting = false;
+        break;
+      case detail::poll_desc::result::canceled:  // nobody cancels it; for completeness
         ec = std::make_error_code(std::errc::operation_canceled);
-        return;
-      case detail::fd_event::result::interrupted:
+        waiting = false;
+        break;
+      case detail::poll_desc::result::interrupted:
         break;
     }
   }
+  pd->close();
+  ::close(own);
 }
 }  // namespace
 

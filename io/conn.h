@@ -151,10 +151,20 @@ connection dial(std::string_view where, deadline d, std::error_code& ec) noexcep
 connection dial(const address& to, deadline d = {});
 connection dial(const address& to, deadline d, std::error_code& ec) noexcept;
 
-// wait_readable() and wait_writable() park the calling fiber until `fd`,
-// a descriptor the caller keeps managing (a library's socket), is ready;
-// for code that does its own non-blocking I/O. Each call registers the
-// descriptor anew: for a descriptor used often, adopt it instead.
+// wait_readable() and wait_writable() park the calling fiber (block a
+// plain thread) until `fd`, a descriptor the caller keeps managing (a
+// library's socket), is ready; for code that does its own non-blocking
+// I/O. Ready as poll(2) means it: a hang-up or an error counts, and a
+// regular file always is. Each call registers the descriptor anew (it
+// duplicates it, and the duplicate is what it waits on): for a descriptor
+// used often, adopt it instead.
+//
+// Errors: bad_file_descriptor when `fd` is negative or not an open
+// descriptor; timed_out at the deadline; what duplicating or registering
+// it failed with otherwise (too_many_files_open, say). Closing `fd` while
+// a call waits on it does not end the wait: it goes on, on the file `fd`
+// referred to (which stays open until the wait ends), until that file is
+// ready or the deadline passes. Fibers and plain threads alike.
 void wait_readable(int fd, deadline d = {});
 void wait_readable(int fd, deadline d, std::error_code& ec) noexcept;
 void wait_writable(int fd, deadline d = {});

@@ -74,7 +74,8 @@ connection listener::accept(deadline d, std::error_code& ec) noexcept {
         std::error_code ignored;
         detail::set_int_option(static_cast<int>(fd), IPPROTO_TCP, TCP_NODELAY, 1, ignored);
       }
-      return connection(std::make_unique<fd_state>(static_cast<int>(fd), true));
+      return connection(std::make_unique<fd_state>(static_cast<int>(fd),
+                                                   tcp_ ? detail::fd_kind::tcp_stream : detail::fd_kind::socket));
     }
     if (ec.category() != std::system_category()) return {};  // timed out, canceled
     const int e = ec.value();
@@ -139,15 +140,20 @@ listener listen(const address& at, const listen_options& opts, std::error_code& 
     ec = detail::last_error();
     return {};
   }
-  auto s = std::make_unique<fd_state>(fd, true);
   const bool tcp = at.is_ipv4() || at.is_ipv6();
   if (tcp && opts.reuse_address) detail::set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1, ec);
   if (!ec && opts.reuse_port) detail::set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1, ec);
-  if (ec) return {};
-  if (::bind(fd, at.data(), at.size()) != 0 || ::listen(fd, opts.backlog) != 0) {
+  if (!ec && (::bind(fd, at.data(), at.size()) != 0 || ::listen(fd, opts.backlog) != 0)) {
     ec = detail::last_error();
+  }
+  if (ec) {
+    ::close(fd);
     return {};
   }
+  // Registered with the netpoll only now: until listen(), the socket
+  // reported itself hung up (tcp_poll in TCP_CLOSE, unix_poll for an
+  // unconnected stream), which the netpoll would take as final.
+  auto s = std::make_unique<fd_state>(fd, detail::fd_kind::socket);
   if (at.is_unix() && !at.is_abstract() && !at.path().empty()) s->unlink_on_close(at.path());
   return listener(std::move(s), tcp);
 }

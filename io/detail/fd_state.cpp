@@ -46,8 +46,11 @@ void ignore_sigpipe() noexcept {
   });
 }
 
-fd_state::fd_state(int fd, bool is_socket) noexcept
-    : fd_(fd), is_socket_(is_socket), pd_(poll_desc::open(fd)) {
+fd_state::fd_state(int fd, fd_kind kind) noexcept
+    : fd_(fd),
+      is_socket_(kind != fd_kind::other),
+      pd_(poll_desc::open(fd)),
+      tcp_stream_(kind == fd_kind::tcp_stream && pd_ != nullptr) {
   ignore_sigpipe();
 }
 

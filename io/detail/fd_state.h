@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <system_error>
@@ -28,10 +29,21 @@ namespace spindle::detail {
 
 struct control_block;
 
+// What a descriptor is, as far as reading it goes.
+enum class fd_kind : std::uint8_t {
+  other,       // not a socket (a pipe, a tty): read(2) and write(2)
+  socket,      // a socket: recv(2) and send(2)
+  tcp_stream,  // a TCP socket: recv(2) and send(2), and see short_read_is_drained()
+};
+
 class fd_state {
  public:
-  // Takes ownership of `fd`, which must be non-blocking already.
-  fd_state(int fd, bool is_socket) noexcept;
+  // Takes ownership of `fd`, which must be non-blocking already, and
+  // registers it with the netpoll: a socket must be connected, connecting
+  // or listening by then (see sched/detail/netpoll.h).
+  fd_state(int fd, fd_kind kind) noexcept;
+  // The same for a socket (fd_kind::socket) or not.
+  fd_state(int fd, bool is_socket) noexcept : fd_state(fd, is_socket ? fd_kind::socket : fd_kind::other) {}
   ~fd_state();
   fd_state(const fd_state&) = delete;
   fd_state& operator=(const fd_state&) = delete;
@@ -85,18 +97,48 @@ class fd_state {
     }
   }
 
-  // The reader's hint (guarded by the read lock): the last read returned
-  // less than it asked for, so the socket's receive buffer was empty then
-  // and a read now would most likely fail with EAGAIN. read_some() then
-  // waits for readiness before reading: it saves that failing system call,
-  // and, more importantly, it lets the worker's loop run (and serve every
-  // other ready connection in one epoll_wait) instead of this fiber
-  // ping-ponging with a fast peer while the others starve.
+  // The reader's hint (guarded by the read lock): the last read_some()
+  // returned less than it asked for and short_read_is_drained() took that
+  // as proof that the receive queue was empty then, so a read now would
+  // most likely fail with EAGAIN. read_some() then waits for readiness
+  // before reading, unless some came since (read_ready_hint()): it saves
+  // that failing system call, and, more importantly, it lets the worker's
+  // loop run (and serve every other ready connection in one epoll_wait)
+  // instead of this fiber ping-ponging with a fast peer while the others
+  // starve. Any other read (read_exactly()) clears it: what it leaves in
+  // the queue, it does not say.
   bool read_drained = false;
   // Whether a read now is worth trying under that hint: readiness came
-  // since (see poll_desc::ready_hint).
+  // since, or a final edge ever did (see poll_desc::ready_hint).
   bool read_ready_hint() const noexcept {
     return pd_ == nullptr || pd_->ready_hint(poll_desc::read);
+  }
+
+  // short_read_is_drained() says whether a read that returned `got` of the
+  // `asked` bytes may be taken as proof that it left nothing readable
+  // (read_drained), which only holds if nothing can still be:
+  //   - Only a TCP socket's short read proves anything: tcp_recvmsg()
+  //     stops short of `asked` only on an empty receive queue and backlog,
+  //     at end of stream (final, so read_ready_hint() takes it), or at the
+  //     urgent mark (below). Not a datagram or seqpacket socket: a read
+  //     takes one datagram, whatever queues behind it. Not a Unix stream
+  //     socket: a read stops after a message that carried descriptors
+  //     (SCM_RIGHTS), and with SO_PASSCRED where the writer changes, with
+  //     the rest still queued. Not pipes, ttys or anything else adopted.
+  //   - Never once urgent data was seen (poll_desc::urgent_seen(), from
+  //     EPOLLPRI). Why the flag is always in time: a read can stop at the
+  //     urgent mark only after the kernel took in the urgent byte, and it
+  //     woke the socket's waiters under the same socket lock, before
+  //     recv() could get it; until a read passes the mark the socket
+  //     reports EPOLLPRI, so that wake-up's edge carries it whenever it is
+  //     collected. If it was collected before this fiber last took the
+  //     poll_desc's lock (in a wait), the flag is visible here; if it was
+  //     collected after, it sits in ready_ or wakes the wait that
+  //     read_drained leads to; if not yet, it will. No case strands data.
+  // The one switch of the shortcut: `return false;` turns it off (to
+  // measure it; the echo server at 1000 connections is where it counts).
+  bool short_read_is_drained(std::size_t got, std::size_t asked) const noexcept {
+    return got != 0 && got < asked && tcp_stream_ && !pd_->urgent_seen();
   }
 
   // wait() parks until the fd is ready in `dir` (or the deadlines, or a
@@ -138,6 +180,8 @@ class fd_state {
   // Registration with the netpoll; null for a descriptor epoll cannot
   // watch (a regular file: never EAGAIN).
   poll_desc* pd_;
+  // A TCP socket, registered (pd_ is not null).
+  const bool tcp_stream_;
   spindle::mutex read_mu_;
   spindle::mutex write_mu_;
   std::atomic<poll_desc::deadline_rep> read_deadline_{no_deadline};

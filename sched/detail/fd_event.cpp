@@ -71,6 +71,9 @@ void cancel_wait(loop_wait* lw) noexcept {
 
 // Both callbacks run in the loop context of the worker the fiber parked
 // on, so the fiber has switched out by then.
+// Also for EV_ERROR (libev's fd_kill, after an epoll_ctl error it does not
+// assert on: the watcher is stopped already): ready, and the retried
+// operation reports what is wrong.
 void on_ready(struct ev_loop* loop, ev_io* w, int) {
   auto* node = static_cast<fd_event::wait_node*>(w->data);
   ev_io_stop(loop, w);  // one readiness, one wake (level-triggered otherwise)

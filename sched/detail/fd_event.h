@@ -1,12 +1,18 @@
-// fd_event: waiting for a file descriptor to become readable or writable,
-// the one thing io/ asks of the scheduler (Go's netpoll contract, after
-// runtime/netpoll.go: "A particular implementation must define ...").
+// fd_event: waiting for a file descriptor to become readable or writable
+// through a libev ev_io in the loop of the worker the fiber parks on. io/'s
+// own descriptors go through the netpoll instead (sched/detail/netpoll.h),
+// and so does spindle::wait_readable() for a caller's (io/conn.cpp): this
+// is for descriptors io/ keeps open itself (the signal pipe).
 //
 // The contract, for io/:
 //   - An fd_event watches one direction (read or write) of one fd. It is
 //     created after the fd is opened and destroyed before it is closed,
 //     and at most one fiber waits on it at a time (io/ serializes readers
-//     and writers).
+//     and writers). The fd must be open for as long as a wait is in
+//     progress: libev adds it to its epoll later, in the worker's loop, and
+//     asserts if it is negative (ev_io_start) or closed by then (4.33's
+//     epoll_modify on EBADF; the abort comes before any EV_ERROR reaches
+//     a callback).
 //   - wait() is called only after the operation returned EAGAIN. It parks
 //     the calling fiber on a libev watcher in the loop of the worker it
 //     runs on, until the fd is ready, the deadline passes, or cancel() or

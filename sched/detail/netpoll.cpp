@@ -27,6 +27,12 @@ std::atomic<std::uint32_t> registered{0};
 
 constexpr std::uint64_t pointer_mask = (std::uint64_t{1} << 48) - 1;
 
+// What every descriptor is watched for; EPOLLOUT joins them once a write
+// waits. EPOLLPRI costs no edge of its own: the wake-up that brings TCP
+// urgent data brings EPOLLIN too, and epoll reports an edge only for a
+// wake-up whose events are watched.
+constexpr std::uint32_t watched = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET;
+
 std::uint64_t pack(poll_desc* d, std::uint16_t gen) noexcept {
   return (reinterpret_cast<std::uint64_t>(d) & pointer_mask) | (std::uint64_t{gen} << 48);
 }
@@ -38,7 +44,7 @@ int netpoll_fd() noexcept {
   return fd;
 }
 
-poll_desc* poll_desc::open(int fd) noexcept {
+poll_desc* poll_desc::open(int fd, bool watch_write) noexcept {
   const int ep = netpoll_fd();
   if (ep < 0) return nullptr;
   poll_desc* d;
@@ -68,12 +74,13 @@ poll_desc* poll_desc::open(int fd) noexcept {
   d->ready_[1].store(false, std::memory_order_relaxed);
   d->final_[0].store(false, std::memory_order_relaxed);
   d->final_[1].store(false, std::memory_order_relaxed);
+  d->urgent_.store(false, std::memory_order_relaxed);
   d->canceled_ = false;
-  d->out_armed_ = false;
+  d->out_armed_ = watch_write;
   const std::uint16_t gen = d->gen_;
   d->unlock();
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;  // EPOLLOUT once a write waits
+  ev.events = watch_write ? watched | EPOLLOUT : watched;  // else EPOLLOUT once a write waits
   ev.data.u64 = pack(d, gen);
   if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
     const int e = errno;
@@ -142,14 +149,18 @@ void poll_desc::prefetch_waiter() const noexcept {
 }
 
 void poll_desc::deliver(std::uint32_t events, std::uint16_t gen) noexcept {
-  const bool readable = (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
-  const bool writable = (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+  const bool hung_up = (events & (EPOLLHUP | EPOLLERR)) != 0;
+  const bool readable = hung_up || (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP)) != 0;
+  const bool writable = hung_up || (events & EPOLLOUT) != 0;
   lock();
   if (gen == gen_) {
-    // Not EPOLLHUP alone: a socket not yet connected or listening reports
-    // it too (tcp_poll: state TCP_CLOSE), and that passes.
-    if ((events & (EPOLLRDHUP | EPOLLERR)) != 0) final_[read].store(true, std::memory_order_relaxed);
-    if ((events & EPOLLERR) != 0) final_[write].store(true, std::memory_order_relaxed);
+    // EPOLLHUP alone is final too (a pipe whose writers are gone reports
+    // nothing else). A socket not yet connected or listening reports it as
+    // well (tcp_poll: state TCP_CLOSE), which is why io/ registers sockets
+    // only once they are (see netpoll.h).
+    if (hung_up || (events & EPOLLRDHUP) != 0) final_[read].store(true, std::memory_order_relaxed);
+    if (hung_up) final_[write].store(true, std::memory_order_relaxed);
+    if ((events & EPOLLPRI) != 0) urgent_.store(true, std::memory_order_relaxed);
     if (readable) {
       if (waiter_[read].load(std::memory_order_relaxed) != nullptr) {
         wake_locked(read, result::ready);
@@ -177,7 +188,9 @@ poll_desc::result poll_desc::wait(direction dir, time_point deadline,
     unlock();
     return result::canceled;
   }
-  if (ready_[dir].load(std::memory_order_relaxed) || final_[dir].load(std::memory_order_relaxed)) {
+  // Not final_: see netpoll.h (a wait follows an EAGAIN; only an edge
+  // can change that).
+  if (ready_[dir].load(std::memory_order_relaxed)) {
     ready_[dir].store(false, std::memory_order_relaxed);
     unlock();
     return result::ready;
@@ -192,7 +205,7 @@ poll_desc::result poll_desc::wait(direction dir, time_point deadline,
     // the wait cannot miss it.
     out_armed_ = true;
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.events = watched | EPOLLOUT;
     ev.data.u64 = pack(this, gen_);
     if (::epoll_ctl(netpoll_fd(), EPOLL_CTL_MOD, fd_, &ev) != 0) {
       unlock();

@@ -2,15 +2,33 @@
 // after Go's runtime/netpoll.go. The contract io/ relies on:
 //
 //   - poll_desc::open(fd) registers a non-blocking fd once, edge-triggered
-//     (EPOLLIN | EPOLLRDHUP | EPOLLET; EPOLLOUT is added by the first wait
-//     for writing, one epoll_ctl in a connection's life), with one epoll instance
-//     shared by the whole process; close() unregisters it, and must come
-//     before close(2) and after every waiter has left.
+//     (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET; EPOLLOUT is added by the
+//     first wait for writing, one epoll_ctl in a connection's life, or at
+//     once by open(fd, true)), with one epoll instance shared by the whole
+//     process; close() unregisters it, and must come before close(2) and
+//     after every waiter has left.
+//   - A socket is registered only once it is connected, connecting or
+//     listening (io/'s dial() after connect(2) has started, listen() after
+//     listen(2)): before that Linux reports it hung up (tcp_poll in state
+//     TCP_CLOSE, unix_poll for an unconnected stream socket), and an edge
+//     with EPOLLHUP is taken as final (below).
 //   - After an operation fails with EAGAIN, wait(dir) parks the caller
-//     until an edge in that direction (data arrived, room freed, error,
-//     hang-up), the deadline, cancel() or interrupt(). An edge that came
-//     while nobody waited is kept (ready_) and consumed by the next wait,
-//     so none is lost between the EAGAIN and the wait.
+//     until an edge in that direction (data arrived, room freed, urgent
+//     data, error, hang-up), the deadline, cancel() or interrupt(). An edge
+//     that came while nobody waited is kept (ready_) and consumed by the
+//     next wait, so none is lost between the EAGAIN and the wait.
+//   - An edge with EPOLLHUP or EPOLLERR is final in both directions, one
+//     with EPOLLRDHUP for reading: end of stream or the error is then there
+//     to be read, and no further edge may come (a pipe's hang-up arrives as
+//     EPOLLHUP alone, often in the very edge that brought the last bytes).
+//     From then on ready_hint() is true for good, so a caller that would
+//     skip an operation and wait, on the strength of what an earlier one
+//     returned (io/'s read_drained), tries it instead. wait() itself does
+//     not return at once for it: every wait follows an EAGAIN, which says
+//     the operation would block after all (a named pipe with a new writer,
+//     a datagram socket whose error was taken), and only a new edge changes
+//     that; returning at once would spin.
+//   - An edge with EPOLLPRI (TCP urgent data) sets urgent_seen() for good.
 //   - At most one waiter per direction (io/ serializes readers, writers).
 //
 // Why not a libev ev_io per wait (the first design): libev is
@@ -51,9 +69,10 @@ class poll_desc {
   using time_point = std::chrono::steady_clock::time_point;
   using deadline_rep = std::chrono::steady_clock::rep;
 
-  // open() registers `fd`; nullptr (errno set) if epoll refuses it (a
+  // open() registers `fd` (see above; with `watch_write`, for EPOLLOUT
+  // from the start); nullptr (errno set) if epoll refuses it (EPERM for a
   // regular file, say). Any thread.
-  static poll_desc* open(int fd) noexcept;
+  static poll_desc* open(int fd, bool watch_write = false) noexcept;
   // close() unregisters the descriptor and recycles this object. Any
   // thread.
   void close() noexcept;
@@ -70,8 +89,10 @@ class poll_desc {
   // interrupt() wakes the waiter of `dir`, if any, with `interrupted`.
   void interrupt(direction dir) noexcept;
 
-  // Whether an edge in `dir` came since the last wait (a hint: an
-  // operation tried now is likely to succeed).
+  // Whether an edge in `dir` came since the last wait, or a final one ever
+  // did (a hint: an operation tried now is likely not to block). Read
+  // without the lock: exact only for a caller whose last wait() (which
+  // takes the lock) came after the edge.
   bool ready_hint(direction dir) const noexcept {
     return ready_[dir].load(std::memory_order_relaxed) || final_[dir].load(std::memory_order_relaxed);
   }
@@ -82,6 +103,11 @@ class poll_desc {
   // without the lock).
   void prefetch_waiter() const noexcept;
   std::uint16_t generation() const noexcept { return gen_; }
+
+  // Whether an edge ever reported urgent data (EPOLLPRI): a read then may
+  // stop short at the urgent mark with more behind it. Sticky; read
+  // without the lock, like ready_hint().
+  bool urgent_seen() const noexcept { return urgent_.load(std::memory_order_relaxed); }
 
  private:
   poll_desc() = default;
@@ -106,12 +132,14 @@ class poll_desc {
   std::atomic<control_block*> waiter_[2] = {nullptr, nullptr};
   result result_[2] = {result::ready, result::ready};
   std::atomic<bool> ready_[2] = {false, false};
-  // Sticky: the peer shut its side (read: EPOLLRDHUP) or the socket has
-  // an error (both: EPOLLERR). End of stream or the error is then always
-  // there to be read, with no further edge to come, so waits return at
-  // once. (A read that returned data may have left the end of stream of
+  // Sticky (written under lock_, read without it by ready_hint()): a
+  // final edge came, EPOLLRDHUP (read) or EPOLLHUP or EPOLLERR (both). End
+  // of stream or the error is then there to be read with no further edge
+  // to come. (A read that returned data may have left the end of stream of
   // the same edge behind it.)
   std::atomic<bool> final_[2] = {false, false};
+  // Sticky, likewise: an edge carried EPOLLPRI (see urgent_seen()).
+  std::atomic<bool> urgent_{false};
   bool canceled_ = false;
   // Whether the fd is watched for EPOLLOUT (see wait()). Guarded by lock_.
   bool out_armed_ = false;

@@ -5,11 +5,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <spawn.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iterator>
 #include <span>
 #include <stdexcept>
@@ -46,6 +50,7 @@ namespace {
 using spindle::test::raise_descriptor_limit;
 using spindle::test::yield_until;
 using spindle::test::await_worker_free;
+using spindle::test::cpu_relax;
 
 namespace stdfs = std::filesystem;
 using namespace std::chrono_literals;
@@ -213,6 +218,57 @@ std::string abstract_name(std::string_view what) {
          std::to_string(counter.fetch_add(1));
 }
 
+// Keeps every worker of the runtime but the calling fiber's own busy, each
+// in a pinned fiber that spins without yielding, until release(). A worker
+// collects readiness from the netpoll only between fibers or when it has
+// none, so while they are held and the caller does not give up its worker,
+// nobody collects: what becomes ready meanwhile is collected afterwards as
+// one edge per descriptor (the data and a hang-up together, say). The
+// caller must be pinned.
+class other_workers_held {
+ public:
+  explicit other_workers_held(unsigned workers) {
+    const int here = spindle::this_fiber::worker_index();
+    for (int w = 0; w < static_cast<int>(workers); ++w) {
+      if (w == here) continue;
+      ++wanted_;
+      holders_.emplace_back(spindle::fiber_options{.worker = w, .pinned = true}, [this] {
+        holding_.fetch_add(1);
+        while (!released_.load()) cpu_relax();
+      });
+    }
+    yield_until([&] { return holding_.load() == wanted_; });
+  }
+  ~other_workers_held() { release(); }
+  other_workers_held(const other_workers_held&) = delete;
+  other_workers_held& operator=(const other_workers_held&) = delete;
+
+  void release() {
+    released_.store(true);
+    for (auto& f : holders_) f.join();
+    holders_.clear();
+  }
+
+ private:
+  int wanted_ = 0;
+  std::atomic<int> holding_{0};
+  std::atomic<bool> released_{false};
+  std::vector<fiber> holders_;
+};
+
+// Runs `body` in a fiber pinned to `worker` and returns once it has parked
+// (the body must park before it does anything else observable).
+fiber start_parked(int worker, std::function<void()> body) {
+  std::atomic<bool> started{false};
+  fiber f(spindle::fiber_options{.worker = worker, .pinned = true}, [&started, body = std::move(body)] {
+    started.store(true);
+    body();
+  });
+  yield_until([&] { return started.load(); });
+  await_worker_free(worker);
+  return f;
+}
+
 class ConnTest : public spindle::test::workers_fixture {};
 SPINDLE_INSTANTIATE_WORKERS(ConnTest, 1u, 2u, 4u);
 
@@ -366,6 +422,106 @@ TEST_P(ConnTest, BothEndsStreamBothWaysAtOnce) {
     EXPECT_TRUE(at_server == to_server);
     EXPECT_TRUE(at_client == to_client);
   });
+}
+
+// ---- Short reads ----
+
+// A read that returns less than asked for is usually the end of what the
+// socket holds, and read_some() then waits for readiness before the next
+// read. These are the cases where it is not.
+
+TEST_P(ConnTest, BytesSentAfterAnUrgentByteAreReadAndNotLeftBehindIt) {
+  spindle::run(opts(), [&] {
+    spindle::this_fiber::pin_guard pin;
+    stream_pair p = connected_pair();
+    std::string got;
+    std::error_code ec;
+    fiber reader = start_parked(spindle::this_fiber::worker_index(), [&] {
+      std::array<char, 64> buf;
+      while (got.size() < 10) {
+        const std::size_t n = p.server.read_some(buf, 10s, ec);
+        if (n == 0) break;
+        got.append(buf.data(), n);
+      }
+    });
+    {
+      other_workers_held held(workers());
+      const int fd = p.client.native_handle();
+      ASSERT_EQ(::send(fd, "hello", 5, 0), 5);
+      ASSERT_EQ(::send(fd, "!", 1, MSG_OOB), 1);  // the urgent byte: not in the stream
+      ASSERT_EQ(::send(fd, "world", 5, 0), 5);
+      // Until all 11 bytes are in the reader's socket (loopback may hand
+      // them over after send() returns), that is, acknowledged: then one
+      // edge wakes the reader, whose first read stops at the urgent mark.
+      int unacknowledged = -1;
+      while (::ioctl(fd, TIOCOUTQ, &unacknowledged) == 0 && unacknowledged > 0) std::this_thread::yield();
+      EXPECT_EQ(unacknowledged, 0) << std::strerror(errno);
+    }
+    reader.join();
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_EQ(got, "helloworld");
+  });
+}
+
+TEST_P(ConnTest, AReadSomeAfterAReadExactlyGetsTheBytesThatCameWithItsLastRead) {
+  spindle::run(opts(), [&] {
+    spindle::this_fiber::pin_guard pin;
+    const int here = spindle::this_fiber::worker_index();
+    stream_pair p = connected_pair();
+    std::atomic<int> stage{0};
+    std::string first, exact, rest;
+    std::error_code ec;
+    fiber reader = start_parked(here, [&] {
+      std::array<char, 64> buf;
+      first.assign(buf.data(), p.server.read_some(buf, 10s, ec));  // short: "ab" was all
+      stage.store(1);
+      std::array<char, 4> four;
+      exact.assign(four.data(), p.server.read_exactly(four, 10s, ec));  // parks, then takes 4 of 6
+      if (ec) return;
+      rest.assign(buf.data(), p.server.read_some(buf, 10s, ec));
+    });
+    p.client.write_all("ab");
+    yield_until([&] { return stage.load() == 1; });
+    await_worker_free(here);  // the reader is parked in read_exactly()
+    p.client.write_all("cdefgh");  // one segment, one edge
+    reader.join();
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_EQ(first, "ab");
+    EXPECT_EQ(exact, "cdef");
+    EXPECT_EQ(rest, "gh");
+  });
+}
+
+TEST_P(ConnTest, EveryDatagramOfAnAdoptedDatagramSocketIsReadThoughEachReadIsShort) {
+  for (const int type : {SOCK_SEQPACKET, SOCK_DGRAM}) {
+    SCOPED_TRACE(type == SOCK_SEQPACKET ? "SOCK_SEQPACKET" : "SOCK_DGRAM");
+    spindle::run(opts(), [&] {
+      spindle::this_fiber::pin_guard pin;
+      int sv[2];
+      ASSERT_EQ(::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv), 0);
+      connection r = connection::adopt(sv[0]);
+      std::vector<std::string> got;
+      std::error_code ec;
+      fiber reader = start_parked(spindle::this_fiber::worker_index(), [&] {
+        std::array<char, 64> buf;
+        for (int i = 0; i < 2; ++i) {
+          const std::size_t n = r.read_some(buf, 10s, ec);
+          if (ec) break;
+          got.emplace_back(buf.data(), n);
+        }
+      });
+      {
+        // Both datagrams are queued before the reader wakes, by one edge.
+        other_workers_held held(workers());
+        ASSERT_EQ(::send(sv[1], "first", 5, 0), 5);
+        ASSERT_EQ(::send(sv[1], "second", 6, 0), 6);
+      }
+      reader.join();
+      EXPECT_FALSE(ec) << ec.message();
+      EXPECT_EQ(got, (std::vector<std::string>{"first", "second"}));
+      ::close(sv[1]);
+    });
+  }
 }
 
 // ---- Timeouts and deadlines ----
@@ -837,6 +993,101 @@ TEST_P(ConnTest, AfterThePeerShutsDownWritingTheOtherEndReadsTheDataThenEndOfStr
   });
 }
 
+// The reader of a pipe gets the last bytes and the hang-up (the writer
+// closing) in one readiness edge more often than not: a pipe reports its
+// hang-up as EPOLLHUP alone, and the short read of the last bytes must not
+// make the next read wait for an edge that will never come.
+TEST_P(ConnTest, ReadingAnAdoptedPipeReturnsEndOfStreamAfterTheLastBytes) {
+  spindle::run(opts(), [&] {
+    spindle::this_fiber::pin_guard pin;
+    const int here = spindle::this_fiber::worker_index();
+    for (int round = 0; round < 20; ++round) {
+      int fds[2];
+      ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+      connection r = connection::adopt(fds[0]);
+      std::string got;
+      std::error_code first_ec, second_ec;
+      std::size_t second = 99;
+      fiber reader = start_parked(here, [&] {
+        std::array<char, 64> buf;
+        got.assign(buf.data(), r.read_some(buf, 10s, first_ec));  // parks: nothing written yet
+        second = r.read_some(buf, 10s, second_ec);
+      });
+      std::atomic<bool> written{false};
+      std::thread writer([&] {
+        EXPECT_EQ(::write(fds[1], "12345", 5), 5);
+        ::close(fds[1]);
+        written.store(true);
+      });
+      yield_until([&] { return written.load(); });
+      writer.join();
+      reader.join();
+      EXPECT_FALSE(first_ec) << first_ec.message();
+      EXPECT_EQ(got, "12345");
+      ASSERT_FALSE(second_ec) << "round " << round << ": " << second_ec.message();
+      ASSERT_EQ(second, 0u) << "round " << round;
+    }
+  });
+}
+
+TEST_P(ConnTest, AHangUpThatCameInTheSameEdgeAsAPipesLastBytesIsReadAsEndOfStreamAfterThem) {
+  spindle::run(opts(), [&] {
+    spindle::this_fiber::pin_guard pin;
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    connection r = connection::adopt(fds[0]);
+    std::string got;
+    std::error_code first_ec, second_ec;
+    std::size_t second = 99;
+    fiber reader = start_parked(spindle::this_fiber::worker_index(), [&] {
+      std::array<char, 64> buf;
+      got.assign(buf.data(), r.read_some(buf, 10s, first_ec));
+      second = r.read_some(buf, 10s, second_ec);
+    });
+    {
+      // Nobody collects readiness until release(): the reader is woken by
+      // one edge that carries both the data and the hang-up.
+      other_workers_held held(workers());
+      ASSERT_EQ(::write(fds[1], "12345", 5), 5);
+      ::close(fds[1]);
+    }
+    reader.join();
+    EXPECT_FALSE(first_ec) << first_ec.message();
+    EXPECT_EQ(got, "12345");
+    EXPECT_FALSE(second_ec) << second_ec.message();
+    EXPECT_EQ(second, 0u);
+  });
+}
+
+TEST_P(ConnTest, ReadingAChildProcessesStdoutThroughAnAdoptedPipeEndsWhenTheChildExits) {
+  spindle::run(opts(), [&] {
+    for (int round = 0; round < 20; ++round) {
+      int fds[2];
+      ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+      posix_spawn_file_actions_t actions;
+      ASSERT_EQ(::posix_spawn_file_actions_init(&actions), 0);
+      ASSERT_EQ(::posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO), 0);
+      char arg0[] = "echo";
+      char arg1[] = "hello from a child";
+      char* argv[] = {arg0, arg1, nullptr};
+      pid_t pid = -1;
+      const int spawned = ::posix_spawn(&pid, "/bin/echo", &actions, nullptr, argv, environ);
+      ::posix_spawn_file_actions_destroy(&actions);
+      ::close(fds[1]);  // the child's copy is the only writer now
+      ASSERT_EQ(spawned, 0) << std::strerror(spawned);
+      connection out = connection::adopt(fds[0]);
+      std::string got;
+      std::error_code ec;
+      std::array<char, 256> buf;
+      while (std::size_t n = out.read_some(buf, 30s, ec)) got.append(buf.data(), n);
+      int status = 0;
+      EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+      ASSERT_FALSE(ec) << "round " << round << ": " << ec.message();
+      ASSERT_EQ(got, "hello from a child\n") << "round " << round;
+    }
+  });
+}
+
 TEST_P(ConnTest, ReadExactlyReportsEofAndUnexpectedEofWithTheBytesItRead) {
   spindle::run(opts(), [] {
     stream_pair p = connected_pair();
@@ -1021,6 +1272,59 @@ TEST_P(ConnTest, WaitReadableAndWaitWritableParkOnARawSocket) {
   });
 }
 
+// wait_readable() and wait_writable(), in every form, on -1 and on a
+// number that is not an open descriptor.
+void expect_waits_on_bad_descriptors_fail() {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  for (const int fd : {-1, fds[0]}) {
+    SCOPED_TRACE("fd " + std::to_string(fd));
+    std::error_code ec;
+    spindle::wait_readable(fd, 10s, ec);
+    EXPECT_EQ(ec, std::errc::bad_file_descriptor) << ec.message();
+    ec.clear();
+    spindle::wait_writable(fd, 10s, ec);
+    EXPECT_EQ(ec, std::errc::bad_file_descriptor) << ec.message();
+    try {
+      spindle::wait_readable(fd, 10s);
+      ADD_FAILURE() << "no exception";
+    } catch (const spindle::io_error& e) {
+      EXPECT_EQ(e.code(), std::errc::bad_file_descriptor);
+    }
+    try {
+      spindle::wait_writable(fd);
+      ADD_FAILURE() << "no exception";
+    } catch (const spindle::io_error& e) {
+      EXPECT_EQ(e.code(), std::errc::bad_file_descriptor);
+    }
+  }
+}
+
+TEST_P(ConnTest, WaitingForANegativeOrClosedDescriptorFailsWithBadFileDescriptor) {
+  spindle::run(opts(), [] { expect_waits_on_bad_descriptors_fail(); });
+}
+
+TEST_P(ConnTest, ClosingADescriptorWhileAFiberWaitsForItLeavesTheWaitOnWhatItReferredTo) {
+  spindle::run(opts(), [&] {
+    spindle::this_fiber::pin_guard pin;
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    std::error_code ec = std::make_error_code(std::errc::interrupted);
+    std::atomic<bool> returned{false};
+    fiber waiter = start_parked(spindle::this_fiber::worker_index(), [&] {
+      spindle::wait_readable(fds[0], 10s, ec);
+      returned.store(true);
+    });
+    ::close(fds[0]);  // under the parked wait
+    EXPECT_FALSE(returned.load());
+    ::close(fds[1]);  // the pipe (still open to the wait) hangs up: readable
+    waiter.join();
+    EXPECT_FALSE(ec) << ec.message();
+  });
+}
+
 // ---- Addresses and options ----
 
 TEST_P(ConnTest, LocalAndRemoteAddressesOfTheTwoEndsAgree) {
@@ -1102,6 +1406,10 @@ TEST(ConnOnPlainThreadsTest, SocketsWorkOnPlainThreadsWithoutARuntimeByBlocking)
   while (!started.load()) std::this_thread::yield();
   p.server.close();
   reader.join();
+}
+
+TEST(ConnOnPlainThreadsTest, WaitingForANegativeOrClosedDescriptorFailsWithBadFileDescriptor) {
+  expect_waits_on_bad_descriptors_fail();
 }
 
 }  // namespace
