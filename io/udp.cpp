@@ -115,6 +115,10 @@ std::size_t udp_socket::send_to(std::span<const std::byte> data, const address& 
 std::size_t udp_socket::send_to(std::string_view data, const address& to, deadline d) {
   return send_to(std::as_bytes(std::span(data.data(), data.size())), to, d);
 }
+std::size_t udp_socket::send_to(std::string_view data, const address& to, deadline d,
+                                std::error_code& ec) noexcept {
+  return send_to(std::as_bytes(std::span(data.data(), data.size())), to, d, ec);
+}
 
 std::size_t udp_socket::recv_from(std::span<std::byte> buf, address& from, deadline d,
                                   std::error_code& ec) noexcept {

@@ -50,6 +50,8 @@ class udp_socket {
   std::size_t send_to(std::span<const std::byte> data, const address& to, deadline d,
                       std::error_code& ec) noexcept;
   std::size_t send_to(std::string_view data, const address& to, deadline d = {});
+  std::size_t send_to(std::string_view data, const address& to, deadline d,
+                      std::error_code& ec) noexcept;
   // recv_from() receives one datagram into `buf` (the excess of a longer
   // one is dropped, as with recvfrom(2)) and its sender into `from`.
   std::size_t recv_from(std::span<std::byte> buf, address& from, deadline d = {});

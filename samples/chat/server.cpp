@@ -9,6 +9,21 @@
 // overflows is disconnected on the spot, so a stalled reader costs the
 // others nothing.
 //
+// The server's own long replies (WHO, NAMES, LIST, WHOIS, JOIN's NAMES,
+// the welcome) would overflow that bound by themselves for a big enough
+// channel, as if the client had flooded. So a session builds such a reply
+// under the state lock (a consistent picture), starts it under that lock,
+// and then, without it, queues the rest a piece at a time as the writer
+// takes the queue below a mark (begin_reply/end_reply). Until the reply
+// is all queued, lines others send the client wait behind it (held), so
+// the reply reaches the client in one piece, as it did when it was queued
+// at once; those held lines count against the bound, which therefore
+// still disconnects a client that stops reading while others talk to it.
+// Rejected: holding state_mu_ while the client drains (one slow reader
+// would stall every NICK, JOIN and QUIT), and queueing a reply's pieces
+// without holding others' lines back (a PART in the middle of a NAMES
+// list leaves the client listing someone gone).
+//
 // Shared state (nicknames, channels and their members, topics) sits under
 // one spindle::shared_mutex: commands that change it (NICK, JOIN, PART,
 // TOPIC, QUIT) take it exclusively, and the frequent ones that only read
@@ -20,16 +35,21 @@
 // Lock order: state_mu_, then a client's queue mutex, never the reverse.
 #include "samples/chat/server.h"
 
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <iterator>
 #include <mutex>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -78,7 +98,43 @@ line_ptr make_line(std::string s) {
 // ircd-hybrid and ngircd do).
 std::string host_of(const std::string& ip) { return !ip.empty() && ip[0] == ':' ? "0" + ip : ip; }
 
+// While a flood delay waits with the session's input buffer full (so
+// that it cannot read on to see the stream end), the session looks this
+// often whether the client has hung up: a poll(2) four times a second,
+// only for a client that is far over its rate.
+constexpr auto hangup_check_interval = std::chrono::milliseconds(250);
+
+// peer_hung_up(): the client has closed its connection (or shut its
+// sending side), or the connection failed, even with input still unread.
+bool peer_hung_up(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
 }  // namespace
+
+// A reply of many lines, built under state_mu_ and then queued as the
+// client drains it (client::begin_reply, client::end_reply).
+struct long_reply {
+  std::vector<line_ptr> lines;
+  std::size_t next = 0;  // lines[next] is the first not yet queued
+};
+
+// What a session has read and not yet handled: lines are cut out of
+// buf[begin, end).
+struct input {
+  std::array<char, 4096> buf;  // 8 lines of the longest kind
+  std::size_t begin = 0;
+  std::size_t end = 0;
+
+  // compact() moves what is left to the front, to make room behind it.
+  void compact() {
+    std::memmove(buf.data(), buf.data() + begin, end - begin);
+    end -= begin;
+    begin = 0;
+  }
+  std::span<char> room() { return std::span<char>(buf.data() + end, buf.size() - end); }
+};
 
 class client;
 
@@ -122,10 +178,28 @@ class client {
   clock::time_point flood_last_ = clock::now();
   std::size_t flood_delayed_ = 0;
 
-  // Queues a line (CR LF included) for the writer. Never blocks; over
-  // the send queue's bound, disconnects the client instead.
+  // Queues a line (CR LF included) for the writer, or, while a long reply
+  // is being queued, holds it until the reply is all in. Never blocks;
+  // over the send queue's bound (held lines included), disconnects the
+  // client instead.
   void send(line_ptr line);
   void send(std::string line) { send(make_line(std::move(line))); }
+  // begin_reply() starts a long reply: queues what of it fits under the
+  // high mark now, and holds lines from others from now on until
+  // end_reply(). From the client's session, under state_mu_ (the one the
+  // reply was built under), so that nothing sent after the reply's
+  // picture was taken comes before it.
+  void begin_reply(long_reply& r);
+  // end_reply() queues the rest of the reply a piece at a time, each once
+  // the writer has taken the queue below the low mark, then lets the held
+  // lines go. Returns early if the client is disconnected meanwhile; a
+  // client that takes nothing for ping_interval + ping_timeout is
+  // disconnected ("Ping timeout": its session, waiting here, cannot ping
+  // it). From the client's session, without state_mu_.
+  void end_reply(long_reply& r);
+  // wait_killed_until() waits until kill() or `until`; true if killed.
+  // From the client's session.
+  bool wait_killed_until(clock::time_point until);
   // kill() disconnects: the queue's last line becomes "ERROR :<reason>"
   // (after what is queued, or instead of it when `discard`), the writer
   // ends after writing it (within options::linger), and the session wakes
@@ -144,11 +218,27 @@ class client {
 
  private:
   void kill_locked(std::string_view reason, bool discard, std::unique_lock<spindle::mutex>& lock);
+  // Queues lines of `r` while they keep the queue within the high mark;
+  // at least one if `at_least_one`.
+  void push_reply_locked(long_reply& r, bool at_least_one);
+  // A long reply goes in while the queue holds at most the high mark, and
+  // its next piece once the writer has taken the queue below the low
+  // mark: it never takes more than half of the bound, which leaves the
+  // other half to lines held meanwhile, and the writer finds the next
+  // piece waiting when it comes back for more.
+  std::size_t high_mark() const;
+  std::size_t low_mark() const { return high_mark() / 2; }
 
   spindle::mutex q_mu_;
-  spindle::condition_variable q_cv_;
-  std::deque<line_ptr> q_;  // q_mu_
-  std::size_t q_bytes_ = 0;  // q_mu_: queued and not yet written
+  spindle::condition_variable q_cv_;        // the writer waits here
+  spindle::condition_variable session_cv_;  // the session waits here (end_reply, flood delay)
+  std::deque<line_ptr> q_;  // q_mu_: for the writer
+  std::size_t q_bytes_ = 0;  // q_mu_: bytes in q_ (taken by the writer: no longer counted)
+  // Invariant: held_ is empty unless replying_.
+  std::deque<line_ptr> held_;    // q_mu_: others' lines held behind a long reply
+  std::size_t held_bytes_ = 0;   // q_mu_
+  bool replying_ = false;        // q_mu_: between begin_reply and end_reply, if not killed
+  bool session_waiting_ = false; // q_mu_: end_reply waits for the writer
   bool closing_ = false;     // q_mu_
  public:
   // closing_, readable without the lock (the session checks it per line).
@@ -191,7 +281,11 @@ class server::impl {
   void session(const std::shared_ptr<client>& c);
   // Handles one line; false when the session should end (QUIT).
   bool handle(client& c, std::string_view line);
-  bool flood_wait(client& c);
+  // flood_wait() takes the flood limit's token for the next line, waiting
+  // for it if need be (reading on meanwhile). False when the session
+  // should end: the client was disconnected, or it closed its connection
+  // (then `gone` says how).
+  bool flood_wait(client& c, input& in, std::string& gone);
   void try_register(client& c);
   void unregister(client& c, std::string_view reason);
 
@@ -220,7 +314,20 @@ class server::impl {
                         rest, "\r\n");
   }
   void reply(client& c, std::string_view num, std::string_view rest) { c.send(numeric(c, num, rest)); }
-  void send_names(client& c, const channel& ch);  // state_mu_ held
+  // The same, as the next line of a long reply.
+  void reply(long_reply& r, const client& c, std::string_view num, std::string_view rest) const {
+    r.lines.push_back(make_line(numeric(c, num, rest)));
+  }
+  // send_reply() sends the long reply `r`, built under `lock` (a lock of
+  // state_mu_, either way), which it releases before waiting for the
+  // client to read (see client::begin_reply).
+  template <class Lock>
+  void send_reply(client& c, long_reply& r, Lock& lock) {
+    c.begin_reply(r);
+    lock.unlock();
+    c.end_reply(r);
+  }
+  void send_names(long_reply& r, const client& c, const channel& ch) const;  // state_mu_ held
   void part_locked(client& c, channel* ch, const line_ptr& line);  // state_mu_ exclusive
   channel* find_channel(std::string_view name) const {
     auto it = channels_.find(irc::fold(name));
@@ -237,14 +344,81 @@ class server::impl {
 void client::send(line_ptr line) {
   std::unique_lock lock(q_mu_);
   if (closing_) return;
-  if (q_bytes_ + line->size() > srv_.opts_.send_queue_bytes) {
+  if (q_bytes_ + held_bytes_ + line->size() > srv_.opts_.send_queue_bytes) {
     srv_.sendq_exceeded_.fetch_add(1, std::memory_order_relaxed);
     kill_locked("SendQ exceeded", /*discard=*/true, lock);
+    return;
+  }
+  if (replying_) {
+    held_bytes_ += line->size();
+    held_.push_back(std::move(line));
     return;
   }
   q_bytes_ += line->size();
   q_.push_back(std::move(line));
   if (q_.size() == 1) q_cv_.notify_one();
+}
+
+std::size_t client::high_mark() const {
+  // Never less than a line of the longest kind, so that a piece always
+  // fits (for a bound too small to be of use anyway).
+  return std::max(srv_.opts_.send_queue_bytes / 2, 2 * irc::max_line);
+}
+
+void client::push_reply_locked(long_reply& r, bool at_least_one) {
+  const bool was_empty = q_.empty();
+  while (r.next < r.lines.size()) {
+    const line_ptr& line = r.lines[r.next];
+    if (q_bytes_ + line->size() > high_mark() && !at_least_one) break;
+    at_least_one = false;
+    q_bytes_ += line->size();
+    q_.push_back(line);
+    ++r.next;
+  }
+  if (was_empty && !q_.empty()) q_cv_.notify_one();
+}
+
+void client::begin_reply(long_reply& r) {
+  std::lock_guard lock(q_mu_);
+  if (closing_) return;
+  push_reply_locked(r, /*at_least_one=*/false);
+  if (r.next < r.lines.size()) replying_ = true;
+}
+
+void client::end_reply(long_reply& r) {
+  std::unique_lock lock(q_mu_);
+  // Fast path: all of it went in at once.
+  if (!replying_) return;
+  // How long the client may take nothing before it counts as gone.
+  const auto patience = srv_.opts_.ping_interval + srv_.opts_.ping_timeout;
+  while (!closing_ && r.next < r.lines.size()) {
+    session_waiting_ = true;
+    const bool drained = session_cv_.wait_until(lock, clock::now() + patience,
+                                                [&] { return closing_ || q_bytes_ <= low_mark(); });
+    session_waiting_ = false;
+    if (closing_) return;  // kill() let the held lines go, or dropped them
+    if (!drained) {
+      srv_.ping_timeouts_.fetch_add(1, std::memory_order_relaxed);
+      kill_locked("Ping timeout", /*discard=*/false, lock);
+      return;
+    }
+    push_reply_locked(r, /*at_least_one=*/true);
+  }
+  // The reply is all in: the held lines follow it.
+  replying_ = false;
+  if (held_.empty()) return;
+  const bool was_empty = q_.empty();
+  q_bytes_ += held_bytes_;
+  held_bytes_ = 0;
+  std::move(held_.begin(), held_.end(), std::back_inserter(q_));
+  held_.clear();
+  if (was_empty) q_cv_.notify_one();
+}
+
+bool client::wait_killed_until(clock::time_point until) {
+  std::unique_lock lock(q_mu_);
+  session_cv_.wait_until(lock, until, [&] { return closing_; });
+  return closing_;
 }
 
 void client::kill(std::string_view reason, bool discard) {
@@ -262,11 +436,19 @@ void client::kill_locked(std::string_view reason, bool discard,
     q_.clear();
     q_bytes_ = 0;
     discarded_ = true;
+  } else {
+    // Lines held behind a long reply cut short go before the ERROR.
+    q_bytes_ += held_bytes_;
+    std::move(held_.begin(), held_.end(), std::back_inserter(q_));
   }
+  held_.clear();
+  held_bytes_ = 0;
+  replying_ = false;
   auto error = make_line(irc::cat("ERROR :", reason, "\r\n"));
   q_bytes_ += error->size();
   q_.push_back(std::move(error));
   q_cv_.notify_one();
+  session_cv_.notify_one();  // from end_reply or a flood delay
   // Wake the session from its read, and the writer from a write that
   // waits for a client that does not read; the writer then gives its last
   // lines options::linger. Under q_mu_, so that the writer, which sets
@@ -310,6 +492,8 @@ void client::write_loop() {
         batch.push_back(std::move(q_.front()));
         q_.pop_front();
       }
+      // Room for a long reply's next piece.
+      if (session_waiting_ && q_bytes_ <= low_mark()) session_cv_.notify_one();
     }
     iov.clear();
     for (const auto& l : batch) iov.push_back({const_cast<char*>(l->data()), l->size()});
@@ -438,14 +622,17 @@ void server::impl::session(const std::shared_ptr<client>& cp) {
   if (stopping_.load()) {
     c.kill("Server shutting down", false);
   }
+  if (opts_.socket_send_buffer > 0) {
+    const int size = static_cast<int>(std::min<std::size_t>(opts_.socket_send_buffer, 1 << 30));
+    ::setsockopt(c.conn_.native_handle(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  }
   c.flood_tokens_ = static_cast<double>(opts_.flood_burst);
   spindle::fiber writer([&c] { c.write_loop(); });
   const auto accepted_at = clock::now();
 
-  // Lines are cut out of `buf`; a line longer than max_line is dropped as
+  // Lines are cut out of `in`; a line longer than max_line is dropped as
   // it comes (`overlong`), without ever holding more than the buffer.
-  std::array<char, 4096> buf;  // 8 lines of the longest kind
-  std::size_t begin = 0, end = 0;
+  input in;
   bool overlong = false;
   std::string quit_reason;
   bool quit = false;
@@ -459,15 +646,11 @@ void server::impl::session(const std::shared_ptr<client>& cp) {
     } else {
       until = c.last_activity_ + opts_.ping_interval;
     }
-    if (begin == end) begin = end = 0;
-    if (end == buf.size()) {
-      std::memmove(buf.data(), buf.data() + begin, end - begin);
-      end -= begin;
-      begin = 0;
-    }
+    if (in.begin == in.end) in.begin = in.end = 0;
+    if (in.end == in.buf.size()) in.compact();
     std::error_code ec;
-    const std::size_t asked = buf.size() - end;
-    const std::size_t n = c.conn_.read_some(std::span<char>(buf.data() + end, asked), until, ec);
+    const std::size_t asked = in.room().size();
+    const std::size_t n = c.conn_.read_some(in.room(), until, ec);
     if (ec == std::errc::timed_out) {
       if (c.closing()) break;  // kill() woke us
       if (clock::now() < until) continue;  // a kill's deadline that was taken back? retry
@@ -490,34 +673,37 @@ void server::impl::session(const std::shared_ptr<client>& cp) {
       if (!c.closing()) quit_reason = ec ? "Connection reset by peer" : "Client closed connection";
       break;
     }
-    end += n;
+    in.end += n;
     c.last_activity_ = clock::now();
     c.ping_sent_ = false;
     // Every complete line in the buffer.
     while (!quit) {
-      const char* data = buf.data() + begin;
-      const auto* lf = static_cast<const char*>(std::memchr(data, '\n', end - begin));
+      const char* data = in.buf.data() + in.begin;
+      const auto* lf = static_cast<const char*>(std::memchr(data, '\n', in.end - in.begin));
       if (lf == nullptr) {
-        if (end - begin >= irc::max_line) {
+        if (in.end - in.begin >= irc::max_line) {
           // Part of an overlong line: drop what we have of it.
           if (!overlong) reply(c, "417", ":Input line was too long");
           overlong = true;
-          begin = end;
+          in.begin = in.end;
         }
         break;
       }
-      std::string_view line(data, static_cast<std::size_t>(lf - data));
-      begin += line.size() + 1;
+      const auto length = static_cast<std::size_t>(lf - data);
       if (overlong) {  // the end of a line already dropped
+        in.begin += length + 1;
         overlong = false;
         continue;
       }
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      // Empty and overlong lines count against the flood limit too.
-      if (!flood_wait(c)) {
+      // Empty and overlong lines count against the flood limit too. The
+      // wait may read more input, and move what the buffer holds.
+      if (!flood_wait(c, in, quit_reason)) {
         quit = true;
         break;
       }
+      std::string_view line(in.buf.data() + in.begin, length);
+      in.begin += length + 1;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (line.size() + 2 > irc::max_line) {  // with CR LF, over 512
         reply(c, "417", ":Input line was too long");
         continue;
@@ -553,7 +739,7 @@ void server::impl::session(const std::shared_ptr<client>& cp) {
   c.conn_.close(ignored);
 }
 
-bool server::impl::flood_wait(client& c) {
+bool server::impl::flood_wait(client& c, input& in, std::string& gone) {
   if (opts_.flood_rate <= 0) return true;
   const auto now = clock::now();
   const double burst = static_cast<double>(opts_.flood_burst);
@@ -561,6 +747,7 @@ bool server::impl::flood_wait(client& c) {
       burst, c.flood_tokens_ + std::chrono::duration<double>(now - c.flood_last_).count() *
                                    opts_.flood_rate);
   c.flood_last_ = now;
+  // Fast path: a token is there.
   if (c.flood_tokens_ >= 1) {
     c.flood_tokens_ -= 1;
     c.flood_delayed_ = 0;
@@ -571,12 +758,40 @@ bool server::impl::flood_wait(client& c) {
     c.kill("Excess Flood", /*discard=*/false);
     return false;
   }
-  // Wait for the token this line needs.
-  const auto wait = std::chrono::duration<double>((1 - c.flood_tokens_) / opts_.flood_rate);
-  spindle::this_fiber::sleep_for(wait);
+  // Slow path: wait for the token this line needs. Not asleep: reading
+  // on, into the room left in the buffer, so that the client closing its
+  // connection ends the wait (and the session) at once; and kill() (the
+  // server stopping, a SendQ overflow) cuts the read short. With no room
+  // left, wait for kill() alone, looking now and then for a hang-up.
+  const auto wake = now + std::chrono::ceil<clock::duration>(
+                              std::chrono::duration<double>((1 - c.flood_tokens_) / opts_.flood_rate));
+  for (;;) {
+    if (c.closing()) return false;
+    const auto t = clock::now();
+    if (t >= wake) break;
+    if (in.end == in.buf.size() && in.begin > 0) in.compact();
+    if (in.end < in.buf.size()) {
+      std::error_code ec;
+      const std::size_t n = c.conn_.read_some(in.room(), wake, ec);
+      if (ec == std::errc::timed_out) continue;
+      if (ec || n == 0) {
+        gone = ec ? "Connection reset by peer" : "Client closed connection";
+        return false;
+      }
+      in.end += n;
+      c.last_activity_ = clock::now();
+      c.ping_sent_ = false;
+      continue;
+    }
+    if (c.wait_killed_until(std::min(wake, t + hangup_check_interval))) return false;
+    if (peer_hung_up(c.conn_.native_handle())) {
+      gone = "Client closed connection";
+      return false;
+    }
+  }
   c.flood_tokens_ = 0;
   c.flood_last_ = clock::now();
-  return !c.closing();
+  return true;
 }
 
 bool server::impl::handle(client& c, std::string_view line) {
@@ -748,33 +963,36 @@ void server::impl::try_register(client& c) {
     c.kill("Password incorrect", false);
     return;
   }
-  // The welcome is queued under the lock that makes the client findable,
-  // so that nothing sent to the new nick can come before 001.
-  std::lock_guard lock(state_mu_);
+  // The welcome (a long reply: the MOTD may be long) starts under the
+  // lock that makes the client findable, so that nothing sent to the new
+  // nick can come before 001.
+  long_reply r;
+  std::unique_lock lock(state_mu_);
   c.registered_ = true;
   c.prefix_ = irc::cat(c.nick_, "!", c.user_, "@", c.host_);
   registered_.fetch_add(1, std::memory_order_relaxed);
-  reply(c, "001", irc::cat(":Welcome to the ", opts_.network, " IRC Network ", c.prefix_));
-  reply(c, "002", irc::cat(":Your host is ", opts_.server_name, ", running version ", version));
-  reply(c, "003", irc::cat(":This server was created ", created_));
-  reply(c, "004", irc::cat(opts_.server_name, " ", version, " iow n"));
-  reply(c, "005", irc::cat("CASEMAPPING=rfc1459 CHANTYPES=# CHANMODES=,,,n PREFIX=() NICKLEN=",
-                               irc::max_nick, " CHANNELLEN=", irc::max_channel, " TOPICLEN=",
-                               max_topic, " CHANLIMIT=#:", max_channels_per_client,
-                               " NETWORK=", opts_.network, " :are supported by this server"));
+  reply(r, c, "001", irc::cat(":Welcome to the ", opts_.network, " IRC Network ", c.prefix_));
+  reply(r, c, "002", irc::cat(":Your host is ", opts_.server_name, ", running version ", version));
+  reply(r, c, "003", irc::cat(":This server was created ", created_));
+  reply(r, c, "004", irc::cat(opts_.server_name, " ", version, " iow n"));
+  reply(r, c, "005", irc::cat("CASEMAPPING=rfc1459 CHANTYPES=# CHANMODES=,,,n PREFIX=() NICKLEN=",
+                              irc::max_nick, " CHANNELLEN=", irc::max_channel, " TOPICLEN=",
+                              max_topic, " CHANLIMIT=#:", max_channels_per_client,
+                              " NETWORK=", opts_.network, " :are supported by this server"));
   if (opts_.motd.empty()) {
-    reply(c, "422", ":MOTD File is missing");
-    return;
+    reply(r, c, "422", ":MOTD File is missing");
+  } else {
+    reply(r, c, "375", irc::cat(":- ", opts_.server_name, " Message of the day - "));
+    std::string_view motd = opts_.motd;
+    while (!motd.empty()) {
+      const std::size_t nl = motd.find('\n');
+      reply(r, c, "372", irc::cat(":- ", motd.substr(0, nl)));
+      if (nl == std::string_view::npos) break;
+      motd.remove_prefix(nl + 1);
+    }
+    reply(r, c, "376", ":End of MOTD command");
   }
-  reply(c, "375", irc::cat(":- ", opts_.server_name, " Message of the day - "));
-  std::string_view motd = opts_.motd;
-  while (!motd.empty()) {
-    const std::size_t nl = motd.find('\n');
-    reply(c, "372", irc::cat(":- ", motd.substr(0, nl)));
-    if (nl == std::string_view::npos) break;
-    motd.remove_prefix(nl + 1);
-  }
-  reply(c, "376", ":End of MOTD command");
+  send_reply(c, r, lock);
 }
 
 void server::impl::unregister(client& c, std::string_view reason) {
@@ -807,7 +1025,7 @@ void server::impl::part_locked(client& c, channel* ch, const line_ptr& line) {
   if (ch->members.empty()) channels_.erase(irc::fold(ch->name));
 }
 
-void server::impl::send_names(client& c, const channel& ch) {
+void server::impl::send_names(long_reply& r, const client& c, const channel& ch) const {
   // 353 lines of as many names as fit in 512 bytes.
   const std::string head = irc::cat("= ", ch.name, " :");
   const std::size_t room = irc::max_line - 2 - opts_.server_name.size() - c.nick_.size() - 10 -
@@ -815,18 +1033,22 @@ void server::impl::send_names(client& c, const channel& ch) {
   std::string names;
   for (const client* p : ch.members) {
     if (!names.empty() && names.size() + 1 + p->nick_.size() > room) {
-      reply(c, "353", irc::cat(head, names));
+      reply(r, c, "353", irc::cat(head, names));
       names.clear();
     }
     if (!names.empty()) names += ' ';
     names += p->nick_;
   }
-  if (!names.empty()) reply(c, "353", irc::cat(head, names));
-  reply(c, "366", irc::cat(ch.name, " :End of NAMES list"));
+  if (!names.empty()) reply(r, c, "353", irc::cat(head, names));
+  reply(r, c, "366", irc::cat(ch.name, " :End of NAMES list"));
 }
 
 void server::impl::cmd_join(client& c, const irc::message& m) {
-  if (m.params.empty()) return reply(c, "461", "JOIN :Not enough parameters");
+  // A list with no names in it (",,,") is no parameter either (RFC 2812
+  // 3.2.1 requires a channel), as for PRIVMSG's 411.
+  const std::vector<std::string_view> names =
+      m.params.empty() ? std::vector<std::string_view>() : irc::split_list(m.params[0]);
+  if (names.empty()) return reply(c, "461", "JOIN :Not enough parameters");
   if (m.params[0] == "0") {  // leave every channel
     std::lock_guard lock(state_mu_);
     const std::vector<channel*> mine = c.channels_;
@@ -835,12 +1057,12 @@ void server::impl::cmd_join(client& c, const irc::message& m) {
     }
     return;
   }
-  for (std::string_view name : irc::split_list(m.params[0])) {
+  for (std::string_view name : names) {
     if (!irc::is_valid_channel(name)) {
       reply(c, "403", irc::cat(name, " :No such channel"));
       continue;
     }
-    std::lock_guard lock(state_mu_);
+    std::unique_lock lock(state_mu_);
     const std::string key = irc::fold(name);
     auto& slot = channels_[key];
     if (!slot) {
@@ -859,19 +1081,23 @@ void server::impl::cmd_join(client& c, const irc::message& m) {
     c.channels_.push_back(ch);
     auto line = make_line(irc::cat(":", c.prefix_, " JOIN ", ch->name, "\r\n"));
     for (client* p : ch->members) p->send(line);
+    long_reply r;
     if (ch->topic.empty()) {
-      reply(c, "331", irc::cat(ch->name, " :No topic is set"));
+      reply(r, c, "331", irc::cat(ch->name, " :No topic is set"));
     } else {
-      reply(c, "332", irc::cat(ch->name, " :", ch->topic));
-      reply(c, "333", irc::cat(ch->name, " ", ch->topic_who, " ", ch->topic_time));
+      reply(r, c, "332", irc::cat(ch->name, " :", ch->topic));
+      reply(r, c, "333", irc::cat(ch->name, " ", ch->topic_who, " ", ch->topic_time));
     }
-    send_names(c, *ch);
+    send_names(r, c, *ch);
+    send_reply(c, r, lock);
   }
 }
 
 void server::impl::cmd_part(client& c, const irc::message& m) {
-  if (m.params.empty()) return reply(c, "461", "PART :Not enough parameters");
-  for (std::string_view name : irc::split_list(m.params[0])) {
+  const std::vector<std::string_view> names =
+      m.params.empty() ? std::vector<std::string_view>() : irc::split_list(m.params[0]);
+  if (names.empty()) return reply(c, "461", "PART :Not enough parameters");
+  for (std::string_view name : names) {
     std::lock_guard lock(state_mu_);
     channel* ch = find_channel(name);
     if (ch == nullptr) {
@@ -891,8 +1117,12 @@ void server::impl::cmd_part(client& c, const irc::message& m) {
 
 void server::impl::cmd_privmsg(client& c, const irc::message& m, bool notice) {
   const std::string_view cmd = notice ? "NOTICE" : "PRIVMSG";
-  // NOTICE never gets an automatic reply (RFC 2812 3.3.2).
-  if (m.params.empty()) {
+  // NOTICE never gets an automatic reply (RFC 2812 3.3.2). A target list
+  // with no names in it (",,,") is no recipient (411) too: ngircd and
+  // ircd-hybrid say nothing to it, but RFC 2812 3.3.1 has 411 for it.
+  const std::vector<std::string_view> targets =
+      m.params.empty() ? std::vector<std::string_view>() : irc::split_list(m.params[0]);
+  if (targets.empty()) {
     if (!notice) reply(c, "411", irc::cat(":No recipient given (", cmd, ")"));
     return;
   }
@@ -902,7 +1132,7 @@ void server::impl::cmd_privmsg(client& c, const irc::message& m, bool notice) {
   }
   std::shared_lock lock(state_mu_);
   absl::flat_hash_set<std::string> seen;  // "PRIVMSG a,a" delivers once
-  for (std::string_view target : irc::split_list(m.params[0])) {
+  for (std::string_view target : targets) {
     if (!seen.insert(irc::fold(target)).second) continue;
     std::string head = irc::cat(":", c.prefix_, " ", cmd, " ");
     if (target[0] == '#') {
@@ -958,6 +1188,7 @@ void server::impl::cmd_topic(client& c, const irc::message& m) {
 }
 
 void server::impl::cmd_names(client& c, const irc::message& m) {
+  long_reply r;
   std::shared_lock lock(state_mu_);
   if (m.params.empty()) {
     for (auto& [key, ch] : channels_) {
@@ -966,27 +1197,30 @@ void server::impl::cmd_names(client& c, const irc::message& m) {
       for (const client* p : ch->members) names += irc::cat(names.empty() ? "" : " ", p->nick_);
       // One line per channel; long ones are split by send_names' rule.
       if (names.size() + head.size() + 64 > irc::max_line) {
-        send_names(c, *ch);
+        send_names(r, c, *ch);
         continue;
       }
-      reply(c, "353", irc::cat(head, names));
+      reply(r, c, "353", irc::cat(head, names));
     }
-    return reply(c, "366", "* :End of NAMES list");
-  }
-  for (std::string_view name : irc::split_list(m.params[0])) {
-    if (channel* ch = find_channel(name)) {
-      send_names(c, *ch);
-    } else {
-      reply(c, "366", irc::cat(name, " :End of NAMES list"));
+    reply(r, c, "366", "* :End of NAMES list");
+  } else {
+    for (std::string_view name : irc::split_list(m.params[0])) {
+      if (channel* ch = find_channel(name)) {
+        send_names(r, c, *ch);
+      } else {
+        reply(r, c, "366", irc::cat(name, " :End of NAMES list"));
+      }
     }
   }
+  send_reply(c, r, lock);
 }
 
 void server::impl::cmd_list(client& c, const irc::message& m) {
+  long_reply r;
   std::shared_lock lock(state_mu_);
-  reply(c, "321", "Channel :Users  Name");
+  reply(r, c, "321", "Channel :Users  Name");
   auto one = [&](const channel& ch) {
-    reply(c, "322", irc::cat(ch.name, " ", ch.members.size(), " :", ch.topic));
+    reply(r, c, "322", irc::cat(ch.name, " ", ch.members.size(), " :", ch.topic));
   };
   if (m.params.empty()) {
     for (auto& [key, ch] : channels_) one(*ch);
@@ -995,15 +1229,17 @@ void server::impl::cmd_list(client& c, const irc::message& m) {
       if (channel* ch = find_channel(name)) one(*ch);
     }
   }
-  reply(c, "323", ":End of LIST");
+  reply(r, c, "323", ":End of LIST");
+  send_reply(c, r, lock);
 }
 
 void server::impl::cmd_who(client& c, const irc::message& m) {
   const std::string mask = m.params.empty() || m.params[0].empty() ? "*" : m.params[0];
+  long_reply r;
   std::shared_lock lock(state_mu_);
   auto one = [&](std::string_view where, const client& p) {
-    reply(c, "352", irc::cat(where, " ", p.user_, " ", p.host_, " ", opts_.server_name, " ",
-                                 p.nick_, " H :0 ", p.realname_));
+    reply(r, c, "352", irc::cat(where, " ", p.user_, " ", p.host_, " ", opts_.server_name, " ",
+                                p.nick_, " H :0 ", p.realname_));
   };
   if (!mask.empty() && mask[0] == '#') {
     if (channel* ch = find_channel(mask)) {
@@ -1012,34 +1248,38 @@ void server::impl::cmd_who(client& c, const irc::message& m) {
   } else if (client* p = find_nick(mask)) {
     one("*", *p);
   }
-  reply(c, "315", irc::cat(mask, " :End of WHO list"));
+  reply(r, c, "315", irc::cat(mask, " :End of WHO list"));
+  send_reply(c, r, lock);
 }
 
 void server::impl::cmd_whois(client& c, const irc::message& m) {
   if (m.params.empty()) return reply(c, "431", ":No nickname given");
   // "WHOIS server nick" asks a given server: the nick is last.
   const std::string& nick = m.params.back();
+  long_reply r;
   std::shared_lock lock(state_mu_);
   client* p = find_nick(nick);
   if (p == nullptr) {
-    reply(c, "401", irc::cat(nick, " :No such nick/channel"));
-    return reply(c, "318", irc::cat(nick, " :End of WHOIS list"));
+    reply(r, c, "401", irc::cat(nick, " :No such nick/channel"));
+    reply(r, c, "318", irc::cat(nick, " :End of WHOIS list"));
+    return send_reply(c, r, lock);
   }
-  reply(c, "311", irc::cat(p->nick_, " ", p->user_, " ", p->host_, " * :", p->realname_));
+  reply(r, c, "311", irc::cat(p->nick_, " ", p->user_, " ", p->host_, " * :", p->realname_));
   // Channels in as many 319 lines as it takes to keep each within 512.
   const std::size_t room = irc::max_line - 2 - opts_.server_name.size() - c.nick_.size() -
                            p->nick_.size() - 12;
   std::string names;
   for (const channel* ch : p->channels_) {
     if (!names.empty() && names.size() + 1 + ch->name.size() > room) {
-      reply(c, "319", irc::cat(p->nick_, " :", names));
+      reply(r, c, "319", irc::cat(p->nick_, " :", names));
       names.clear();
     }
     names += irc::cat(names.empty() ? "" : " ", ch->name);
   }
-  if (!names.empty()) reply(c, "319", irc::cat(p->nick_, " :", names));
-  reply(c, "312", irc::cat(p->nick_, " ", opts_.server_name, " :", opts_.network));
-  reply(c, "318", irc::cat(p->nick_, " :End of WHOIS list"));
+  if (!names.empty()) reply(r, c, "319", irc::cat(p->nick_, " :", names));
+  reply(r, c, "312", irc::cat(p->nick_, " ", opts_.server_name, " :", opts_.network));
+  reply(r, c, "318", irc::cat(p->nick_, " :End of WHOIS list"));
+  send_reply(c, r, lock);
 }
 
 void server::impl::cmd_mode(client& c, const irc::message& m) {

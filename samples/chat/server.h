@@ -14,9 +14,12 @@
 // registration timeout; a PING to a client idle for ping_interval and a
 // disconnect if no line comes within ping_timeout; a bounded send queue
 // per client (a client that does not read is disconnected with
-// "ERROR :SendQ exceeded", and nobody else waits for it); a flood limit
-// per client (lines beyond a burst are delayed to a steady rate, and a
-// client that keeps flooding is disconnected); a limit on connections in
+// "ERROR :SendQ exceeded", and nobody else waits for it), which the
+// server's own long replies (WHO, NAMES, LIST, ...) never overflow: they
+// are queued as the client reads them; a flood limit per client (lines
+// beyond a burst are delayed to a steady rate, and a client that keeps
+// flooding is disconnected; a delayed client that closes, or a server
+// that stops, does not wait the delay out); a limit on connections in
 // total and per IP address.
 #pragma once
 
@@ -44,8 +47,17 @@ struct options {
 
   std::size_t max_clients = 20000;
   std::size_t max_clients_per_ip = 20000;
-  // Bytes a client's send queue may hold before it is disconnected.
+  // Bytes a client's send queue may hold before it is disconnected. The
+  // server's own long replies are not charged to it as a flood would be:
+  // they go into the queue a piece at a time (up to half of it), the next
+  // once the client has read the last, and lines from others that come
+  // meanwhile wait behind the reply, counted against this bound.
   std::size_t send_queue_bytes = 256 * 1024;
+  // SO_SNDBUF for each client's socket: how much the kernel takes from
+  // the send queue before the client reads it. 0: the system's default
+  // (autotuned; megabytes over loopback). Tests make it small, so that a
+  // client that does not read stops the server's writes soon.
+  std::size_t socket_send_buffer = 0;
 
   std::chrono::milliseconds register_timeout{std::chrono::seconds(60)};
   std::chrono::milliseconds ping_interval{std::chrono::seconds(120)};
@@ -55,7 +67,9 @@ struct options {
   // flood_rate lines a second; lines beyond are delayed. One that has
   // flood_max_delayed lines delayed in a row (without catching up to its
   // rate in between) is disconnected with "ERROR :Excess Flood".
-  // flood_rate 0 turns the limit off.
+  // flood_rate 0 turns the limit off. A delay ends early, and the session
+  // with it, when the client is disconnected (stop() included) or closes
+  // its connection; the lines it left waiting are then dropped.
   double flood_rate = 2.0;
   std::size_t flood_burst = 20;
   std::size_t flood_max_delayed = 100;

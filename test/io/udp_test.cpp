@@ -165,6 +165,30 @@ TEST_P(UdpTest, CallsAfterCloseFailWithBadFileDescriptor) {
   });
 }
 
+// send_to() of a string_view has its std::error_code form too, like the
+// span's: it reports errors in `ec` and throws nothing.
+TEST_P(UdpTest, SendToOfAStringViewHasAnErrorCodeFormThatDoesNotThrow) {
+  spindle::run(opts(), [] {
+    udp_socket receiver = udp_socket::bind("127.0.0.1:0");
+    const address at = receiver.local_address();
+    udp_socket sender = udp_socket::open();
+    std::error_code ec = std::make_error_code(std::errc::io_error);
+    static_assert(noexcept(sender.send_to(std::string_view(), at, spindle::deadline(), ec)));
+    EXPECT_EQ(sender.send_to(std::string_view("hello"), at, 30s, ec), 5u);
+    EXPECT_FALSE(ec);
+    EXPECT_EQ(sender.send_to("x", at, {}, ec), 1u);
+    EXPECT_FALSE(ec);
+    std::array<std::byte, 64> buf;
+    address from;
+    EXPECT_EQ(text(std::span(buf).first(receiver.recv_from(buf, from, 30s))), "hello");
+    EXPECT_EQ(text(std::span(buf).first(receiver.recv_from(buf, from, 30s))), "x");
+    EXPECT_EQ(from.port(), sender.local_address().port());
+    sender.close();
+    EXPECT_EQ(sender.send_to("late", at, {}, ec), 0u);
+    EXPECT_EQ(ec, std::errc::bad_file_descriptor);
+  });
+}
+
 TEST_P(UdpTest, ADatagramLongerThanTheBufferIsTruncatedAndItsExcessDropped) {
   spindle::run(opts(), [] {
     udp_socket receiver = udp_socket::bind("127.0.0.1:0");

@@ -300,6 +300,19 @@ test_client registered(chat::server& s, std::string_view nick) {
   return c;
 }
 
+// A connection to `server` whose receive window is a few KiB (SO_RCVBUF
+// set before connecting): with options::socket_send_buffer small too, the
+// server can write little to it before the test reads.
+spindle::connection small_window_connection(const spindle::address& server) {
+  const int fd = ::socket(server.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_GE(fd, 0) << std::strerror(errno);
+  const int size = 4096;
+  EXPECT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size), 0) << std::strerror(errno);
+  // Blocking, but over loopback the handshake is done within the call.
+  EXPECT_EQ(::connect(fd, server.data(), server.size()), 0) << std::strerror(errno);
+  return spindle::connection::adopt(fd);
+}
+
 class ChatServerTest : public spindle::test::workers_fixture {
  protected:
   // Runs body(server) on a runtime of workers() workers, with a server
@@ -794,6 +807,33 @@ TEST_P(ChatServerTest, NoticeNeverGetsAnErrorReply) {
     alice.send("NOTICE bob :");
     EXPECT_THAT(alice.sync(), IsEmpty());
     EXPECT_THAT(bob.sync(), IsEmpty());
+  });
+}
+
+// A target list that is only commas ("PRIVMSG ,,, :x", "JOIN ,,,") names
+// no target once split: RFC 2812's reply for a missing target, 411 for
+// PRIVMSG and 461 for JOIN and PART, not silence.
+TEST_P(ChatServerTest, ATargetListOfOnlyCommasGets411ForPrivmsgAnd461ForJoinAndPart) {
+  with_server(test_options(), [&](chat::server& s) {
+    test_client alice = registered(s, "alice");
+    alice.join("#a");
+    alice.send("PRIVMSG ,,, :x");
+    alice.send("PRIVMSG ,");  // no recipient comes before no text
+    alice.send("NOTICE ,,, :x");
+    alice.send("JOIN ,,,");
+    alice.send("JOIN :");
+    alice.send("PART ,,,");
+    alice.send("PART , :reason");
+    EXPECT_THAT(alice.sync(), ElementsAre(srv + "411 alice :No recipient given (PRIVMSG)",
+                                          srv + "411 alice :No recipient given (PRIVMSG)",
+                                          srv + "461 alice JOIN :Not enough parameters",
+                                          srv + "461 alice JOIN :Not enough parameters",
+                                          srv + "461 alice PART :Not enough parameters",
+                                          srv + "461 alice PART :Not enough parameters"));
+    // Still on #a, and alone there.
+    alice.send("NAMES #a");
+    EXPECT_THAT(alice.sync(), ElementsAre(srv + "353 alice = #a :alice",
+                                          srv + "366 alice #a :End of NAMES list"));
   });
 }
 
@@ -1616,6 +1656,113 @@ TEST_P(ChatServerTest, AFloodingClientIsDelayedThenDisconnectedForExcessFlood) {
   });
 }
 
+// A session waiting out a flood delay used to sleep it out whatever
+// happened: stop() (SIGTERM) then waited for it (18.7 s with
+// --flood_rate=0.05), and so did a client that had closed. A delay now
+// ends when the client is disconnected or closes its connection.
+
+// Options under which a client's second line waits for the flood limit
+// longer than eventually() waits for anything, so that only a session
+// woken from its delay passes.
+chat::options long_flood_delay_options() {
+  chat::options o = test_options();
+  o.flood_burst = 1;
+  o.flood_rate = 1.0 / 90;  // one line every 90 s beyond the burst
+  o.flood_max_delayed = 1000;
+  return o;
+}
+
+TEST_P(ChatServerTest, StopWakesASessionWaitingOutAFloodDelay) {
+  spindle::run(opts(), [&] {
+    chat::server s(long_flood_delay_options());
+    std::atomic<bool> served{false};
+    spindle::fiber serving([&] {
+      s.serve();
+      served = true;
+    });
+    test_client c(s.local_address());
+    c.write("PING :1\r\nPING :2\r\n");
+    // The first line is the burst; the second now waits for the rate.
+    EXPECT_EQ(c.expect_line(), srv + "PONG spindle.chat :1");
+    s.stop();
+    EXPECT_THAT(c.read_to_end(), ElementsAre("ERROR :Server shutting down"));
+    EXPECT_TRUE(eventually([&] { return served.load(); }))
+        << "serve() still waits for the session in its flood delay";
+    serving.join();
+    EXPECT_EQ(s.stats().clients, 0u);
+  });
+}
+
+TEST_P(ChatServerTest, ClosingTheConnectionEndsASessionWaitingOutAFloodDelay) {
+  with_server(long_flood_delay_options(), [&](chat::server& s) {
+    test_client c(s.local_address());
+    c.write("PING :1\r\nPING :2\r\n");
+    EXPECT_EQ(c.expect_line(), srv + "PONG spindle.chat :1");
+    c.close();
+    EXPECT_TRUE(eventually([&] { return s.stats().clients == 0; }))
+        << "the session still waits out its flood delay";
+  });
+}
+
+// The same with more lines waiting than the session's input buffer holds,
+// so that the session cannot read up to the end of the stream.
+TEST_P(ChatServerTest, ClosingTheConnectionEndsASessionWithABufferFullOfDelayedLines) {
+  with_server(long_flood_delay_options(), [&](chat::server& s) {
+    test_client c(s.local_address());
+    std::string lines = "PING :1\r\n";
+    while (lines.size() < 64 * 1024) lines += "PING :more\r\n";
+    c.write(lines);
+    EXPECT_EQ(c.expect_line(), srv + "PONG spindle.chat :1");
+    c.close();
+    EXPECT_TRUE(eventually([&] { return s.stats().clients == 0; }))
+        << "the session still waits out its flood delay";
+  });
+}
+
+// The server's messages to a client waiting out a flood delay still reach
+// it, and a SendQ overflow still disconnects it at once.
+TEST_P(ChatServerTest, AClientWaitingOutAFloodDelayStillGetsMessagesAndCanBeDisconnected) {
+  chat::options o = long_flood_delay_options();
+  // A burst that bob's lines below stay within, and alice uses up.
+  o.flood_burst = 300;
+  o.send_queue_bytes = 4 * 1024;
+  o.socket_send_buffer = 4096;
+  o.linger = 200ms;
+  with_server(o, [&](chat::server& s) {
+    test_client bob = registered(s, "bob");
+    bob.join("#a");
+    // A client that reads little, so that what it does not read stays in
+    // its send queue.
+    test_client alice(small_window_connection(s.local_address()), "alice");
+    alice.register_as("alice");
+    alice.join("#a");
+    bob.sync();
+    // Up to the end of the burst in lines that get no reply (alice used
+    // three to register and join), a PING to see the burst is over, and a
+    // PING that has to wait.
+    std::string lines;
+    for (std::size_t i = 3; i < o.flood_burst - 1; ++i) lines += "PONG :x\r\n";
+    alice.write(lines + "PING :last\r\nPING :delayed\r\n");
+    EXPECT_EQ(alice.expect_line(), srv + "PONG spindle.chat :last");
+    // Her last PING now waits for the flood limit.
+    bob.send("PRIVMSG #a :hello");
+    EXPECT_EQ(alice.expect_line(), mask("bob") + " PRIVMSG #a :hello");
+    // Enough to fill the kernel's buffers (small: socket_send_buffer and
+    // the small window) and then alice's send queue.
+    const std::string padding(400, 'p');
+    std::vector<std::string> heard;
+    for (int i = 0; i < 100 && s.stats().sendq_exceeded == 0; ++i) {
+      bob.send(cat("PRIVMSG #a :", i, " ", padding));
+      for (std::string& l : bob.sync()) heard.push_back(std::move(l));
+    }
+    EXPECT_EQ(s.stats().sendq_exceeded, 1u);
+    EXPECT_TRUE(eventually([&] { return s.stats().clients == 1; }))
+        << "the session still waits out its flood delay";
+    for (std::string& l : bob.sync()) heard.push_back(std::move(l));
+    EXPECT_THAT(heard, ElementsAre(mask("alice") + " QUIT :SendQ exceeded"));
+  });
+}
+
 TEST_P(ChatServerTest, AClientThatDoesNotRegisterInTimeIsDisconnected) {
   chat::options o = test_options();
   o.register_timeout = 200ms;
@@ -1730,6 +1877,317 @@ TEST_P(ChatServerTest, AConnectionBeyondMaxClientsPerIpIsRefusedWhileOtherIpsAre
     c.register_as("c");
     EXPECT_FALSE(c.failed());
     EXPECT_EQ(s.stats().refused, 1u);
+  });
+}
+
+// ---- Long replies ----
+
+// WHO of a channel of 4,000 used to disconnect the client who asked: the
+// whole reply (280 KB) went into its send queue at once and overflowed
+// the 256 KiB bound ("ERROR :SendQ exceeded"), as if the client had
+// flooded. A long reply now goes in a piece at a time as the client reads
+// it. These use a small send queue, and nicks of the longest kind and
+// long real names, to need a channel of only 120.
+
+// A nick of the longest kind (30 characters), the i-th.
+std::string long_nick(int i) {
+  std::string nick = cat("member", i, "_");
+  nick.resize(chat::irc::max_nick, 'x');
+  return nick;
+}
+
+// A client of `s` registered as `nick` with the real name `realname`.
+test_client registered_as(chat::server& s, std::string_view nick, std::string_view realname) {
+  test_client c(s.local_address(), std::string(nick));
+  c.send(cat("NICK ", nick));
+  c.send(cat("USER ", nick, " 0 * :", realname));
+  c.read_until_command("376");
+  return c;
+}
+
+// Fills `channel` with `count` clients with nicks long_nick(0), ... (in
+// that order) and real names of 400 characters (WHO lines of about 500
+// bytes); they read nothing after the channel is full.
+//
+// Each member is sent the JOIN of every later one, more in all than a
+// small send queue holds; a member's writer may fall behind on a loaded
+// machine. So every read_every joins, every member reads what it has been
+// sent (all PINGs first, then each PONG): a member's queue then never
+// holds more than read_every JOINs (1.2 KB), however far behind its
+// writer is.
+struct filled_channel {
+  std::vector<test_client> members;
+  std::vector<std::string> nicks;
+};
+filled_channel fill_channel(chat::server& s, std::string_view channel, int count) {
+  constexpr int read_every = 16;
+  filled_channel f;
+  const std::string realname(400, 'r');
+  for (int i = 0; i < count; ++i) {
+    f.nicks.push_back(long_nick(i));
+    f.members.push_back(registered_as(s, f.nicks.back(), realname));
+    f.members.back().join(channel);
+    if (f.members.back().failed()) break;
+    if ((i + 1) % read_every == 0 || i + 1 == count) {
+      for (test_client& m : f.members) m.send("PING :filled");
+      for (test_client& m : f.members) {
+        m.read_until([](const std::string& l) { return l.ends_with(" PONG spindle.chat :filled"); },
+                     "the PONG to PING :filled");
+      }
+    }
+  }
+  return f;
+}
+
+// The names that the 353 lines among `lines` list, in order.
+std::vector<std::string> names_in(const std::vector<std::string>& lines) {
+  std::vector<std::string> names;
+  for (const std::string& l : lines) {
+    if (command_of(l) != "353") continue;
+    std::string_view list = std::string_view(l).substr(l.find(" :") + 2);
+    while (!list.empty()) {
+      const std::size_t space = list.find(' ');
+      names.emplace_back(list.substr(0, space));
+      if (space == std::string_view::npos) break;
+      list.remove_prefix(space + 1);
+    }
+  }
+  return names;
+}
+
+// The nicks that the 352 lines among `lines` list, in order.
+std::vector<std::string> who_nicks_in(const std::vector<std::string>& lines) {
+  std::vector<std::string> nicks;
+  for (const std::string& l : lines) {
+    if (command_of(l) != "352") continue;
+    // ":server 352 asker #channel user host server nick H :0 real name"
+    std::string_view rest = l;
+    for (int field = 0; field < 7; ++field) rest.remove_prefix(rest.find(' ') + 1);
+    nicks.emplace_back(rest.substr(0, rest.find(' ')));
+  }
+  return nicks;
+}
+
+// The bytes that the lines among `lines` with `command` took on the wire.
+std::size_t wire_bytes(const std::vector<std::string>& lines, std::string_view command) {
+  std::size_t bytes = 0;
+  for (const std::string& l : lines) {
+    if (command_of(l) == command) bytes += l.size() + 2;
+  }
+  return bytes;
+}
+
+TEST_P(ChatServerTest, WhoAndNamesRepliesLongerThanTheSendQueueReachTheAskerWhole) {
+  chat::options o = test_options();
+  o.send_queue_bytes = 3 * 1024;
+  with_server(o, [&](chat::server& s) {
+    filled_channel big = fill_channel(s, "#big", 120);
+    ASSERT_EQ(big.members.size(), 120u);
+    ASSERT_FALSE(big.members.back().failed());
+    ASSERT_EQ(s.stats().sendq_exceeded, 0u);
+    test_client asker = registered(s, "asker");
+    std::vector<std::string> nicks = big.nicks;
+    nicks.push_back("asker");
+
+    // JOIN's NAMES.
+    std::vector<std::string> lines = asker.join("#big");
+    EXPECT_EQ(names_in(lines), nicks);
+    EXPECT_GT(wire_bytes(lines, "353"), o.send_queue_bytes);
+    // NAMES.
+    asker.send("NAMES #big");
+    lines = asker.sync();
+    EXPECT_EQ(names_in(lines), nicks);
+    EXPECT_GT(wire_bytes(lines, "353"), o.send_queue_bytes);
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines.back(), srv + "366 asker #big :End of NAMES list");
+    // WHO, many times the send queue.
+    asker.send("WHO #big");
+    lines = asker.sync();
+    EXPECT_EQ(who_nicks_in(lines), nicks);
+    EXPECT_GT(wire_bytes(lines, "352"), 10 * o.send_queue_bytes);
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines.back(), srv + "315 asker #big :End of WHO list");
+    EXPECT_EQ(lines.size(), nicks.size() + 1);
+    // Still connected.
+    asker.send("PRIVMSG #big :still here");
+    EXPECT_THAT(asker.sync(), IsEmpty());
+    EXPECT_FALSE(asker.failed());
+    EXPECT_EQ(s.stats().sendq_exceeded, 0u);
+    EXPECT_EQ(s.stats().clients, big.members.size() + 1);
+  });
+}
+
+TEST_P(ChatServerTest, ListAndNamesOfEveryChannelLongerThanTheSendQueueReachTheAskerWhole) {
+  chat::options o = test_options();
+  o.send_queue_bytes = 3 * 1024;
+  with_server(o, [&](chat::server& s) {
+    test_client asker = registered(s, "asker");
+    std::vector<std::string> list_expected;
+    std::vector<std::string> names_expected;
+    const std::string topic(390, 't');
+    for (int i = 0; i < 50; ++i) {  // the most channels a client may join
+      std::string name = cat("#channel", i, "_");
+      name.resize(chat::irc::max_channel, 'c');
+      asker.join(name);
+      asker.send(cat("TOPIC ", name, " :", topic));
+      asker.sync();
+      list_expected.push_back(cat(srv, "322 asker ", name, " 1 :", topic));
+      names_expected.push_back(cat(srv, "353 asker = ", name, " :asker"));
+    }
+    asker.send("LIST");
+    std::vector<std::string> lines = asker.sync();
+    EXPECT_GT(wire_bytes(lines, "322"), 5 * o.send_queue_bytes);
+    ASSERT_EQ(lines.size(), list_expected.size() + 2);
+    EXPECT_EQ(lines.front(), srv + "321 asker Channel :Users  Name");
+    EXPECT_EQ(lines.back(), srv + "323 asker :End of LIST");
+    EXPECT_THAT(std::vector<std::string>(lines.begin() + 1, lines.end() - 1),
+                testing::UnorderedElementsAreArray(list_expected));
+    asker.send("NAMES");
+    lines = asker.sync();
+    EXPECT_GT(wire_bytes(lines, "353"), o.send_queue_bytes);
+    ASSERT_EQ(lines.size(), names_expected.size() + 1);
+    EXPECT_EQ(lines.back(), srv + "366 asker * :End of NAMES list");
+    lines.pop_back();
+    EXPECT_THAT(lines, testing::UnorderedElementsAreArray(names_expected));
+    EXPECT_FALSE(asker.failed());
+    EXPECT_EQ(s.stats().sendq_exceeded, 0u);
+  });
+}
+
+// Options under which a WHO of a channel filled by fill_channel(120) is
+// many times what the kernel's buffers hold for a client with a
+// small_window_connection() (a few KiB each way) plus half the send queue
+// (the most of a reply the queue holds at once): a client that reads
+// little keeps the reply waiting. The send queue is still big enough for
+// everything the members (which read nothing) are sent while the channel
+// fills, even if none of it were written: with a small SO_SNDBUF, delayed
+// ACKs hold their writers up.
+chat::options large_reply_options() {
+  chat::options o = test_options();
+  o.send_queue_bytes = 16 * 1024;
+  o.socket_send_buffer = 4096;
+  return o;
+}
+
+// What others send a client while its long reply waits for it to read
+// comes after the reply, not inside it (a PART inside a NAMES list would
+// leave a client listing someone gone).
+TEST_P(ChatServerTest, LinesFromOthersDuringALongReplyComeAfterIt) {
+  chat::options o = large_reply_options();
+  with_server(o, [&](chat::server& s) {
+    filled_channel big = fill_channel(s, "#big", 120);
+    ASSERT_EQ(big.members.size(), 120u);
+    ASSERT_FALSE(big.members.back().failed());
+    ASSERT_EQ(s.stats().sendq_exceeded, 0u);
+    test_client talker = registered(s, "talker");
+    talker.join("#big");
+    test_client asker(small_window_connection(s.local_address()), "asker");
+    asker.register_as("asker");
+    asker.join("#big");
+    talker.sync();
+    asker.send("WHO #big");
+    // The reply has begun; most of it (60 KB) is still to come.
+    std::vector<std::string> lines = {asker.expect_line()};
+    EXPECT_EQ(command_of(lines.front()), "352");
+    talker.send("PRIVMSG #big :in the middle?");
+    talker.send("PART #big");
+    talker.sync();  // both are queued (or held) for the asker by now
+    std::vector<std::string> rest = asker.sync();
+    lines.insert(lines.end(), rest.begin(), rest.end());
+    std::vector<std::string> nicks = big.nicks;
+    nicks.push_back("talker");
+    nicks.push_back("asker");
+    EXPECT_EQ(who_nicks_in(lines), nicks);
+    ASSERT_EQ(lines.size(), nicks.size() + 3);
+    EXPECT_EQ(lines[nicks.size()], srv + "315 asker #big :End of WHO list");
+    EXPECT_EQ(lines[nicks.size() + 1], mask("talker") + " PRIVMSG #big :in the middle?");
+    EXPECT_EQ(lines[nicks.size() + 2], mask("talker") + " PART #big");
+    EXPECT_EQ(s.stats().sendq_exceeded, 0u);
+  });
+}
+
+// The send queue's bound still holds while a long reply waits: a client
+// that stops reading is disconnected once what others send it overflows.
+TEST_P(ChatServerTest, AClientThatStopsReadingDuringALongReplyIsStillDisconnectedForSendQ) {
+  chat::options o = large_reply_options();
+  o.linger = 200ms;
+  with_server(o, [&](chat::server& s) {
+    filled_channel big = fill_channel(s, "#big", 120);
+    ASSERT_EQ(big.members.size(), 120u);
+    ASSERT_FALSE(big.members.back().failed());
+    ASSERT_EQ(s.stats().sendq_exceeded, 0u);
+    test_client talker = registered(s, "talker");
+    talker.join("#chat");
+    test_client asker(small_window_connection(s.local_address()), "asker");
+    asker.register_as("asker");
+    asker.join("#chat");
+    asker.join("#big");
+    talker.sync();
+    asker.send("WHO #big");
+    EXPECT_EQ(command_of(asker.expect_line()), "352");
+    // From here on the asker reads nothing until the end.
+    EXPECT_EQ(s.stats().sendq_exceeded, 0u);
+    const std::string padding(400, 'p');
+    std::vector<std::string> heard;
+    for (int i = 0; i < 1000 && s.stats().sendq_exceeded == 0; ++i) {
+      talker.send(cat("PRIVMSG #chat :", i, " ", padding));
+      for (std::string& l : talker.sync()) heard.push_back(std::move(l));
+    }
+    EXPECT_EQ(s.stats().sendq_exceeded, 1u);
+    EXPECT_TRUE(eventually([&] { return s.stats().clients == big.members.size() + 1; }));
+    for (std::string& l : talker.sync()) heard.push_back(std::move(l));
+    EXPECT_THAT(heard, ElementsAre(mask("asker") + " QUIT :SendQ exceeded"));
+    // The asker gets the start of the reply, then the ERROR.
+    std::vector<std::string> lines = asker.read_to_end();
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines.back(), "ERROR :SendQ exceeded");
+    lines.pop_back();
+    std::vector<std::string> others;
+    for (const std::string& l : lines) {
+      if (command_of(l) != "352") others.push_back(l);
+    }
+    EXPECT_THAT(others, IsEmpty());
+  });
+}
+
+// A session waiting for its client to read a long reply cannot ping it; a
+// client that takes none of the reply for ping_interval + ping_timeout is
+// disconnected as if it had not answered a PING. Here the reply is the
+// welcome, with a MOTD (52 KB) that does not fit in the small window.
+TEST_P(ChatServerTest, AClientThatReadsNoneOfALongReplyTimesOutAsForAPing) {
+  chat::options o = test_options();
+  o.send_queue_bytes = 8 * 1024;
+  o.socket_send_buffer = 4096;
+  o.ping_interval = 200ms;
+  o.ping_timeout = 200ms;
+  std::string motd;
+  for (int i = 0; i < 400; ++i) motd += cat(i, " ", std::string(96, 'm'), "\n");
+  o.motd = motd;
+  with_server(o, [&](chat::server& s) {
+    const auto start = std::chrono::steady_clock::now();
+    test_client c(small_window_connection(s.local_address()), "c");
+    c.send("NICK c");
+    c.send("USER c 0 * :C");
+    // It reads nothing until the server gives up on it.
+    EXPECT_TRUE(eventually([&] { return s.stats().ping_timeouts == 1; }));
+    EXPECT_GE(std::chrono::steady_clock::now() - start, o.ping_interval + o.ping_timeout);
+    // What it then reads is a start of the welcome, and perhaps the ERROR
+    // (if the writer gets it out within `linger`).
+    std::vector<std::string> lines = c.read_to_end();
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines.front(), srv + "001 c :Welcome to the Spindle IRC Network c!~c@127.0.0.1");
+    if (lines.back().starts_with("ERROR")) {
+      EXPECT_EQ(lines.back(), "ERROR :Ping timeout");
+      lines.pop_back();
+    }
+    EXPECT_LT(lines.size(), 400u);
+    std::vector<std::string> others;
+    for (const std::string& l : lines) {
+      const std::string_view cmd = command_of(l);
+      if (!cmd.starts_with("00") && cmd != "375" && cmd != "372") others.push_back(l);
+    }
+    EXPECT_THAT(others, IsEmpty());
+    EXPECT_TRUE(eventually([&] { return s.stats().clients == 0; }));
   });
 }
 
