@@ -12,12 +12,15 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <optional>
 #include <vector>
 
 #include "fiber/fiber.h"
 #include "fiber/this_fiber.h"
 #include "sched/park.h"
 #include "sched/scheduler.h"
+#include "sync/channel.h"
 
 namespace {
 
@@ -90,6 +93,35 @@ void BM_PingPongPinnedToDifferentWorkers(benchmark::State& state) { ping_pong(st
 BENCHMARK(BM_PingPongOneWorker)->UseRealTime();
 BENCHMARK(BM_PingPongTwoWorkers)->UseRealTime();
 BENCHMARK(BM_PingPongPinnedToDifferentWorkers)->UseRealTime();
+
+// The same round trip over unbuffered channels whose receives carry a
+// deadline that never comes (a read with a deadline, the chat server's
+// every read): the cost of arming and disarming a timer at each wait.
+void ping_pong_timed(benchmark::State& state, unsigned workers) {
+  spindle::run(spindle::options{.workers = workers}, [&] {
+    spindle::channel<int> to_pong;
+    spindle::channel<int> to_ping;
+    constexpr auto patience = std::chrono::hours(1);
+    spindle::fiber pong([&] {
+      for (;;) {
+        std::optional<int> v;
+        if (to_pong.recv_for(v, patience) != spindle::channel_status::success || *v < 0) return;
+        to_ping.send(*v);
+      }
+    });
+    for (auto _ : state) {
+      to_pong.send(1);
+      std::optional<int> v;
+      if (to_ping.recv_for(v, patience) != spindle::channel_status::success) std::abort();
+    }
+    to_pong.send(-1);
+    pong.join();
+  });
+}
+void BM_PingPongWithDeadlinesOneWorker(benchmark::State& state) { ping_pong_timed(state, 1); }
+void BM_PingPongWithDeadlinesTwoWorkers(benchmark::State& state) { ping_pong_timed(state, 2); }
+BENCHMARK(BM_PingPongWithDeadlinesOneWorker)->UseRealTime();
+BENCHMARK(BM_PingPongWithDeadlinesTwoWorkers)->UseRealTime();
 
 void BM_SpawnJoin(benchmark::State& state) {
   spindle::run(spindle::options{.workers = static_cast<unsigned>(state.range(0))}, [&state] {
