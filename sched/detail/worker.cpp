@@ -354,36 +354,34 @@ void worker::sleep_idle() noexcept {
     }
     return t;
   };
-  timer_heap::rep until = earliest_timer();
-  bool deep = false;
-  if (until == timer_heap::none && rt_.all_idle()) {
-    // Nothing anywhere: sleep without a timeout. Announce it first, then
-    // look at the timers again: a timer added meanwhile either is seen here
-    // or sees us (runtime::timer_added) and wakes an idle worker.
-    deep = true;
-    rt_.deep_sleepers_.fetch_add(1, std::memory_order_seq_cst);
-    until = earliest_timer();
-    if (until != timer_heap::none) {
-      deep = false;
-      rt_.deep_sleepers_.fetch_sub(1, std::memory_order_relaxed);
-    }
-  }
-  if (deep) {
-    poll_events(true);
-    rt_.deep_sleepers_.fetch_sub(1, std::memory_order_relaxed);
-    return;
-  }
-  double timeout = rt_.all_idle() ? 1e9 : idle_poll_seconds;
-  if (until != timer_heap::none) {
-    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  const timer_heap::rep now = std::chrono::steady_clock::now().time_since_epoch().count();
+  const timer_heap::rep poll_cap =
+      now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                std::chrono::duration<double>(idle_poll_seconds))
+                .count();
+  // When to wake: the earliest deadline anywhere, and no later than
+  // idle_poll_seconds from now while some worker is busy.
+  const auto wake_time = [&] {
+    const timer_heap::rep t = earliest_timer();
+    return rt_.all_idle() ? t : std::min(t, poll_cap);
+  };
+  // Announce it, then look again: a timer added meanwhile either is seen
+  // here or sees our sleep_until_ and wakes us (runtime::timer_added; a
+  // Dekker handshake, seq_cst on both sides).
+  timer_heap::rep until = wake_time();
+  sleep_until_.store(until, std::memory_order_seq_cst);
+  until = std::min(until, wake_time());
+  if (until == timer_heap::none) {
+    poll_events(true);  // nothing anywhere: no timeout, no CPU
+  } else {
     const double left = until <= now ? 0.0 : std::chrono::duration<double>(
         std::chrono::steady_clock::duration(until - now)).count();
-    timeout = std::min(timeout, left);
+    ev_timer_set(idle_timer_.get(), left, 0.0);
+    ev_timer_start(loop_, idle_timer_.get());
+    poll_events(true);
+    ev_timer_stop(loop_, idle_timer_.get());
   }
-  ev_timer_set(idle_timer_.get(), timeout, 0.0);
-  ev_timer_start(loop_, idle_timer_.get());
-  poll_events(true);
-  ev_timer_stop(loop_, idle_timer_.get());
+  sleep_until_.store(0, std::memory_order_relaxed);
   // Ours at once; other workers' due ones the next find_work() takes.
   run_timers(timers_, last_poll_);
 }
@@ -540,6 +538,15 @@ void worker::schedule_remote(control_block* cb) noexcept {
 void worker::wake() noexcept { ev_async_send(loop_, async_.get()); }
 
 void worker::after_fork_in_child() noexcept { ev_loop_fork(loop_); }
+
+void runtime::timer_added(timer_heap::rep when) noexcept {
+  for (auto& w : workers_) {
+    if (w->sleep_until_.load(std::memory_order_seq_cst) > when) {
+      w->wake();  // it recomputes its timeout (and runs what is due)
+      return;
+    }
+  }
+}
 
 void worker::enqueue(control_block* cb, bool next) noexcept {
   if (loop_wait* lw = cb->loop_wait_; lw != nullptr) {
@@ -853,7 +860,7 @@ inline void worker::after_switch_inline(void* from_ctx) noexcept {
       // may resume the fiber elsewhere before the commit has run; it then
       // waits for whatever the commit releases, briefly.)
       pending_timer_ = nullptr;
-      if (timers_.add(t)) rt_.timer_added();
+      if (timers_.add(t)) rt_.timer_added(t->when.time_since_epoch().count());
     }
     pending_commit_(pending_commit_arg_);
     return;
@@ -951,7 +958,7 @@ bool worker::park_commit_until(std::chrono::steady_clock::time_point deadline,
   if (commit == nullptr) {
     // `parking` already (prepare_park): a firer that comes before the
     // switch is done leaves the enqueueing to the switch (claim::parking).
-    if (heap->add(&node)) rt_.timer_added();
+    if (heap->add(&node)) rt_.timer_added(deadline.time_since_epoch().count());
     park();
   } else {
     // Still `running`: a firer now would find nothing to claim. The switch

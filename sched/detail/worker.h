@@ -277,6 +277,9 @@ class worker {
   fifo inbox_home_;  // guarded by inbox_mu_
   std::atomic<bool> inbox_stealable_{false};
   std::atomic<bool> sleeping_{false};
+  // While idle: when it will wake by itself (timer_heap::none: no
+  // timeout); 0 while awake. For runtime::timer_added().
+  std::atomic<timer_heap::rep> sleep_until_{0};
 
   // The ring, stolen from by other workers: last, on its own cache lines.
   run_ring ring_;
@@ -355,15 +358,12 @@ class runtime {
   }
   void leave_idle(worker* w) noexcept;
   std::atomic<int> searching_{0};
-  // A timer became the earliest of its worker's heap: if some worker
-  // sleeps with no timeout at all (it saw no timer anywhere), wake an idle
-  // one to take the new deadline into account.
-  void timer_added() noexcept {
-    if (deep_sleepers_.load(std::memory_order_seq_cst) != 0) wake_one_idle_worker();
-  }
-  // Workers asleep with no timeout: every worker was idle and no timer
-  // was pending when they went to sleep.
-  std::atomic<int> deep_sleepers_{0};
+  // A timer due at `when` became the earliest of its worker's heap: a
+  // worker asleep until later (it computed its timeout before the timer
+  // came, perhaps with every worker idle and no cap) is woken to take it
+  // into account; otherwise a worker that starts computing right after
+  // would hold the deadline hostage. Any thread.
+  void timer_added(timer_heap::rep when) noexcept;
 
  private:
   options opts_;

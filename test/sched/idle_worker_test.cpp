@@ -205,6 +205,54 @@ TEST_P(IdleWorkerTest, ManySleepersOnABusyWorkerAllWake) {
   });
 }
 
+TEST_P(IdleWorkerTest, ADeadlineAddedWhileAnotherWorkerSleepsUntilALaterOneIsMet) {
+  // Worker 1 holds a long deadline and, with every worker idle, sleeps
+  // until it. Then a plain thread wakes two fibers pinned to worker 0
+  // (through worker 0's inbox, which wakes nobody else): the first sleeps
+  // briefly, the second computes until the first has woken. Only worker 1
+  // can run that sleep's timer, and only if the new, earlier deadline
+  // wakes it.
+  spindle::run(opts(), [] {
+    channel<int> release_long(1);
+    channel<int> go_sleeper(1);
+    channel<int> go_hog(1);
+    std::atomic<bool> sleeper_started{false};
+    std::atomic<bool> sleeper_done{false};
+    fiber long_waiter(fiber_options{.worker = 1, .pinned = true}, [&] {
+      this_fiber::unpin();
+      std::optional<int> v;
+      EXPECT_EQ(release_long.recv_for(v, 1h), channel_status::success);
+    });
+    fiber sleeper(fiber_options{.worker = 0, .pinned = true}, [&] {
+      EXPECT_EQ(go_sleeper.recv(), 1);
+      sleeper_started = true;
+      this_fiber::unpin();
+      this_fiber::sleep_for(20ms);
+      sleeper_done = true;
+    });
+    fiber hog(fiber_options{.worker = 0, .pinned = true}, [&] {
+      EXPECT_EQ(go_hog.recv(), 1);
+      while (!sleeper_done.load()) test::cpu_relax();
+    });
+    test::await_worker_free(0);
+    test::await_worker_free(1);
+    std::thread waker([&] {
+      // Not synchronisation: a pause that lets every worker go idle, so
+      // that worker 1 sleeps until the long deadline alone (the case this
+      // test is about); if it has not, the test passes without testing it.
+      std::this_thread::sleep_for(20ms);
+      go_sleeper.send(1);
+      await(sleeper_started);
+      go_hog.send(1);
+    });
+    sleeper.join();
+    hog.join();
+    waker.join();
+    release_long.send(0);
+    long_waiter.join();
+  });
+}
+
 SPINDLE_INSTANTIATE_WORKERS(IdleWorkerTest, 2u, 4u);
 
 }  // namespace
