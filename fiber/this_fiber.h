@@ -7,6 +7,7 @@
 
 #include "fiber/detail/inline_switch.h"
 #include "fiber/fiber.h"
+#include "sched/clock.h"
 
 namespace spindle::detail {
 // The two out-of-line halves of yield()'s inline fast path: yield_begin()
@@ -62,23 +63,24 @@ inline void yield() noexcept {
 // thread.
 void sleep_until(std::chrono::steady_clock::time_point deadline);
 
+// On another clock, it returns only once that clock says `deadline` has
+// passed: a clock slower than steady_clock, or one stepped back, means
+// sleeping again for what is left (std requires it; Boost.Fiber converts
+// once and may return early).
 template <class Clock, class Duration>
 void sleep_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-  // Other clocks are converted to steady_clock once, as Boost.Fiber's
-  // sleep_until does; a change of the system clock during the sleep is not
-  // followed.
-  const auto now = Clock::now();
-  if (deadline <= now) return;
-  sleep_until(std::chrono::steady_clock::now() +
-              std::chrono::ceil<std::chrono::steady_clock::duration>(deadline - now));
+  (void)detail::until_on_clock(deadline, [](detail::steady_time d) {
+    sleep_until(d);
+    return false;
+  });
 }
 
-// sleep_for() parks the calling fiber for at least `duration`. Any thread.
+// sleep_for() parks the calling fiber for at least `duration`; a duration
+// too long to add to now sleeps for ever. Any thread.
 template <class Rep, class Period>
 void sleep_for(const std::chrono::duration<Rep, Period>& duration) {
   if (duration <= duration.zero()) return;
-  sleep_until(std::chrono::steady_clock::now() +
-              std::chrono::ceil<std::chrono::steady_clock::duration>(duration));
+  sleep_until(detail::steady_after(duration));
 }
 
 // ---- Pinning (fiber only) ----

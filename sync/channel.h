@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "sched/clock.h"
 #include "sync/condition_variable.h"
 #include "sync/detail/wait_queue.h"
 
@@ -221,7 +222,7 @@ class channel : private detail::channel_base {
   }
   template <class Rep, class Period>
   [[nodiscard]] channel_status send_for(T& value, const std::chrono::duration<Rep, Period>& timeout) {
-    return send_until(value, std::chrono::steady_clock::now() + timeout);
+    return send_until(value, detail::steady_after(timeout));
   }
 
   // recv() waits for a value; std::nullopt once closed and drained.
@@ -243,7 +244,7 @@ class channel : private detail::channel_base {
   template <class Rep, class Period>
   [[nodiscard]] channel_status recv_for(std::optional<T>& out,
                                         const std::chrono::duration<Rep, Period>& timeout) {
-    return recv_until(out, std::chrono::steady_clock::now() + timeout);
+    return recv_until(out, detail::steady_after(timeout));
   }
 
   // close() closes the channel: waiting receivers get std::nullopt (after

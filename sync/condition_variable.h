@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "sync/detail/wait_queue.h"
+#include "sched/clock.h"
 #include "sync/mutex.h"
 
 namespace spindle {
@@ -57,13 +58,21 @@ class cv_core {
   wait_queue waiters_;
 };
 
-template <class Clock, class Duration>
-std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Clock, Duration>& t) {
+// cv_wait_until() is a condition variable's wait_until on any clock: one
+// wait until the steady_clock estimate of `t`; if that estimate passed but
+// `Clock` has not reached `t` (a slower clock, or one stepped back), it
+// returns no_timeout, a spurious wake-up, which a waiter handles by
+// waiting again (as libstdc++ does): timeout means Clock::now() >= t.
+template <class Core, class Lock, class Clock, class Duration>
+std::cv_status cv_wait_until(Core& core, Lock& lock, const std::chrono::time_point<Clock, Duration>& t) {
   if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-    return std::chrono::time_point_cast<std::chrono::steady_clock::duration>(t);
+    return core.wait_until(lock, until_on_steady(t));
   } else {
-    return std::chrono::steady_clock::now() +
-           std::chrono::ceil<std::chrono::steady_clock::duration>(t - Clock::now());
+    const auto now = Clock::now();
+    if (core.wait_until(lock, steady_after(t - now)) == std::cv_status::no_timeout) {
+      return std::cv_status::no_timeout;
+    }
+    return Clock::now() < t ? std::cv_status::no_timeout : std::cv_status::timeout;
   }
 }
 }  // namespace detail
@@ -92,30 +101,30 @@ class condition_variable_any {
   void wait(Lock& lock, Predicate pred) {
     while (!pred()) wait(lock);
   }
+  // wait_until() returns timeout only once `deadline` has passed on its
+  // own clock, which may run at another rate than steady_clock or be
+  // stepped (see detail::cv_wait_until).
   template <class Lock, class Clock, class Duration>
   std::cv_status wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline) {
-    return core_.wait_until(lock, detail::to_steady(deadline));
+    return detail::cv_wait_until(core_, lock, deadline);
   }
   template <class Lock, class Clock, class Duration, class Predicate>
   bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline,
                   Predicate pred) {
-    const auto steady_deadline = detail::to_steady(deadline);
     while (!pred()) {
-      if (core_.wait_until(lock, steady_deadline) == std::cv_status::timeout) return pred();
+      if (wait_until(lock, deadline) == std::cv_status::timeout) return pred();
     }
     return true;
   }
+  // wait_for() waits on steady_clock; a duration too long to add to now
+  // (duration::max()) waits without a deadline.
   template <class Lock, class Rep, class Period>
   std::cv_status wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout) {
-    return wait_until(lock, std::chrono::steady_clock::now() +
-                                std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+    return core_.wait_until(lock, detail::steady_after(timeout));
   }
   template <class Lock, class Rep, class Period, class Predicate>
   bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout, Predicate pred) {
-    return wait_until(lock,
-                      std::chrono::steady_clock::now() +
-                          std::chrono::ceil<std::chrono::steady_clock::duration>(timeout),
-                      std::move(pred));
+    return wait_until(lock, detail::steady_after(timeout), std::move(pred));
   }
 
  private:

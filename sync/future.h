@@ -109,14 +109,20 @@ class future_base {
     if (!state_) throw_no_state();
     state_->wait();
   }
+  // wait_for() waits on steady_clock (a duration too long to add to now:
+  // no deadline); wait_until() says timeout only once the deadline has
+  // passed on its own clock (sched/clock.h).
   template <class Rep, class Period>
   future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
-    return wait_until(std::chrono::steady_clock::now() + timeout);
+    return wait_until(steady_after(timeout));
   }
   template <class Clock, class Duration>
   future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
     if (!state_) throw_no_state();
-    return state_->wait_until(to_steady(deadline));
+    return until_on_clock(deadline,
+                          [this](steady_time d) { return state_->wait_until(d) == future_status::ready; })
+               ? future_status::ready
+               : future_status::timeout;
   }
 
  protected:

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "fiber/detail/sanitizer.h"
+#include "sched/clock.h"
 #include "sync/detail/parking_lot.h"
 #include "sync/detail/wait_queue.h"
 
@@ -263,16 +264,17 @@ bool set_biased_locking(bool on) noexcept;
 template <class Derived>
 class timed_lock_members {
  public:
+  // try_lock_for() on steady_clock; a duration too long to add to now
+  // waits without a deadline.
   template <class Rep, class Period>
   [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return self().lock_until(std::chrono::steady_clock::now() +
-                             std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+    return self().lock_until(steady_after(timeout));
   }
+  // try_lock_until() gives up only once `deadline` has passed on its own
+  // clock (see sched/clock.h's until_on_clock).
   template <class Clock, class Duration>
   [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    const auto now = Clock::now();
-    return self().lock_until(std::chrono::steady_clock::now() +
-                             std::chrono::ceil<std::chrono::steady_clock::duration>(deadline - now));
+    return until_on_clock(deadline, [this](steady_time d) { return self().lock_until(d); });
   }
 
  private:

@@ -128,7 +128,7 @@ int select_until(const std::chrono::time_point<Clock, Duration>& deadline, Cases
 
 template <class Rep, class Period, class... Cases>
 int select_for(const std::chrono::duration<Rep, Period>& timeout, Cases&... cases) {
-  return select_until(std::chrono::steady_clock::now() + timeout, cases...);
+  return select_until(detail::steady_after(timeout), cases...);
 }
 
 }  // namespace spindle

@@ -139,14 +139,17 @@ class counting_semaphore {
   }
   void acquire() noexcept { core_.acquire_until(nullptr); }
   [[nodiscard]] bool try_acquire() noexcept { return core_.try_acquire(); }
+  // try_acquire_for() waits on steady_clock (a duration too long to add
+  // to now: no deadline); try_acquire_until() gives up only once the
+  // deadline has passed on its own clock (sched/clock.h).
   template <class Rep, class Period>
   [[nodiscard]] bool try_acquire_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return try_acquire_until(std::chrono::steady_clock::now() + timeout);
+    return try_acquire_until(detail::steady_after(timeout));
   }
   template <class Clock, class Duration>
   [[nodiscard]] bool try_acquire_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    const auto d = detail::to_steady(deadline);
-    return core_.acquire_until(&d);
+    return detail::until_on_clock(deadline,
+                                  [this](detail::steady_time d) { return core_.acquire_until(&d); });
   }
 
  private:

@@ -75,23 +75,25 @@ class shared_mutex {
 // it until its call returns.
 class shared_timed_mutex : public shared_mutex {
  public:
+  // The timed takes wait on steady_clock (_for; a duration too long to
+  // add to now waits without a deadline) or give up only once the
+  // deadline has passed on its own clock (_until, sched/clock.h).
   template <class Rep, class Period>
   [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return try_lock_until(std::chrono::steady_clock::now() + timeout);
+    return try_lock_until(detail::steady_after(timeout));
   }
   template <class Clock, class Duration>
   [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    const auto d = detail::to_steady(deadline);
-    return lock_until(&d);
+    return detail::until_on_clock(deadline, [this](detail::steady_time d) { return lock_until(&d); });
   }
   template <class Rep, class Period>
   [[nodiscard]] bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return try_lock_shared_until(std::chrono::steady_clock::now() + timeout);
+    return try_lock_shared_until(detail::steady_after(timeout));
   }
   template <class Clock, class Duration>
   [[nodiscard]] bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    const auto d = detail::to_steady(deadline);
-    return lock_shared_until(&d);
+    return detail::until_on_clock(deadline,
+                                  [this](detail::steady_time d) { return lock_shared_until(&d); });
   }
 };
 
