@@ -10,11 +10,6 @@
 
 namespace spindle {
 
-std::ostream& operator<<(std::ostream& os, fiber::id i) {
-  if (i.value_ == 0) return os << "fiber::id of a non-fiber";
-  return os << i.value_;
-}
-
 fiber::id make_fiber_id(std::uint64_t value) noexcept { return fiber::id(value); }
 
 fiber::~fiber() {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
+#include <string_view>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -47,12 +48,13 @@ class fiber {
  public:
   // A fiber's identity. Ids are unique for the life of the process and
   // never reused. A default-constructed id represents "not a fiber".
+  //
+  // As std::thread::id's, its comparisons are functions of namespace
+  // spindle (not hidden friends: a type that converts to an id compares),
+  // it prints to any basic_ostream, and std::hash knows it.
   class id {
    public:
     id() noexcept = default;
-    friend bool operator==(id, id) noexcept = default;
-    friend std::strong_ordering operator<=>(id, id) noexcept = default;
-    friend std::ostream& operator<<(std::ostream& os, id i);
     // value() is the id's number (0 for "not a fiber").
     std::uint64_t value() const noexcept { return value_; }
 
@@ -160,6 +162,17 @@ void go(const fiber_options& options, F&& f, Args&&... args) {
   static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
                 "spindle::go arguments must be invocable after conversion to rvalues");
   fiber::start(options, false, std::forward<F>(f), std::forward<Args>(args)...);
+}
+
+inline bool operator==(fiber::id a, fiber::id b) noexcept { return a.value() == b.value(); }
+inline std::strong_ordering operator<=>(fiber::id a, fiber::id b) noexcept {
+  return a.value() <=> b.value();
+}
+template <class CharT, class Traits>
+std::basic_ostream<CharT, Traits>& operator<<(std::basic_ostream<CharT, Traits>& os, fiber::id i) {
+  if (i.value() != 0) return os << i.value();
+  for (const char c : std::string_view("fiber::id of a non-fiber")) os << os.widen(c);
+  return os;
 }
 
 // spindle::thread is spindle::fiber, so that code written against

@@ -38,7 +38,7 @@ class semaphore_core {
  public:
   static constexpr std::ptrdiff_t max_count = 0x7fff'ffff;
 
-  explicit semaphore_core(std::ptrdiff_t initial) noexcept
+  constexpr explicit semaphore_core(std::ptrdiff_t initial) noexcept
       : state_(static_cast<std::uint64_t>(initial)) {}
 
   bool try_acquire() noexcept {
@@ -126,7 +126,9 @@ class counting_semaphore {
   static constexpr std::ptrdiff_t max() noexcept { return LeastMaxValue; }
 
   // `desired` must lie in [0, max()] (std's precondition; aborts otherwise).
-  explicit counting_semaphore(std::ptrdiff_t desired) noexcept : core_(checked(desired)) {}
+  // constexpr, as std's: a constinit global semaphore needs no
+  // initialization at run time.
+  constexpr explicit counting_semaphore(std::ptrdiff_t desired) noexcept : core_(checked(desired)) {}
   counting_semaphore(const counting_semaphore&) = delete;
   counting_semaphore& operator=(const counting_semaphore&) = delete;
   ~counting_semaphore() { core_.abort_if_waited_on(this); }
@@ -153,7 +155,7 @@ class counting_semaphore {
   }
 
  private:
-  static std::ptrdiff_t checked(std::ptrdiff_t desired) noexcept {
+  static constexpr std::ptrdiff_t checked(std::ptrdiff_t desired) noexcept {
     if (desired < 0 || desired > LeastMaxValue) {
       detail::sync_misuse("counting_semaphore: initial count outside [0, max()]");
     }
@@ -247,7 +249,8 @@ class barrier {
 
   static constexpr std::ptrdiff_t max() noexcept { return std::numeric_limits<std::ptrdiff_t>::max(); }
 
-  explicit barrier(std::ptrdiff_t expected, CompletionFunction f = CompletionFunction())
+  // constexpr, as std's (for constinit globals).
+  constexpr explicit barrier(std::ptrdiff_t expected, CompletionFunction f = CompletionFunction())
       : expected_(expected), remaining_(expected), completion_(std::move(f)) {}
   barrier(const barrier&) = delete;
   barrier& operator=(const barrier&) = delete;

@@ -342,6 +342,51 @@ TEST(FiberDeathTest, DetachingAFiberThatAlreadyFailedTerminatesNamingTheFiber) {
                "uncaught exception in fiber 'failed-early'.*early");
 }
 
+// As std::thread::id: comparisons that a type converting to an id takes
+// part in, printing to wide streams, hashing.
+struct converts_to_id {
+  spindle::fiber::id i;
+  operator spindle::fiber::id() const { return i; }  // NOLINT: implicit on purpose
+};
+
+TEST(FiberIdTest, IdsCompareWithTypesThatConvertToThem) {
+  spindle::fiber::id none;
+  spindle::fiber::id some;
+  spindle::fiber f([&some] { some = spindle::this_fiber::get_id(); });
+  f.join();
+  const converts_to_id c{some};
+  EXPECT_TRUE(spindle::operator==(c, some));
+  EXPECT_TRUE(spindle::operator<=>(none, c) < 0);
+  EXPECT_TRUE(c != none);
+  EXPECT_TRUE(c == some);
+  EXPECT_TRUE(none < c);
+  spindle::test::await_default_runtime_stacks_released();
+}
+
+TEST(FiberIdTest, IdsPrintToNarrowAndWideStreams) {
+  std::ostringstream narrow;
+  std::wostringstream wide;
+  narrow << spindle::fiber::id();
+  wide << spindle::fiber::id();
+  EXPECT_EQ(narrow.str(), "fiber::id of a non-fiber");
+  EXPECT_EQ(wide.str(), L"fiber::id of a non-fiber");
+  spindle::fiber::id some;
+  spindle::fiber f([&some] { some = spindle::this_fiber::get_id(); });
+  f.join();
+  std::wostringstream wide_some;
+  wide_some << some;
+  EXPECT_EQ(wide_some.str(), std::to_wstring(some.value()));
+  spindle::test::await_default_runtime_stacks_released();
+}
+
+TEST(FiberIdTest, IdsHashAsStdThreadIdsDo) {
+  std::unordered_set<spindle::thread::id> ids;
+  ids.insert(spindle::thread::id());
+  EXPECT_EQ(ids.count(spindle::thread::id()), 1u);
+  EXPECT_EQ(std::hash<spindle::thread::id>{}(spindle::thread::id()),
+            std::hash<spindle::thread::id>{}(spindle::thread::id()));
+}
+
 TEST(FiberTest, HardwareConcurrencyIsThatOfTheMachine) {
   EXPECT_EQ(fiber::hardware_concurrency(), std::thread::hardware_concurrency());
 }

@@ -187,6 +187,20 @@ TEST_P(SemaphoreTest, WaitersOfSemaphoresThatShareAParkingBucketWakeOnlyForTheir
   });
 }
 
+// constexpr constructors, as std's: these globals are initialized before
+// any code runs.
+constinit spindle::counting_semaphore<8> constant_semaphore(3);
+constinit spindle::binary_semaphore constant_binary(1);
+constinit spindle::barrier<> constant_barrier(1);
+
+TEST(SemaphoreTest, ConstinitGlobalsWork) {
+  EXPECT_TRUE(constant_semaphore.try_acquire());
+  constant_semaphore.release();
+  EXPECT_TRUE(constant_binary.try_acquire());
+  constant_binary.release();
+  constant_barrier.arrive_and_wait();  // a barrier of one completes at once
+}
+
 TEST(SemaphoreDeathTest, AnInitialCountOverMaxIsAClearError) {
   EXPECT_DEATH({ spindle::binary_semaphore sem(2); }, "initial count outside");
 }
