@@ -27,32 +27,58 @@ template <class T>
 using stored_t = std::conditional_t<std::is_void_v<T>, char, T>;
 
 // The state a promise and its futures share.
+//
+// Setting a result is two steps: claim() takes the right to set it (or
+// throws promise_already_satisfied), under the lock; then the value is
+// constructed without the lock, and publish() makes it ready. So a value
+// whose constructor looks at the same state (a copy constructor that asks
+// the future whether it is ready) does not deadlock on the lock, as std
+// requires, and a packaged_task called twice throws before it runs its
+// function again.
 template <class T>
 class future_state {
  public:
   template <class... V>
   void set_value(V&&... v) {
-    std::lock_guard lock(mu_);
-    check_unsatisfied();
-    if constexpr (std::is_void_v<T>) {
-      value_.emplace();
-    } else {
-      value_.emplace(std::forward<V>(v)...);
-    }
-    ready_ = true;
-    cv_.notify_all();
+    claim();
+    set_value_claimed(std::forward<V>(v)...);
   }
   void set_exception(std::exception_ptr e) {
+    claim();
+    set_exception_claimed(std::move(e));
+  }
+  // claim() reserves the state for one setter; throws
+  // promise_already_satisfied if it is set or being set.
+  void claim() {
     std::lock_guard lock(mu_);
     check_unsatisfied();
-    error_ = std::move(e);
-    ready_ = true;
-    cv_.notify_all();
+    claimed_ = true;
   }
-  // Sets broken_promise unless satisfied; never throws.
+  // After claim(): constructs the value (without the lock; a throwing
+  // constructor gives the claim back) and makes it ready.
+  template <class... V>
+  void set_value_claimed(V&&... v) {
+    try {
+      if constexpr (std::is_void_v<T>) {
+        value_.emplace();
+      } else {
+        value_.emplace(std::forward<V>(v)...);
+      }
+    } catch (...) {
+      std::lock_guard lock(mu_);
+      claimed_ = false;
+      throw;
+    }
+    publish();
+  }
+  void set_exception_claimed(std::exception_ptr e) {
+    error_ = std::move(e);
+    publish();
+  }
+  // Sets broken_promise unless satisfied (or being set); never throws.
   void abandon() noexcept {
     std::lock_guard lock(mu_);
-    if (ready_) return;
+    if (ready_ || claimed_) return;
     error_ = std::make_exception_ptr(future_error(future_errc::broken_promise));
     ready_ = true;
     cv_.notify_all();
@@ -81,14 +107,22 @@ class future_state {
 
  private:
   void check_unsatisfied() const {
-    if (ready_) throw future_error(future_errc::promise_already_satisfied);
+    if (ready_ || claimed_) throw future_error(future_errc::promise_already_satisfied);
+  }
+  void publish() {
+    std::lock_guard lock(mu_);
+    ready_ = true;
+    cv_.notify_all();
   }
 
   mutex mu_;
   condition_variable cv_;
-  bool ready_ = false;                  // guarded by mu_
-  std::optional<stored_t<T>> value_;    // guarded by mu_
-  std::exception_ptr error_;            // guarded by mu_
+  bool ready_ = false;    // guarded by mu_
+  bool claimed_ = false;  // guarded by mu_: a setter is constructing the result
+  // Written by the one claimant without the lock, read after ready_ (set
+  // under the lock after it) by the waiters.
+  std::optional<stored_t<T>> value_;
+  std::exception_ptr error_;
 };
 
 [[noreturn]] inline void throw_no_state() { throw future_error(future_errc::no_state); }
@@ -240,6 +274,12 @@ class promise {
   }
 
  private:
+  template <class>
+  friend class packaged_task;
+  detail::future_state<T>& state() {
+    if (!state_) detail::throw_no_state();
+    return *state_;
+  }
   std::shared_ptr<detail::future_state<T>> state_;
   bool retrieved_ = false;
 };
@@ -266,19 +306,22 @@ class packaged_task<R(Args...)> {
     if (!promise_) detail::throw_no_state();
     return promise_->get_future();
   }
+  // operator() runs the function and stores its result or exception (a
+  // future_error the function throws included). Called again before
+  // reset(), it throws promise_already_satisfied without running it.
   void operator()(Args... args) {
     if (!fn_) detail::throw_no_state();
+    detail::future_state<R>& state = promise_->state();
+    state.claim();  // throws promise_already_satisfied when called twice
     try {
       if constexpr (std::is_void_v<R>) {
         fn_->call(std::forward<Args>(args)...);
-        promise_->set_value();
+        state.set_value_claimed();
       } else {
-        promise_->set_value(fn_->call(std::forward<Args>(args)...));
+        state.set_value_claimed(fn_->call(std::forward<Args>(args)...));
       }
-    } catch (const future_error&) {
-      throw;  // promise_already_satisfied: called twice
     } catch (...) {
-      promise_->set_exception(std::current_exception());
+      state.set_exception_claimed(std::current_exception());
     }
   }
   void reset() {
@@ -294,7 +337,14 @@ class packaged_task<R(Args...)> {
   template <class F>
   struct holder final : holder_base {
     explicit holder(F f) : fn(std::move(f)) {}
-    R call(Args... args) override { return std::invoke(fn, std::forward<Args>(args)...); }
+    R call(Args... args) override {
+      // packaged_task<void(Args...)> discards what the callable returns.
+      if constexpr (std::is_void_v<R>) {
+        (void)std::invoke(fn, std::forward<Args>(args)...);
+      } else {
+        return std::invoke(fn, std::forward<Args>(args)...);
+      }
+    }
     F fn;
   };
   std::unique_ptr<holder_base> fn_;

@@ -102,6 +102,64 @@ TEST_P(FutureTest, APackagedTaskDeliversToItsFuture) {
   });
 }
 
+// A value whose copy looks at the future it is being set into: the copy
+// is made without the state's lock held (std: no deadlock).
+struct looks_at_future {
+  spindle::future<looks_at_future>* f = nullptr;
+  int copies = 0;
+  looks_at_future() = default;
+  looks_at_future(const looks_at_future& o) : f(o.f), copies(o.copies + 1) {
+    if (f != nullptr) EXPECT_EQ(f->wait_for(0s), spindle::future_status::timeout);
+  }
+  looks_at_future(looks_at_future&&) noexcept = default;
+};
+
+TEST(FutureSetTest, AValueWhoseCopyLooksAtTheFutureIsSetWithoutDeadlock) {
+  spindle::promise<looks_at_future> p;
+  spindle::future<looks_at_future> f = p.get_future();
+  looks_at_future v;
+  v.f = &f;
+  p.set_value(v);  // copies v, whose copy asks f whether it is ready
+  EXPECT_EQ(f.get().copies, 1);
+}
+
+TEST(FutureSetTest, APackagedTaskCalledTwiceThrowsWithoutRunningItsFunctionAgain) {
+  int runs = 0;
+  spindle::packaged_task<int()> task([&runs] { return ++runs; });
+  spindle::future<int> f = task.get_future();
+  task();
+  try {
+    task();
+    ADD_FAILURE() << "the second call did not throw";
+  } catch (const spindle::future_error& e) {
+    EXPECT_EQ(e.code(), std::make_error_code(std::future_errc::promise_already_satisfied));
+  }
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(f.get(), 1);
+}
+
+TEST(FutureSetTest, AFutureErrorThrownByTheTaskIsStoredInItsFuture) {
+  spindle::packaged_task<int()> task(
+      []() -> int { throw spindle::future_error(std::future_errc::no_state); });
+  spindle::future<int> f = task.get_future();
+  EXPECT_NO_THROW(task());
+  try {
+    (void)f.get();
+    ADD_FAILURE() << "get() did not rethrow";
+  } catch (const spindle::future_error& e) {
+    EXPECT_EQ(e.code(), std::make_error_code(std::future_errc::no_state));
+  }
+}
+
+TEST(FutureSetTest, APackagedTaskOfVoidDiscardsWhatItsCallableReturns) {
+  int runs = 0;
+  spindle::packaged_task<void(int)> task([&runs](int n) { return runs += n; });
+  spindle::future<void> f = task.get_future();
+  task(3);
+  f.get();
+  EXPECT_EQ(runs, 3);
+}
+
 TEST(FutureThreadTest, APlainThreadWaitsOnAFuture) {
   spindle::promise<int> p;
   auto f = p.get_future();
