@@ -2,12 +2,14 @@
 // <future> for fibers. Waiting parks the fiber.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <functional>
 #include <future>
 #include <memory>
 #include <optional>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -25,6 +27,12 @@ namespace detail {
 
 template <class T>
 using stored_t = std::conditional_t<std::is_void_v<T>, char, T>;
+
+// A deferred async() call, run by the first waiter.
+struct deferred_call {
+  virtual ~deferred_call() = default;
+  virtual void run() noexcept = 0;
+};
 
 // The state a promise and its futures share.
 //
@@ -84,13 +92,27 @@ class future_state {
     cv_.notify_all();
   }
   void wait() {
+    run_deferred();
     std::unique_lock lock(mu_);
     cv_.wait(lock, [this] { return ready_; });
   }
   future_status wait_until(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(mu_);
+    if (deferred_ != nullptr) return future_status::deferred;
     return cv_.wait_until(lock, deadline, [this] { return ready_; }) ? future_status::ready
                                                                      : future_status::timeout;
+  }
+
+  // launch::deferred: `fn` runs on the first wait (or get), on the waiter.
+  void set_deferred(std::unique_ptr<deferred_call> fn) noexcept { deferred_ = std::move(fn); }
+  // The state of an async() call (not deferred): the last future handle
+  // to go waits for the call to finish, as std's does.
+  void set_from_async() noexcept { from_async_ = true; }
+  // Future and shared_future handles: add_handle() for each new one,
+  // drop_handle() as each goes.
+  void add_handle() noexcept { handles_.fetch_add(1, std::memory_order_relaxed); }
+  void drop_handle() {
+    if (handles_.fetch_sub(1, std::memory_order_acq_rel) == 1 && from_async_) wait();
   }
   // After wait(): the value, moved out (future::get), or rethrows.
   stored_t<T> take() {
@@ -115,8 +137,20 @@ class future_state {
     cv_.notify_all();
   }
 
+  void run_deferred() {
+    std::unique_ptr<deferred_call> fn;
+    {
+      std::lock_guard lock(mu_);
+      fn = std::move(deferred_);
+    }
+    if (fn != nullptr) fn->run();  // sets this state (claim, then publish)
+  }
+
   mutex mu_;
   condition_variable cv_;
+  std::unique_ptr<deferred_call> deferred_;  // guarded by mu_
+  bool from_async_ = false;                  // set before any handle exists
+  std::atomic<int> handles_{0};
   bool ready_ = false;    // guarded by mu_
   bool claimed_ = false;  // guarded by mu_: a setter is constructing the result
   // Written by the one claimant without the lock, read after ready_ (set
@@ -127,6 +161,15 @@ class future_state {
 
 [[noreturn]] inline void throw_no_state() { throw future_error(future_errc::no_state); }
 
+}  // namespace detail
+
+template <class T>
+class future;
+
+namespace detail {
+// A future of `s` (for async()).
+template <class T>
+future<T> make_future(std::shared_ptr<future_state<T>> s) noexcept;
 }  // namespace detail
 
 template <class T>
@@ -153,15 +196,44 @@ class future_base {
   template <class Clock, class Duration>
   future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
     if (!state_) throw_no_state();
-    return until_on_clock(deadline,
-                          [this](steady_time d) { return state_->wait_until(d) == future_status::ready; })
-               ? future_status::ready
-               : future_status::timeout;
+    future_status status = future_status::timeout;
+    (void)until_on_clock(deadline, [&](steady_time d) {
+      status = state_->wait_until(d);  // ready, timeout, or deferred (at once)
+      return status != future_status::timeout;
+    });
+    return status;
   }
 
  protected:
   future_base() noexcept = default;
-  explicit future_base(std::shared_ptr<future_state<T>> s) noexcept : state_(std::move(s)) {}
+  explicit future_base(std::shared_ptr<future_state<T>> s) noexcept : state_(std::move(s)) {
+    if (state_) state_->add_handle();
+  }
+  future_base(const future_base& o) noexcept : state_(o.state_) {
+    if (state_) state_->add_handle();
+  }
+  future_base(future_base&& o) noexcept = default;
+  future_base& operator=(const future_base& o) {
+    if (this != &o) {
+      release();
+      state_ = o.state_;
+      if (state_) state_->add_handle();
+    }
+    return *this;
+  }
+  future_base& operator=(future_base&& o) {
+    if (this != &o) {
+      release();
+      state_ = std::move(o.state_);
+    }
+    return *this;
+  }
+  ~future_base() { release(); }
+  // Drops this handle: the last one of an async() call's state waits for
+  // the call (std's "will not block ... unless" rule for async).
+  void release() {
+    if (auto s = std::move(state_)) s->drop_handle();
+  }
   std::shared_ptr<future_state<T>> state_;
 };
 }  // namespace detail
@@ -208,6 +280,8 @@ class future : public detail::future_base<T> {
   friend class promise;
   template <class>
   friend class shared_future;
+  template <class U>
+  friend future<U> detail::make_future(std::shared_ptr<detail::future_state<U>> s) noexcept;
   explicit future(std::shared_ptr<detail::future_state<T>> s) noexcept
       : detail::future_base<T>(std::move(s)) {}
 };
@@ -221,7 +295,7 @@ class shared_future : public detail::future_base<T> {
  public:
   shared_future() noexcept = default;
   shared_future(future<T>&& f) noexcept  // NOLINT: implicit, as std's
-      : detail::future_base<T>(std::move(f.state_)) {}
+      : detail::future_base<T>(static_cast<detail::future_base<T>&&>(f)) {}
 
   decltype(auto) get() const {
     if (!state_) detail::throw_no_state();
@@ -232,6 +306,11 @@ class shared_future : public detail::future_base<T> {
     }
   }
 };
+
+template <class T>
+future<T> detail::make_future(std::shared_ptr<future_state<T>> s) noexcept {
+  return future<T>(std::move(s));
+}
 
 template <class T>
 shared_future<T> future<T>::share() noexcept {
@@ -351,28 +430,72 @@ class packaged_task<R(Args...)> {
   std::unique_ptr<promise<R>> promise_;
 };
 
-// async() runs f(args...) on a new fiber and returns a future of its
-// result, as std::async(std::launch::async, ...) with a fiber instead of a
-// thread. Starting the fiber follows spindle::go's rules.
+namespace detail {
+// Runs fn(args...) into `state` (claimed first): the body of an async()
+// fiber, or of a deferred call.
+template <class R, class Fn, class... A>
+void run_into(future_state<R>& state, Fn&& fn, A&&... a) noexcept {
+  try {
+    state.claim();
+  } catch (...) {
+    return;  // cannot happen: nothing else sets an async() state
+  }
+  try {
+    if constexpr (std::is_void_v<R>) {
+      std::invoke(std::forward<Fn>(fn), std::forward<A>(a)...);
+      state.set_value_claimed();
+    } else {
+      state.set_value_claimed(std::invoke(std::forward<Fn>(fn), std::forward<A>(a)...));
+    }
+  } catch (...) {
+    state.set_exception_claimed(std::current_exception());
+  }
+}
+
+template <class R, class Fn, class... A>
+struct deferred_invoke final : deferred_call {
+  deferred_invoke(future_state<R>* s, Fn f, A... a) : state(s), fn(std::move(f)), args(std::move(a)...) {}
+  void run() noexcept override {
+    std::apply([this](auto&... a) { run_into(*state, std::move(fn), std::move(a)...); }, args);
+  }
+  future_state<R>* state;  // the state owns this call
+  Fn fn;
+  std::tuple<A...> args;
+};
+}  // namespace detail
+
+// async(policy, f, args...) is std::async for fibers:
+//   - launch::async (or both bits): f(args...) runs on a new fiber
+//     (spindle::go's rules), and the last future of its result to go waits
+//     for it to finish, as std's does (it bounds the call's lifetime);
+//   - launch::deferred: f(args...) runs on the first fiber or thread that
+//     calls wait() or get() on its future; wait_for()/wait_until() say
+//     future_status::deferred until then, and it never runs if nobody
+//     waits.
+// async(f, args...) is async(launch::async, f, args...).
 template <class F, class... Args>
-auto async(F&& f, Args&&... args) {
+auto async(std::launch policy, F&& f, Args&&... args) {
   using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
-  promise<R> p;
-  future<R> result = p.get_future();
-  go([p = std::move(p)](std::decay_t<F> fn, std::decay_t<Args>... a) mutable {
-       try {
-         if constexpr (std::is_void_v<R>) {
-           std::invoke(std::move(fn), std::move(a)...);
-           p.set_value();
-         } else {
-           p.set_value(std::invoke(std::move(fn), std::move(a)...));
-         }
-       } catch (...) {
-         p.set_exception(std::current_exception());
-       }
+  auto state = std::make_shared<detail::future_state<R>>();
+  if ((policy & std::launch::async) == std::launch{} && (policy & std::launch::deferred) != std::launch{}) {
+    state->set_deferred(
+        std::make_unique<detail::deferred_invoke<R, std::decay_t<F>, std::decay_t<Args>...>>(
+            state.get(), std::forward<F>(f), std::forward<Args>(args)...));
+    return detail::make_future(std::move(state));
+  }
+  state->set_from_async();
+  future<R> result = detail::make_future(state);
+  go([state](std::decay_t<F> fn, std::decay_t<Args>... a) mutable {
+       detail::run_into(*state, std::move(fn), std::move(a)...);
      },
      std::forward<F>(f), std::forward<Args>(args)...);
   return result;
+}
+
+template <class F, class... Args>
+  requires(!std::is_same_v<std::decay_t<F>, std::launch>)
+auto async(F&& f, Args&&... args) {
+  return spindle::async(std::launch::async, std::forward<F>(f), std::forward<Args>(args)...);
 }
 
 }  // namespace spindle

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <utility>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -28,6 +30,60 @@ TEST_P(FutureTest, AsyncRunsOnAFiberAndGetReturnsItsResult) {
     EXPECT_FALSE(f.valid());
     auto v = spindle::async([] {});
     v.get();
+  });
+}
+
+TEST_P(FutureTest, AsyncWithLaunchAsyncRunsOnAnotherFiber) {
+  spindle::run(opts(), [] {
+    auto f = spindle::async(std::launch::async, [] { return spindle::this_fiber::get_id(); });
+    EXPECT_NE(f.get(), spindle::this_fiber::get_id());
+    auto both = spindle::async(std::launch::async | std::launch::deferred, [](int x) { return x; }, 7);
+    EXPECT_EQ(both.get(), 7);
+  });
+}
+
+TEST_P(FutureTest, AsyncWithLaunchDeferredRunsOnTheFirstWaiterAndNotBefore) {
+  spindle::run(opts(), [] {
+    int runs = 0;
+    auto f = spindle::async(std::launch::deferred, [&runs](int x) {
+      ++runs;
+      return std::make_pair(x, spindle::this_fiber::get_id());
+    }, 5);
+    spindle::this_fiber::yield();
+    EXPECT_EQ(f.wait_for(0s), spindle::future_status::deferred);
+    EXPECT_EQ(runs, 0);
+    const auto [x, where] = f.get();
+    EXPECT_EQ(x, 5);
+    EXPECT_EQ(where, spindle::this_fiber::get_id());
+    EXPECT_EQ(runs, 1);
+    bool ran = false;
+    {
+      auto never = spindle::async(std::launch::deferred, [&ran] { ran = true; });
+    }
+    EXPECT_FALSE(ran);  // nobody waited: it never runs
+  });
+}
+
+TEST_P(FutureTest, TheLastFutureOfAnAsyncCallWaitsForItAsItGoes) {
+  spindle::run(opts(), [] {
+    std::atomic<bool> finished{false};
+    {
+      auto f = spindle::async([&finished] {
+        spindle::this_fiber::sleep_for(5ms);
+        finished = true;
+      });
+    }
+    EXPECT_TRUE(finished.load());
+    finished = false;
+    {
+      spindle::shared_future<void> first = spindle::async([&finished] {
+        spindle::this_fiber::sleep_for(5ms);
+        finished = true;
+      });
+      spindle::shared_future<void> second = first;
+      first = spindle::shared_future<void>();  // not the last: no wait
+    }
+    EXPECT_TRUE(finished.load());
   });
 }
 
