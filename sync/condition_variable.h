@@ -8,6 +8,7 @@
 
 #include "sync/detail/wait_queue.h"
 #include "sched/clock.h"
+#include "sync/detail/at_exit.h"
 #include "sync/mutex.h"
 
 namespace spindle {
@@ -201,5 +202,17 @@ class condition_variable {
  private:
   condition_variable_any any_;
 };
+
+// notify_all_at_thread_exit() keeps `lock` held until the calling fiber
+// ends (on a plain thread: until the thread exits), then unlocks it and
+// calls cv.notify_all(), as std's does for a thread: a fiber that finishes
+// its part of shared state can let its joiners know after its fiber-local
+// values are gone. Throws std::bad_alloc.
+inline void notify_all_at_thread_exit(condition_variable& cv, std::unique_lock<mutex> lock) {
+  detail::at_fiber_exit([&cv, held = std::move(lock)]() mutable {
+    held.unlock();
+    cv.notify_all();
+  });
+}
 
 }  // namespace spindle

@@ -83,6 +83,24 @@ class future_state {
     error_ = std::move(e);
     publish();
   }
+  // The _at_thread_exit forms: the result is stored now (after claim())
+  // and made ready when the calling fiber ends.
+  template <class... V>
+  void store_value_claimed(V&&... v) {
+    if constexpr (std::is_void_v<T>) {
+      value_.emplace();
+    } else {
+      value_.emplace(std::forward<V>(v)...);
+    }
+  }
+  void store_exception_claimed(std::exception_ptr e) noexcept { error_ = std::move(e); }
+  void unclaim() noexcept {
+    std::lock_guard lock(mu_);
+    claimed_ = false;
+  }
+  static void publish_at_fiber_exit(std::shared_ptr<future_state> s) {
+    at_fiber_exit([s = std::move(s)]() { s->publish(); });
+  }
   // Sets broken_promise unless satisfied (or being set); never throws.
   void abandon() noexcept {
     std::lock_guard lock(mu_);
@@ -351,6 +369,32 @@ class promise {
     if (!state_) detail::throw_no_state();
     state_->set_exception(std::move(e));
   }
+  // set_value_at_thread_exit() and set_exception_at_thread_exit() store the
+  // result now (promise_already_satisfied if there is one) and make it
+  // ready when the calling fiber ends (on a plain thread: when the thread
+  // exits).
+  template <class... V>
+  void set_value_at_thread_exit(V&&... v) {
+    auto& s = state();
+    s.claim();
+    try {
+      s.store_value_claimed(std::forward<V>(v)...);
+    } catch (...) {
+      s.unclaim();  // nothing stored: the promise stays unsatisfied
+      throw;
+    }
+    detail::future_state<T>::publish_at_fiber_exit(state_);
+  }
+  void set_exception_at_thread_exit(std::exception_ptr e) {
+    auto& s = state();
+    s.claim();
+    s.store_exception_claimed(std::move(e));
+    detail::future_state<T>::publish_at_fiber_exit(state_);
+  }
+  void swap(promise& other) noexcept {
+    std::swap(state_, other.state_);
+    std::swap(retrieved_, other.retrieved_);
+  }
 
  private:
   template <class>
@@ -403,9 +447,31 @@ class packaged_task<R(Args...)> {
       state.set_exception_claimed(std::current_exception());
     }
   }
+  // make_ready_at_thread_exit() runs the function now and makes its
+  // result ready when the calling fiber ends.
+  void make_ready_at_thread_exit(Args... args) {
+    if (!fn_) detail::throw_no_state();
+    detail::future_state<R>& state = promise_->state();
+    state.claim();
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn_->call(std::forward<Args>(args)...);
+        state.store_value_claimed();
+      } else {
+        state.store_value_claimed(fn_->call(std::forward<Args>(args)...));
+      }
+    } catch (...) {
+      state.store_exception_claimed(std::current_exception());
+    }
+    detail::future_state<R>::publish_at_fiber_exit(promise_->state_);
+  }
   void reset() {
     if (!fn_) detail::throw_no_state();
     promise_ = std::make_unique<promise<R>>();
+  }
+  void swap(packaged_task& other) noexcept {
+    std::swap(fn_, other.fn_);
+    std::swap(promise_, other.promise_);
   }
 
  private:
@@ -429,6 +495,39 @@ class packaged_task<R(Args...)> {
   std::unique_ptr<holder_base> fn_;
   std::unique_ptr<promise<R>> promise_;
 };
+
+template <class T>
+void swap(promise<T>& a, promise<T>& b) noexcept {
+  a.swap(b);
+}
+template <class Signature>
+void swap(packaged_task<Signature>& a, packaged_task<Signature>& b) noexcept {
+  a.swap(b);
+}
+
+namespace detail {
+// The signature of a callable's operator(), for packaged_task's deduction
+// guide (std's rule: a non-overloaded operator()).
+template <class M>
+struct call_signature;
+template <class C, class R, class... A>
+struct call_signature<R (C::*)(A...)> { using type = R(A...); };
+template <class C, class R, class... A>
+struct call_signature<R (C::*)(A...) const> { using type = R(A...); };
+template <class C, class R, class... A>
+struct call_signature<R (C::*)(A...) noexcept> { using type = R(A...); };
+template <class C, class R, class... A>
+struct call_signature<R (C::*)(A...) const noexcept> { using type = R(A...); };
+template <class C, class R, class... A>
+struct call_signature<R (C::*)(A...) &> { using type = R(A...); };
+template <class C, class R, class... A>
+struct call_signature<R (C::*)(A...) const&> { using type = R(A...); };
+}  // namespace detail
+
+template <class R, class... A>
+packaged_task(R (*)(A...)) -> packaged_task<R(A...)>;
+template <class F>
+packaged_task(F) -> packaged_task<typename detail::call_signature<decltype(&F::operator())>::type>;
 
 namespace detail {
 // Runs fn(args...) into `state` (claimed first): the body of an async()

@@ -233,4 +233,25 @@ TEST(ConditionVariableDeathTest, DestroyingAConditionVariableAnyWithAParkedWaite
       "waiters\\)");
 }
 
+TEST(ConditionVariableExitTest, NotifyAllAtThreadExitHoldsTheLockUntilTheFiberHasEnded) {
+  spindle::run(spindle::options{.workers = 2}, [] {
+    spindle::mutex m;
+    spindle::condition_variable cv;
+    bool done = false;
+    bool returned = false;
+    spindle::fiber worker([&] {
+      std::unique_lock lock(m);
+      done = true;
+      spindle::notify_all_at_thread_exit(cv, std::move(lock));
+      returned = true;  // still under the lock, which the fiber's end releases
+    });
+    {
+      std::unique_lock lock(m);
+      cv.wait(lock, [&] { return done; });
+      EXPECT_TRUE(returned);  // the lock came back only after the fiber's function returned
+    }
+    worker.join();
+  });
+}
+
 }  // namespace

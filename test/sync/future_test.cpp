@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "fiber/this_fiber.h"
@@ -214,6 +215,64 @@ TEST(FutureSetTest, APackagedTaskOfVoidDiscardsWhatItsCallableReturns) {
   task(3);
   f.get();
   EXPECT_EQ(runs, 3);
+}
+
+TEST_P(FutureTest, SetValueAtThreadExitIsReadyOnlyOnceTheFiberEnds) {
+  spindle::run(opts(), [] {
+    spindle::promise<int> p;
+    spindle::future<int> f = p.get_future();
+    spindle::fiber setter([&] {
+      p.set_value_at_thread_exit(42);
+      EXPECT_EQ(f.wait_for(0s), spindle::future_status::timeout);  // not before the end
+      EXPECT_THROW(p.set_value(1), spindle::future_error);          // already satisfied
+    });
+    setter.join();
+    EXPECT_EQ(f.get(), 42);
+    spindle::promise<int> q;
+    spindle::future<int> g = q.get_future();
+    spindle::fiber failer([&] {
+      q.set_exception_at_thread_exit(std::make_exception_ptr(std::runtime_error("late")));
+      EXPECT_EQ(g.wait_for(0s), spindle::future_status::timeout);
+    });
+    failer.join();
+    EXPECT_THROW(g.get(), std::runtime_error);
+  });
+}
+
+TEST_P(FutureTest, MakeReadyAtThreadExitRunsNowAndIsReadyOnlyOnceTheFiberEnds) {
+  spindle::run(opts(), [] {
+    int runs = 0;
+    spindle::packaged_task<int(int)> task([&runs](int x) { return ++runs * x; });
+    spindle::future<int> f = task.get_future();
+    spindle::fiber runner([&] {
+      task.make_ready_at_thread_exit(7);
+      EXPECT_EQ(runs, 1);
+      EXPECT_EQ(f.wait_for(0s), spindle::future_status::timeout);
+    });
+    runner.join();
+    EXPECT_EQ(f.get(), 7);
+  });
+}
+
+int twice(int x) { return 2 * x; }
+
+TEST(FutureSetTest, PromisesAndTasksSwapAndTasksDeduceTheirSignature) {
+  spindle::promise<int> a;
+  spindle::promise<int> b;
+  spindle::future<int> fa = a.get_future();
+  swap(a, b);
+  b.set_value(1);  // b now holds a's state
+  EXPECT_EQ(fa.get(), 1);
+  spindle::packaged_task from_lambda([](int x) { return x + 1; });
+  static_assert(std::is_same_v<decltype(from_lambda), spindle::packaged_task<int(int)>>);
+  spindle::packaged_task from_function(&twice);
+  static_assert(std::is_same_v<decltype(from_function), spindle::packaged_task<int(int)>>);
+  spindle::packaged_task<int(int)> other;
+  swap(from_lambda, other);
+  EXPECT_FALSE(from_lambda.valid());
+  spindle::future<int> f = other.get_future();
+  other(4);
+  EXPECT_EQ(f.get(), 5);
 }
 
 TEST(FutureThreadTest, APlainThreadWaitsOnAFuture) {
