@@ -26,7 +26,10 @@ using std::future_status;
 namespace detail {
 
 template <class T>
-using stored_t = std::conditional_t<std::is_void_v<T>, char, T>;
+// What a state stores: a T, a pointer for a reference (future<T&>), a
+// placeholder for void.
+using stored_t = std::conditional_t<std::is_void_v<T>, char,
+                                    std::conditional_t<std::is_reference_v<T>, std::remove_reference_t<T>*, T>>;
 
 // A deferred async() call, run by the first waiter.
 struct deferred_call {
@@ -70,7 +73,11 @@ class future_state {
       if constexpr (std::is_void_v<T>) {
         value_.emplace();
       } else {
-        value_.emplace(std::forward<V>(v)...);
+        if constexpr (std::is_reference_v<T>) {
+          value_.emplace(std::addressof(v...));
+        } else {
+          value_.emplace(std::forward<V>(v)...);
+        }
       }
     } catch (...) {
       std::lock_guard lock(mu_);
@@ -90,7 +97,11 @@ class future_state {
     if constexpr (std::is_void_v<T>) {
       value_.emplace();
     } else {
-      value_.emplace(std::forward<V>(v)...);
+      if constexpr (std::is_reference_v<T>) {
+        value_.emplace(std::addressof(v...));
+      } else {
+        value_.emplace(std::forward<V>(v)...);
+      }
     }
   }
   void store_exception_claimed(std::exception_ptr e) noexcept { error_ = std::move(e); }
@@ -257,8 +268,8 @@ class future_base {
 }  // namespace detail
 
 // future<T> is std::future<T> for fibers: get() and wait() park the calling
-// fiber (or block a plain thread) until the value is there. Reference types
-// (future<T&>) are not supported.
+// fiber (or block a plain thread) until the value is there. future<T&>
+// carries a reference (the promise's set_value(T&) stores the address).
 //
 // Destruction (promise, future, shared_future, packaged_task): a promise
 // and its futures share a state that lives until the last of them goes,
@@ -272,7 +283,6 @@ class future_base {
 // so the promise's going may free it under the woken waiter.
 template <class T>
 class future : public detail::future_base<T> {
-  static_assert(!std::is_reference_v<T>, "spindle::future<T&> is not supported");
   using detail::future_base<T>::state_;
 
  public:
@@ -288,7 +298,11 @@ class future : public detail::future_base<T> {
     if constexpr (std::is_void_v<T>) {
       (void)state->take();
     } else {
-      return state->take();
+      if constexpr (std::is_reference_v<T>) {
+        return *state->take();  // future<T&>: the referred-to object
+      } else {
+        return state->take();
+      }
     }
   }
   shared_future<T> share() noexcept;
@@ -320,7 +334,11 @@ class shared_future : public detail::future_base<T> {
     if constexpr (std::is_void_v<T>) {
       (void)state_->peek();
     } else {
-      return static_cast<const T&>(state_->peek());
+      if constexpr (std::is_reference_v<T>) {
+        return static_cast<T>(*state_->peek());  // shared_future<T&>::get() is T&
+      } else {
+        return static_cast<const T&>(state_->peek());
+      }
     }
   }
 };

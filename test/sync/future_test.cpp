@@ -275,6 +275,30 @@ TEST(FutureSetTest, PromisesAndTasksSwapAndTasksDeduceTheirSignature) {
   EXPECT_EQ(f.get(), 5);
 }
 
+TEST_P(FutureTest, ReferenceResultsReferToTheObjectSet) {
+  spindle::run(opts(), [] {
+    int target = 1;
+    spindle::promise<int&> p;
+    spindle::future<int&> f = p.get_future();
+    spindle::fiber setter([&] { p.set_value(target); });
+    int& got = f.get();
+    EXPECT_EQ(&got, &target);
+    setter.join();
+    spindle::promise<int&> q;
+    spindle::shared_future<int&> shared = q.get_future().share();
+    q.set_value(target);
+    EXPECT_EQ(&shared.get(), &target);
+    shared.get() = 5;
+    EXPECT_EQ(target, 5);
+    spindle::packaged_task<int&(int&)> task([](int& x) -> int& { return x; });
+    spindle::future<int&> tf = task.get_future();
+    task(target);
+    EXPECT_EQ(&tf.get(), &target);
+    auto af = spindle::async([&target]() -> int& { return target; });
+    EXPECT_EQ(&af.get(), &target);
+  });
+}
+
 TEST(FutureThreadTest, APlainThreadWaitsOnAFuture) {
   spindle::promise<int> p;
   auto f = p.get_future();
