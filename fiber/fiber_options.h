@@ -22,6 +22,13 @@ struct fiber_options {
   // Keep the fiber on the worker it starts on for its whole life, as
   // this_fiber::pin() does (see fiber/this_fiber.h).
   bool pinned = false;
+  // What an exception escaping the fiber's function does. By default it
+  // is kept and rethrown by join() (a deliberate difference from
+  // std::thread, which calls std::terminate: an error in a fiber reaches
+  // whoever joins it, as with std::async's future). true gives std's
+  // behaviour: the process ends with a message naming the fiber. A
+  // detached fiber's escaping exception always ends the process.
+  bool terminate_on_exception = false;
 };
 
 }  // namespace spindle

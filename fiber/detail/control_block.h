@@ -139,6 +139,8 @@ class control_block {
   // the other's mark, so exactly one of them completes the hand-over.
   std::atomic<control_block*> joiner_{nullptr};
   std::exception_ptr exception_;  // set before joiner_ becomes finished
+  // fiber_options::terminate_on_exception (immutable after spawn).
+  bool terminate_on_exception_ = false;
 
   // ---- Fiber-local storage; touched only by the fiber itself ----
   std::vector<fls_slot> fls_;

@@ -71,6 +71,7 @@ void install_fork_handlers() noexcept {
   auto* cb = static_cast<control_block*>(t.data);
   cb->worker_->after_switch(t.fctx);
   cb->run();
+  if (cb->exception_ && cb->terminate_on_exception_) [[unlikely]] report_uncaught(cb);  // std::thread's rule
   cb->destroy_fiber_locals();
   // Hand the result over: exactly one of us and the joiner (or detach())
   // sees the other's mark in joiner_.
@@ -100,6 +101,7 @@ void start_fiber(worker& target, control_block* cb, const fiber_options& o, bool
   cb->check_canary_ = cb->stack_.guard == guard_kind::canary;
   cb->id_ = next_fiber_id();
   cb->pinned_ = o.pinned ? 1 : 0;
+  cb->terminate_on_exception_ = o.terminate_on_exception;
   // The context's stack ends just below the control block.
   char* sp = reinterpret_cast<char*>(cb);
   cb->ctx_ = make_context(sp, static_cast<std::size_t>(sp - cb->stack_.limit()), &fiber_entry);

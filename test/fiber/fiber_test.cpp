@@ -331,6 +331,15 @@ TEST(FiberDeathTest, AnExceptionEscapingADetachedFiberTerminatesNamingTheFiber) 
                "uncaught exception in fiber 'doomed'.*lost");
 }
 
+TEST(FiberDeathTest, WithTerminateOnExceptionAnEscapingExceptionEndsTheProcessAsStdThreadDoes) {
+  EXPECT_DEATH(spindle::run([] {
+                 fiber f({.name = "strict", .terminate_on_exception = true},
+                         [] { throw std::runtime_error("as std"); });
+                 f.join();
+               }),
+               "uncaught exception in fiber 'strict'.*as std");
+}
+
 TEST(FiberDeathTest, DetachingAFiberThatAlreadyFailedTerminatesNamingTheFiber) {
   EXPECT_DEATH(spindle::run(spindle::options{.workers = 1}, [] {
                  fiber f({.name = "failed-early"}, [] { throw std::runtime_error("early"); });
