@@ -70,18 +70,9 @@ class future_state {
   template <class... V>
   void set_value_claimed(V&&... v) {
     try {
-      if constexpr (std::is_void_v<T>) {
-        value_.emplace();
-      } else {
-        if constexpr (std::is_reference_v<T>) {
-          value_.emplace(std::addressof(v...));
-        } else {
-          value_.emplace(std::forward<V>(v)...);
-        }
-      }
+      store_value_claimed(std::forward<V>(v)...);
     } catch (...) {
-      std::lock_guard lock(mu_);
-      claimed_ = false;
+      unclaim();
       throw;
     }
     publish();
@@ -96,15 +87,15 @@ class future_state {
   void store_value_claimed(V&&... v) {
     if constexpr (std::is_void_v<T>) {
       value_.emplace();
+    } else if constexpr (std::is_reference_v<T>) {
+      value_.emplace(std::addressof(v...));
     } else {
-      if constexpr (std::is_reference_v<T>) {
-        value_.emplace(std::addressof(v...));
-      } else {
-        value_.emplace(std::forward<V>(v)...);
-      }
+      value_.emplace(std::forward<V>(v)...);
     }
   }
   void store_exception_claimed(std::exception_ptr e) noexcept { error_ = std::move(e); }
+  // After store_*_claimed(): makes the result ready now.
+  void publish_stored() { publish(); }
   void unclaim() noexcept {
     std::lock_guard lock(mu_);
     claimed_ = false;
@@ -450,24 +441,27 @@ class packaged_task<R(Args...)> {
   // operator() runs the function and stores its result or exception (a
   // future_error the function throws included). Called again before
   // reset(), it throws promise_already_satisfied without running it.
-  void operator()(Args... args) {
-    if (!fn_) detail::throw_no_state();
-    detail::future_state<R>& state = promise_->state();
-    state.claim();  // throws promise_already_satisfied when called twice
-    try {
-      if constexpr (std::is_void_v<R>) {
-        fn_->call(std::forward<Args>(args)...);
-        state.set_value_claimed();
-      } else {
-        state.set_value_claimed(fn_->call(std::forward<Args>(args)...));
-      }
-    } catch (...) {
-      state.set_exception_claimed(std::current_exception());
-    }
-  }
+  void operator()(Args... args) { run_and_store(std::forward<Args>(args)...).publish_stored(); }
   // make_ready_at_thread_exit() runs the function now and makes its
   // result ready when the calling fiber ends.
   void make_ready_at_thread_exit(Args... args) {
+    run_and_store(std::forward<Args>(args)...);
+    detail::future_state<R>::publish_at_fiber_exit(promise_->state_);
+  }
+  void reset() {
+    if (!fn_) detail::throw_no_state();
+    promise_ = std::make_unique<promise<R>>();
+  }
+  void swap(packaged_task& other) noexcept {
+    std::swap(fn_, other.fn_);
+    std::swap(promise_, other.promise_);
+  }
+
+ private:
+  // Claims the state (promise_already_satisfied when called twice, before
+  // running anything), runs the function and stores its result or
+  // exception, unpublished.
+  detail::future_state<R>& run_and_store(Args... args) {
     if (!fn_) detail::throw_no_state();
     detail::future_state<R>& state = promise_->state();
     state.claim();
@@ -481,18 +475,9 @@ class packaged_task<R(Args...)> {
     } catch (...) {
       state.store_exception_claimed(std::current_exception());
     }
-    detail::future_state<R>::publish_at_fiber_exit(promise_->state_);
-  }
-  void reset() {
-    if (!fn_) detail::throw_no_state();
-    promise_ = std::make_unique<promise<R>>();
-  }
-  void swap(packaged_task& other) noexcept {
-    std::swap(fn_, other.fn_);
-    std::swap(promise_, other.promise_);
+    return state;
   }
 
- private:
   struct holder_base {
     virtual ~holder_base() = default;
     virtual R call(Args... args) = 0;
