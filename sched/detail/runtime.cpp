@@ -114,7 +114,7 @@ void start_fiber(worker& target, control_block* cb, const fiber_options& o, bool
   cb->worker_ = &target;
   cb->state_.store(fiber_state::runnable, std::memory_order_relaxed);
   if (local) {
-    target.enqueue(cb, /*next=*/true);
+    target.enqueue_spawned(cb);
     // New work: if a worker sleeps while none looks for work, wake one (Go
     // wakes on every spawn too), so that a spawner that goes on computing
     // does not keep its children waiting.

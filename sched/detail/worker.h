@@ -87,6 +87,15 @@ class worker {
   // one worker, and spawn+join stays on one worker (Go's runnext). On this
   // worker's thread; routing is make_runnable()'s job.
   void enqueue(control_block* cb, bool next = false) noexcept;
+  // enqueue_spawned() enqueues a fiber just spawned on this worker's
+  // thread (as runnext). A pinned one goes behind the pinned fibers other
+  // threads handed this worker before (still in the inbox), so that pinned
+  // spawns run in the order they were made, wherever the spawner ran. On
+  // this worker's thread.
+  void enqueue_spawned(control_block* cb) noexcept {
+    if (cb->pinned_ != 0 && inbox_nonempty_.load(std::memory_order_relaxed)) drain_inbox();
+    enqueue(cb, /*next=*/true);
+  }
   // schedule_remote() hands a fiber to this worker from another thread:
   // the inbox, and a wakeup if the worker may sleep; or, if the worker is
   // busy and the fiber may run anywhere, a wakeup for an idle worker, which
