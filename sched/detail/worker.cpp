@@ -28,9 +28,13 @@
 // nobody steals, and an inbox through which other threads hand it fibers.
 // A fiber made runnable by a fiber on another worker goes to the waker's
 // worker (Go's ready()), unless it is pinned or still holds a watcher in
-// its own worker's libev loop: those go home through the inbox, and the
-// home worker stops the watcher before the fiber can run anywhere (libev
-// loops are single-threaded).
+// its own worker's libev loop (a signal wait): those go home through the
+// inbox, and the home worker stops the watcher before the fiber can run
+// anywhere (libev loops are single-threaded). Deadlines are in per-worker
+// timer heaps that any worker runs (timer_heap.h), and thieves take from
+// inboxes too: a runnable fiber never waits behind a running one while a
+// worker is idle, except a pinned one, a signal wait, and the overflow
+// list (docs/sched.md).
 //
 // Stealing and idling (Go's findrunnable, simplified). A worker with
 // nothing to run looks for work: the runtime's shared overflow queue, then
