@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -62,6 +63,22 @@ class IdleWorkerTest : public workers_fixture {
       waker.join();
     });
   }
+};
+
+// A connected Unix stream pair: our end adopted as a connection, the peer
+// end a raw descriptor for a plain thread to write to; closed at the end.
+struct socket_pair {
+  socket_pair() {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+      throw std::system_error(errno, std::system_category(), "socketpair");
+    }
+    ours = connection::adopt(fds[0]);
+    peer = fds[1];
+  }
+  ~socket_pair() { ::close(peer); }
+  connection ours;
+  int peer = -1;
 };
 
 void await(const std::atomic<bool>& flag) {
@@ -126,9 +143,8 @@ TEST_P(IdleWorkerTest, AFiberWhoseSleepEndsRunsOnAnIdleWorker) {
 }
 
 TEST_P(IdleWorkerTest, AFiberWhoseSocketReadWithADeadlineIsReadyRunsOnAnIdleWorker) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-  connection c = connection::adopt(fds[0]);
+  socket_pair sp;
+  connection& c = sp.ours;
   expect_resumed_while_worker_zero_computes(
       [&](const std::atomic<bool>&) {
         char buf[8];
@@ -136,15 +152,13 @@ TEST_P(IdleWorkerTest, AFiberWhoseSocketReadWithADeadlineIsReadyRunsOnAnIdleWork
       },
       [&](const std::atomic<bool>& hog) {
         await(hog);
-        EXPECT_EQ(::write(fds[1], "hi", 2), 2);
+        EXPECT_EQ(::write(sp.peer, "hi", 2), 2);
       });
-  ::close(fds[1]);
 }
 
 TEST_P(IdleWorkerTest, AFiberWhoseSocketReadTimesOutRunsOnAnIdleWorker) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-  connection c = connection::adopt(fds[0]);
+  socket_pair sp;
+  connection& c = sp.ours;
   expect_resumed_while_worker_zero_computes(
       [&](const std::atomic<bool>&) {
         char buf[8];
@@ -153,7 +167,6 @@ TEST_P(IdleWorkerTest, AFiberWhoseSocketReadTimesOutRunsOnAnIdleWorker) {
         EXPECT_EQ(ec, std::errc::timed_out);
       },
       [](const std::atomic<bool>&) {});
-  ::close(fds[1]);
 }
 
 TEST_P(IdleWorkerTest, APlainThreadClosingAConnectionIsNotHeldUpByTheWorkerItBlocks) {
@@ -161,9 +174,8 @@ TEST_P(IdleWorkerTest, APlainThreadClosingAConnectionIsNotHeldUpByTheWorkerItBlo
   // connection whose reader parked on worker 0: the close waits for the
   // reader to leave, and the reader must run elsewhere to leave.
   spindle::run(opts(), [] {
-    int fds[2];
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-    connection c = connection::adopt(fds[0]);
+    socket_pair sp;
+    connection& c = sp.ours;
     fiber reader(fiber_options{.worker = 0, .pinned = true}, [&] {
       this_fiber::unpin();
       char buf[8];
@@ -178,7 +190,6 @@ TEST_P(IdleWorkerTest, APlainThreadClosingAConnectionIsNotHeldUpByTheWorkerItBlo
     });
     reader.join();
     blocker.join();
-    ::close(fds[1]);
   });
 }
 
