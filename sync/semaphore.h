@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include "sync/condition_variable.h"
@@ -100,6 +101,113 @@ class semaphore_core {
 
   std::atomic<std::uint64_t> state_;
 };
+
+// The core of a counting_semaphore whose LeastMaxValue does not fit the
+// packed core's 31 bits, up to PTRDIFF_MAX. The count takes 63 bits of
+// state_, which leaves one bit to say that waiters may be parked, so
+// release() still learns from its own add whether to wake anyone, and
+// touches nothing of *this after it. The waiters themselves are counted
+// in a second word that only they touch (glibc's 32-bit sem_t has the
+// same shape): the last one out clears the bit. Being last is a guess
+// (another waiter may come in between), so a waiter that finds it guessed
+// wrong sets the bit again and wakes as many waiters as there are units,
+// standing in for a release that saw no bit.
+class wide_semaphore_core {
+ public:
+  static constexpr std::ptrdiff_t max_count = std::numeric_limits<std::ptrdiff_t>::max();
+
+  constexpr explicit wide_semaphore_core(std::ptrdiff_t initial) noexcept
+      : state_(static_cast<std::uint64_t>(initial)) {}
+
+  bool try_acquire() noexcept {
+    std::uint64_t s = state_.load(std::memory_order_relaxed);
+    while ((s & count_mask) != 0) {
+      if (state_.compare_exchange_weak(s, s - 1, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  bool acquire_until(const std::chrono::steady_clock::time_point* deadline) noexcept {
+    if (try_acquire()) return true;
+    // seq_cst on waiters_ and on the bit's set, clear and check: the last
+    // waiter's clear and a newcomer's check of the bit are a Dekker pair.
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    bool acquired = false;
+    for (;;) {
+      if (try_acquire()) {
+        acquired = true;
+        break;
+      }
+      // Set the bit, but only while the count is zero: a release that
+      // comes first makes this fail, and we try again; one that comes
+      // after sees the bit.
+      std::uint64_t s = state_.load(std::memory_order_relaxed);
+      if ((s & count_mask) != 0) continue;
+      if ((s & waiters_bit) == 0 &&
+          !state_.compare_exchange_weak(s, s | waiters_bit, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed)) {
+        continue;
+      }
+      const park_result r = park_on(
+          this,
+          [this] {
+            // A last waiter's guess may have cleared the bit: then do not
+            // park, set it again.
+            return state_.load(std::memory_order_seq_cst) == waiters_bit;
+          },
+          deadline);
+      if (r == park_result::timeout) {
+        acquired = try_acquire();
+        break;
+      }
+    }
+    stop_waiting();
+    return acquired;
+  }
+
+  void release(std::ptrdiff_t update) noexcept {
+    if (update == 0) return;
+    const std::uint64_t before =
+        state_.fetch_add(static_cast<std::uint64_t>(update), std::memory_order_release);
+    if (static_cast<std::ptrdiff_t>(before & count_mask) > max_count - update) {
+      sync_misuse("counting_semaphore::release: the count would pass max()");
+    }
+    // Not one more touch of *this from here.
+    if ((before & waiters_bit) != 0) (void)unpark_address(this, static_cast<std::size_t>(update));
+  }
+
+  void abort_if_waited_on(const void* object) const noexcept {
+    const auto waiters = static_cast<std::size_t>(waiters_.load(std::memory_order_acquire));
+    if (waiters != 0) [[unlikely]] {
+      destroyed_while_waited_on("counting_semaphore", object, {waiters, "waiters"}, {},
+                                "let their acquire() calls return first");
+    }
+  }
+
+ private:
+  static constexpr std::uint64_t waiters_bit = std::uint64_t{1} << 63;
+  static constexpr std::uint64_t count_mask = waiters_bit - 1;
+
+  void stop_waiting() noexcept {
+    const std::uint64_t guess = waiters_.load(std::memory_order_seq_cst);
+    if (guess == 1) state_.fetch_and(~waiters_bit, std::memory_order_seq_cst);
+    const std::uint64_t before = waiters_.fetch_sub(1, std::memory_order_seq_cst);
+    if (guess == 1 && before > 1) {
+      // Another waiter came in: it may be parked behind a bit we cleared,
+      // and a release since may have seen no bit.
+      const std::uint64_t s = state_.fetch_or(waiters_bit, std::memory_order_seq_cst);
+      if ((s & count_mask) != 0) {
+        (void)unpark_address(this, static_cast<std::size_t>(s & count_mask));
+      }
+    }
+  }
+
+  std::atomic<std::uint64_t> state_;    // count, and waiters_bit
+  std::atomic<std::uint64_t> waiters_{0};  // fibers inside acquire_until's loop
+};
 }  // namespace detail
 
 // counting_semaphore is std::counting_semaphore for fibers: acquire()
@@ -117,10 +225,15 @@ class semaphore_core {
 // waiters); let their acquire() calls return first" (otherwise they would
 // stay parked for ever, and spindle::run() would wait for them). The check
 // is one load.
+//
+// Any LeastMaxValue up to PTRDIFF_MAX, as std's. Up to 2^31 - 1 (and by
+// default) the count and the waiters share one word; past that the count
+// takes 63 bits and a second word counts the waiters (wide_semaphore_core).
 template <std::ptrdiff_t LeastMaxValue = detail::semaphore_core::max_count>
 class counting_semaphore {
-  static_assert(LeastMaxValue >= 0 && LeastMaxValue <= detail::semaphore_core::max_count,
-                "spindle::counting_semaphore counts up to 2^31 - 1");
+  static_assert(LeastMaxValue >= 0, "counting_semaphore: LeastMaxValue must not be negative");
+  using core = std::conditional_t<(LeastMaxValue <= detail::semaphore_core::max_count),
+                                  detail::semaphore_core, detail::wide_semaphore_core>;
 
  public:
   static constexpr std::ptrdiff_t max() noexcept { return LeastMaxValue; }
@@ -162,7 +275,7 @@ class counting_semaphore {
     return desired;
   }
 
-  detail::semaphore_core core_;
+  core core_;
 };
 
 using binary_semaphore = counting_semaphore<1>;
@@ -222,6 +335,10 @@ struct no_completion {
 // number of participants per phase; the completion function runs once per
 // phase, on the last fiber to arrive, before any is released.
 //
+// A completion function that throws ends the process (std::terminate), as
+// std's since LWG 3898: the phase cannot complete, and its waiters would
+// wait for ever.
+//
 // Destruction: a barrier may be destroyed once no fiber is in a call on it:
 // every wait() (and arrive_and_wait()) must have returned, since a released
 // waiter takes the barrier's lock again on its way out. Destroying it while
@@ -278,8 +395,8 @@ class barrier {
   }
 
  private:
-  // Holds mu_.
-  void complete_phase() {
+  // Holds mu_. noexcept: a throwing completion reaches std::terminate.
+  void complete_phase() noexcept {
     completion_();
     remaining_ = expected_;
     ++phase_;

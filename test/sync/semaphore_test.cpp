@@ -5,7 +5,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstddef>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -185,6 +187,157 @@ TEST_P(SemaphoreTest, WaitersOfSemaphoresThatShareAParkingBucketWakeOnlyForTheir
     for (auto& f : waiting_second) f.join();
     EXPECT_EQ(through.load(), 32);
   });
+}
+
+// A semaphore whose LeastMaxValue needs more than 31 bits keeps a 63-bit
+// count and a separate waiter count (wide_semaphore_core), as std allows
+// any LeastMaxValue up to PTRDIFF_MAX.
+using wide_semaphore = spindle::counting_semaphore<PTRDIFF_MAX>;
+static_assert(wide_semaphore::max() == PTRDIFF_MAX);
+static_assert(spindle::counting_semaphore<(std::ptrdiff_t{1} << 40)>::max() ==
+              (std::ptrdiff_t{1} << 40));
+
+TEST(SemaphoreTest, AWideSemaphoreCountsPastThirtyOneBits) {
+  wide_semaphore sem(PTRDIFF_MAX - 2);
+  sem.release(2);  // now at PTRDIFF_MAX
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(sem.try_acquire());
+  sem.release(3);
+  std::ptrdiff_t taken = 0;
+  while (taken < 10 && sem.try_acquire()) ++taken;
+  EXPECT_EQ(taken, 10);
+  spindle::counting_semaphore<(std::ptrdiff_t{1} << 40)> big(std::ptrdiff_t{1} << 33);
+  EXPECT_TRUE(big.try_acquire());
+}
+
+TEST(SemaphoreDeathTest, ReleasingAWideSemaphorePastMaxIsAClearError) {
+  EXPECT_DEATH(
+      {
+        wide_semaphore sem(PTRDIFF_MAX);
+        sem.release();
+      },
+      "the count would pass max");
+}
+
+TEST_P(SemaphoreTest, AWideSemaphoreNeverLetsMoreHoldersInThanItsCount) {
+  spindle::run(opts(), [] {
+    wide_semaphore sem(3);
+    std::atomic<int> inside{0};
+    std::atomic<int> most{0};
+    std::vector<fiber> fs;
+    for (int i = 0; i < 20; ++i) {
+      fs.emplace_back([&] {
+        for (int k = 0; k < 200; ++k) {
+          sem.acquire();
+          const int now = inside.fetch_add(1) + 1;
+          int m = most.load();
+          while (now > m && !most.compare_exchange_weak(m, now)) {
+          }
+          spindle::this_fiber::yield();
+          inside.fetch_sub(1);
+          sem.release();
+        }
+      });
+    }
+    for (auto& f : fs) f.join();
+    EXPECT_LE(most.load(), 3);
+    EXPECT_GE(most.load(), 1);
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(sem.try_acquire());  // every unit came back
+    EXPECT_FALSE(sem.try_acquire());
+  });
+}
+
+// The wide core's waiters bit is cleared by whoever guesses it is the last
+// waiter out; a guess proved wrong must not strand a parked waiter. Timed
+// waiters come and go (each time out is a last-out guess) while plain
+// acquirers park and one releaser hands out exactly one unit per acquirer:
+// a lost wake leaves an acquirer parked, and the test hangs.
+TEST_P(SemaphoreTest, AWideSemaphoreLosesNoWakeWhileTimedWaitersComeAndGo) {
+  spindle::run(opts(), [] {
+    constexpr int acquirers = 8;
+    const long rounds = spindle::test::scaled(300);
+    wide_semaphore sem(0);
+    std::atomic<bool> done{false};
+    std::atomic<long> timed_took{0};
+    std::vector<fiber> timed;
+    for (int i = 0; i < 4; ++i) {
+      timed.emplace_back([&] {
+        while (!done.load()) {
+          if (sem.try_acquire_for(std::chrono::microseconds(50))) {
+            timed_took++;
+            sem.release();  // give it back: the acquirers' units are theirs
+          }
+          spindle::this_fiber::yield();  // one worker: let the others run
+        }
+      });
+    }
+    std::vector<fiber> fs;
+    for (int i = 0; i < acquirers; ++i) {
+      fs.emplace_back([&] {
+        for (long k = 0; k < rounds; ++k) sem.acquire();
+      });
+    }
+    fiber releaser([&] {
+      for (long k = 0; k < rounds * acquirers; ++k) {
+        sem.release();
+        if (k % 4 == 0) spindle::this_fiber::yield();
+      }
+    });
+    for (auto& f : fs) f.join();
+    releaser.join();
+    done = true;
+    for (auto& f : timed) f.join();
+    EXPECT_FALSE(sem.try_acquire());  // every unit was taken exactly once
+  });
+}
+
+TEST_P(SemaphoreTest, AWideSemaphoreMayBeDestroyedAsSoonAsItsAcquirerReturns) {
+  spindle::run(opts(), [this] {
+    for (long i = 0; i < spindle::test::scaled(2000); ++i) {
+      auto* sem = new wide_semaphore(0);
+      fiber releaser(spindle::fiber_options{.worker = static_cast<int>(i % workers())},
+                     [sem] { sem->release(); });
+      if (i % 2 == 0) {
+        sem->acquire();
+      } else {
+        while (!sem->try_acquire()) spindle::this_fiber::yield();
+      }
+      delete sem;
+      releaser.join();
+    }
+  });
+}
+
+TEST(SemaphoreDeathTest, DestroyingAWideSemaphoreWithAParkedAcquirerAbortsNamingIt) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     auto* sem = new wide_semaphore(0);
+                     fiber acquirer(spindle::fiber_options{.worker = 0, .pinned = true},
+                                    [sem] { sem->acquire(); });
+                     spindle::test::await_worker_free(0);  // the acquirer has parked
+                     delete sem;
+                     acquirer.join();
+                   }),
+      "spindle: counting_semaphore 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 "
+      "waiters\\)");
+}
+
+// LWG 3898: a completion that throws ends the process, as for std::barrier;
+// it used to reach the arriving caller and leave the phase uncompleted,
+// its other waiters parked for ever.
+TEST(BarrierDeathTest, ACompletionThatThrowsEndsTheProcess) {
+  EXPECT_DEATH(
+      spindle::run(spindle::options{.workers = 2},
+                   [] {
+                     spindle::barrier b(2, [] { throw std::runtime_error("completion failed"); });
+                     fiber other([&] { b.arrive_and_wait(); });
+                     try {
+                       b.arrive_and_wait();
+                     } catch (...) {
+                     }
+                     other.join();
+                   }),
+      "terminate called after throwing an instance of 'std::runtime_error'");
 }
 
 // constexpr constructors, as std's: these globals are initialized before
