@@ -62,7 +62,7 @@
 #include <ev.h>
 
 #include <algorithm>
-#include <cassert>
+#include "fiber/assert.h"
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -884,7 +884,7 @@ inline void worker::after_switch_inline(void* from_ctx) noexcept {
                                                 std::memory_order_acquire)) {
         // An unpark() came while it was switching out (parking ->
         // notified): that waker left the enqueueing to us.
-        assert(expected == fiber_state::notified);
+        SPINDLE_ASSERT(expected == fiber_state::notified);
         from->state_.store(fiber_state::runnable, std::memory_order_relaxed);
         enqueue(from);
       }
@@ -1093,7 +1093,7 @@ void unpark_sole(control_block* cb) noexcept {
   }
   // Parked (park_commit() published that before its commit let us find
   // it), and we are its only waker: the transition is ours without a CAS.
-  assert(cb->state_.load(std::memory_order_relaxed) == fiber_state::parked);
+  SPINDLE_ASSERT(cb->state_.load(std::memory_order_relaxed) == fiber_state::parked);
   cb->state_.store(fiber_state::runnable, std::memory_order_relaxed);
   make_runnable(cb, /*next=*/true);
 }
