@@ -1,6 +1,7 @@
 // What io/ sockets report: io_error (std::system_error plus the bytes moved
-// before the failure), io_errc for end of stream, and `deadline`, the
-// optional per-call time limit every blocking socket call takes.
+// before the failure), and io_errc for end of stream. Every blocking
+// socket call also takes a `deadline` (sched/deadline.h), its optional
+// per-call time limit.
 #pragma once
 
 #include <chrono>
@@ -8,6 +9,8 @@
 #include <string>
 #include <system_error>
 #include <type_traits>
+
+#include "sched/deadline.h"
 
 namespace spindle {
 
@@ -37,55 +40,6 @@ class io_error : public std::system_error {
 
  private:
   std::size_t bytes_;
-};
-
-// deadline is when a blocking socket call gives up (std::errc::timed_out):
-// a time_point of any clock, a duration from now, or none (the default).
-//
-//   conn.read_some(buf, 5s);                      // at most 5 seconds
-//   conn.read_some(buf, steady_clock::now() + 5s);  // the same
-//   conn.read_some(buf);                          // no limit of its own
-class deadline {
- public:
-  using time_point = std::chrono::steady_clock::time_point;
-
-  constexpr deadline() noexcept = default;  // none
-  template <class Clock, class Duration>
-  deadline(const std::chrono::time_point<Clock, Duration>& t)  // NOLINT: implicit on purpose
-      : at_(convert(t)) {}
-  template <class Rep, class Period>
-  deadline(const std::chrono::duration<Rep, Period>& d)  // NOLINT: implicit on purpose
-      : at_(from_now(d)) {}
-
-  static constexpr deadline none() noexcept { return {}; }
-  constexpr bool is_none() const noexcept { return at_ == time_point::max(); }
-  constexpr time_point when() const noexcept { return at_; }
-
- private:
-  template <class Clock, class Duration>
-  static time_point convert(const std::chrono::time_point<Clock, Duration>& t) {
-    if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-      // Saturate: time_point::max() of a coarser duration means none.
-      if (std::chrono::duration<double>(t.time_since_epoch()) >=
-          std::chrono::duration<double>(time_point::max().time_since_epoch())) {
-        return time_point::max();
-      }
-      return std::chrono::time_point_cast<time_point::duration>(t);
-    } else {
-      return from_now(t - Clock::now());
-    }
-  }
-  template <class Rep, class Period>
-  static time_point from_now(const std::chrono::duration<Rep, Period>& d) {
-    const auto now = std::chrono::steady_clock::now();
-    // Saturate: a huge duration means no deadline, not an overflow.
-    if (std::chrono::duration<double>(d) >= std::chrono::duration<double>(time_point::max() - now)) {
-      return time_point::max();
-    }
-    return now + std::chrono::ceil<time_point::duration>(d);
-  }
-
-  time_point at_ = time_point::max();
 };
 
 }  // namespace spindle

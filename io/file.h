@@ -250,32 +250,26 @@ struct directory_entry {
 template <class Clock, class Duration>
 [[nodiscard]] std::string read_file_until(
     const std::filesystem::path& p, const std::chrono::time_point<Clock, Duration>& deadline) {
-  return spindle::detail::read_file_until(p, spindle::detail::blocking_deadline(deadline));
+  return spindle::detail::read_file_until(p, spindle::deadline(deadline).when());
 }
 template <class Clock, class Duration>
 [[nodiscard]] std::string read_file_until(const std::filesystem::path& p,
                                           const std::chrono::time_point<Clock, Duration>& deadline,
                                           std::error_code& ec) noexcept {
-  return spindle::detail::read_file_until(p, spindle::detail::blocking_deadline(deadline), ec);
+  return spindle::detail::read_file_until(p, spindle::deadline(deadline).when(), ec);
 }
 
 // read_file_for() is read_file_until(p, now + timeout).
 template <class Rep, class Period>
 [[nodiscard]] std::string read_file_for(const std::filesystem::path& p,
                                         const std::chrono::duration<Rep, Period>& timeout) {
-  return spindle::detail::read_file_until(
-      p, std::chrono::steady_clock::now() +
-             std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+  return spindle::detail::read_file_until(p, spindle::deadline(timeout).when());
 }
 template <class Rep, class Period>
 [[nodiscard]] std::string read_file_for(const std::filesystem::path& p,
                                         const std::chrono::duration<Rep, Period>& timeout,
                                         std::error_code& ec) noexcept {
-  return spindle::detail::read_file_until(
-      p,
-      std::chrono::steady_clock::now() +
-          std::chrono::ceil<std::chrono::steady_clock::duration>(timeout),
-      ec);
+  return spindle::detail::read_file_until(p, spindle::deadline(timeout).when(), ec);
 }
 
 // write_file() replaces the content of `p` with `data`: open (creating it

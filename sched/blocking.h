@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "sched/deadline.h"
 #include "sched/detail/blocking_pool.h"
 
 namespace spindle {
@@ -193,17 +194,6 @@ auto blocking_with_deadline(std::chrono::steady_clock::time_point deadline, F&& 
   throw_blocking_timed_out();
 }
 
-template <class Clock, class Duration>
-std::chrono::steady_clock::time_point blocking_deadline(
-    const std::chrono::time_point<Clock, Duration>& t) {
-  if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-    return std::chrono::time_point_cast<std::chrono::steady_clock::duration>(t);
-  } else {
-    return std::chrono::steady_clock::now() +
-           std::chrono::ceil<std::chrono::steady_clock::duration>(t - Clock::now());
-  }
-}
-
 }  // namespace detail
 
 // blocking(f, args...) runs f(args...) on a thread of the runtime's
@@ -239,17 +229,15 @@ auto blocking(F&& f, Args&&... args) -> std::invoke_result_t<F, Args...> {
 // anything they refer to must outlive the call itself, not just the wait.
 template <class Clock, class Duration, class F, class... Args>
 auto blocking_until(const std::chrono::time_point<Clock, Duration>& deadline, F&& f, Args&&... args) {
-  return detail::blocking_with_deadline(detail::blocking_deadline(deadline), std::forward<F>(f),
+  return detail::blocking_with_deadline(spindle::deadline(deadline).when(), std::forward<F>(f),
                                         std::forward<Args>(args)...);
 }
 
 // blocking_for(timeout, f, args...) is blocking_until(now + timeout, ...).
 template <class Rep, class Period, class F, class... Args>
 auto blocking_for(const std::chrono::duration<Rep, Period>& timeout, F&& f, Args&&... args) {
-  return detail::blocking_with_deadline(
-      std::chrono::steady_clock::now() +
-          std::chrono::ceil<std::chrono::steady_clock::duration>(timeout),
-      std::forward<F>(f), std::forward<Args>(args)...);
+  return detail::blocking_with_deadline(spindle::deadline(timeout).when(), std::forward<F>(f),
+                                        std::forward<Args>(args)...);
 }
 
 }  // namespace spindle

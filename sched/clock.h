@@ -43,14 +43,25 @@ steady_time until_on_steady(const std::chrono::time_point<std::chrono::steady_cl
   return std::chrono::ceil<std::chrono::steady_clock::duration>(t);
 }
 
+// time_left() is `t` - Clock::now(), in long double seconds: no time
+// point of any duration type (time_point::max() of hours, min()) makes it
+// overflow, as the difference in the time points' own types would.
+template <class Clock, class Duration>
+std::chrono::duration<long double> time_left(const std::chrono::time_point<Clock, Duration>& t,
+                                             const typename Clock::time_point& now) {
+  using seconds_ld = std::chrono::duration<long double>;
+  return std::chrono::duration_cast<seconds_ld>(t.time_since_epoch()) -
+         std::chrono::duration_cast<seconds_ld>(now.time_since_epoch());
+}
+
 // to_steady() is the steady_clock estimate of `t`, taken once (for the
-// waits that need one deadline: channels, select, futures).
+// waits that need one deadline: channels, select, futures, io's deadline).
 template <class Clock, class Duration>
 steady_time to_steady(const std::chrono::time_point<Clock, Duration>& t) {
   if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
     return until_on_steady(t);
   } else {
-    return steady_after(t - Clock::now());
+    return steady_after(time_left(t, Clock::now()));
   }
 }
 
@@ -68,9 +79,9 @@ bool until_on_clock(const std::chrono::time_point<Clock, Duration>& t, Wait wait
     return wait(until_on_steady(t));
   } else {
     for (;;) {
-      const auto now = Clock::now();
-      if (now >= t) return wait(std::chrono::steady_clock::now());  // one last try, no waiting
-      if (wait(steady_after(t - now))) return true;
+      const auto left = time_left(t, Clock::now());
+      if (left <= left.zero()) return wait(std::chrono::steady_clock::now());  // one last try
+      if (wait(steady_after(left))) return true;
     }
   }
 }
