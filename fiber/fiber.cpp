@@ -10,8 +10,6 @@
 
 namespace spindle {
 
-fiber::id make_fiber_id(std::uint64_t value) noexcept { return fiber::id(value); }
-
 fiber::~fiber() {
   if (cb_ != nullptr) {
     detail::write_fiber_diagnostic("a joinable spindle::fiber handle was destroyed", cb_,

@@ -11,11 +11,14 @@
 #include <type_traits>
 #include <utility>
 
-#include "fiber/detail/fiber_record.h"
+#include "fiber/detail/spawn.h"
 #include "fiber/fiber_options.h"
-#include "sched/spawn.h"
 
 namespace spindle {
+
+namespace detail {
+struct fiber_id_maker;
+}  // namespace detail
 
 // A fiber is a stackful green thread: it runs a function on its own stack
 // (pooled, guarded, committed page by page) and is scheduled by Spindle's
@@ -60,7 +63,7 @@ class fiber {
 
    private:
     friend class fiber;
-    friend id make_fiber_id(std::uint64_t) noexcept;
+    friend struct detail::fiber_id_maker;
     explicit id(std::uint64_t v) noexcept : value_(v) {}
     std::uint64_t value_ = 0;
   };
@@ -82,7 +85,7 @@ class fiber {
   fiber(const fiber_options& options, F&& f, Args&&... args) {
     static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
                   "spindle::fiber arguments must be invocable after conversion to rvalues");
-    cb_ = start(options, true, std::forward<F>(f), std::forward<Args>(args)...);
+    cb_ = detail::start_fiber(options, true, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   // Calls std::terminate() if joinable(), as std::thread does.
@@ -121,29 +124,18 @@ class fiber {
   // number of workers.
   static unsigned hardware_concurrency() noexcept;
 
-  // Spawns a fiber; detached unless `joinable`. Used by spindle::go too.
-  template <class F, class... Args>
-  static detail::control_block* start(const fiber_options& options, bool joinable, F&& f,
-                                      Args&&... args) {
-    detail::control_block* cb = detail::make_record(
-        detail::allocate_fiber_stack(options.stack_size), std::forward<F>(f),
-        std::forward<Args>(args)...);
-    try {
-      detail::spawn(cb, options, joinable);
-    } catch (...) {
-      cb->release();
-      throw;
-    }
-    return joinable ? cb : nullptr;
-  }
-
  private:
   detail::control_block* cb_ = nullptr;
 };
 
 inline void swap(fiber& a, fiber& b) noexcept { a.swap(b); }
 
-fiber::id make_fiber_id(std::uint64_t value) noexcept;
+namespace detail {
+// fiber_id_maker makes the id of a fiber's number (sched/ knows the numbers).
+struct fiber_id_maker {
+  static fiber::id make(std::uint64_t value) noexcept { return fiber::id(value); }
+};
+}  // namespace detail
 
 // go() starts a detached fiber, like Go's `go f(args...)`: fire and forget.
 // An exception escaping it terminates the program with a message naming the
@@ -153,7 +145,7 @@ template <class F, class... Args>
 void go(F&& f, Args&&... args) {
   static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
                 "spindle::go arguments must be invocable after conversion to rvalues");
-  fiber::start(fiber_options{}, false, std::forward<F>(f), std::forward<Args>(args)...);
+  (void)detail::start_fiber(fiber_options{}, false, std::forward<F>(f), std::forward<Args>(args)...);
 }
 
 // The same, with a name and a stack size.
@@ -161,7 +153,7 @@ template <class F, class... Args>
 void go(const fiber_options& options, F&& f, Args&&... args) {
   static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
                 "spindle::go arguments must be invocable after conversion to rvalues");
-  fiber::start(options, false, std::forward<F>(f), std::forward<Args>(args)...);
+  (void)detail::start_fiber(options, false, std::forward<F>(f), std::forward<Args>(args)...);
 }
 
 inline bool operator==(fiber::id a, fiber::id b) noexcept { return a.value() == b.value(); }

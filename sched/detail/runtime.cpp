@@ -17,7 +17,7 @@
 #include "sched/detail/netpoll.h"
 #include "sched/detail/worker.h"
 #include "sched/park.h"
-#include "sched/spawn.h"
+#include "fiber/detail/spawn.h"
 
 namespace spindle::detail {
 namespace {

@@ -1,11 +1,15 @@
-// The scheduler's entry points for spawning and joining fibers; used by
-// fiber/fiber.h and sched/scheduler.h. Not for users (see fiber/fiber.h).
+// What fiber/ asks of the scheduler: the entry points for spawning and
+// joining fibers. Declared here, defined by sched/ (sched/detail/
+// runtime.cpp), so that fiber/ includes nothing of the layer above it and
+// the dependency is only at link time. Not for users (see fiber/fiber.h).
 #pragma once
 
 #include <cstddef>
 #include <string_view>
+#include <utility>
 
 #include "fiber/detail/control_block.h"
+#include "fiber/detail/fiber_record.h"
 #include "fiber/detail/stack.h"
 #include "fiber/fiber_options.h"
 
@@ -33,5 +37,22 @@ void join(control_block* cb) noexcept;
 // report_uncaught() prints the uncaught exception of a detached fiber and
 // calls std::terminate().
 [[noreturn]] void report_uncaught(control_block* cb) noexcept;
+
+// start_fiber() spawns f(args...) as a fiber; detached unless `joinable`,
+// in which case it returns the caller's reference (else nullptr). On a
+// throw nothing is leaked. The body of spindle::fiber's constructor and
+// of spindle::go.
+template <class F, class... Args>
+control_block* start_fiber(const fiber_options& options, bool joinable, F&& f, Args&&... args) {
+  control_block* cb = make_record(allocate_fiber_stack(options.stack_size), std::forward<F>(f),
+                                  std::forward<Args>(args)...);
+  try {
+    spawn(cb, options, joinable);
+  } catch (...) {
+    cb->release();
+    throw;
+  }
+  return joinable ? cb : nullptr;
+}
 
 }  // namespace spindle::detail

@@ -11,7 +11,7 @@
 
 namespace spindle::this_fiber {
 
-fiber::id get_id() noexcept { return make_fiber_id(detail::current_id()); }
+fiber::id get_id() noexcept { return detail::fiber_id_maker::make(detail::current_id()); }
 
 std::string_view get_name() noexcept {
   if (const detail::control_block* cb = detail::tls_current_fiber) return cb->name_;
