@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "fiber/detail/control_block.h"
+#include "sched/detail/runtime.h"
 #include "sched/detail/worker.h"
 #include "sched/park.h"
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "sched/blocking.h"
+#include "sched/detail/runtime.h"
 #include "sched/detail/worker.h"
 #include "sched/park.h"
 #include "sched/scheduler.h"

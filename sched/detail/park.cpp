@@ -16,6 +16,7 @@
 
 #include "fiber/assert.h"
 #include "fiber/this_fiber.h"
+#include "sched/detail/runtime.h"
 #include "sched/detail/worker.h"
 #include "sched/detail/worker_inl.h"
 

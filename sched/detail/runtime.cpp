@@ -15,6 +15,7 @@
 #include "fiber/detail/overflow.h"
 #include "fiber/detail/sanitizer.h"
 #include "sched/detail/netpoll.h"
+#include "sched/detail/runtime.h"
 #include "sched/detail/worker.h"
 #include "sched/park.h"
 #include "fiber/detail/spawn.h"

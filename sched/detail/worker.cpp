@@ -75,6 +75,7 @@
 #include "fiber/detail/sanitizer.h"
 #include "fiber/this_fiber.h"
 #include "sched/detail/netpoll.h"
+#include "sched/detail/runtime.h"
 #include "sched/detail/worker_inl.h"
 #include "sched/park.h"
 

@@ -14,6 +14,7 @@
 #include "fiber/assert.h"
 #include "fiber/detail/overflow.h"
 #include "fiber/detail/sanitizer.h"
+#include "sched/detail/runtime.h"
 #include "sched/detail/worker.h"
 
 namespace spindle::detail {

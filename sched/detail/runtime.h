@@ -1,0 +1,131 @@
+// class runtime: one Spindle runtime, as spindle::run() or the default
+// runtime starts it: its options, its workers, the count of live fibers,
+// the shared overflow queue, and the bookkeeping of idle workers. Its
+// workers are in worker.h; what it does is in runtime.cpp (start, stop,
+// fork) and worker.cpp (idling).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "sched/detail/blocking_pool.h"
+#include "sched/detail/run_queue.h"
+#include "sched/detail/timer_heap.h"
+#include "sched/detail/worker.h"
+#include "sched/scheduler.h"
+
+namespace spindle::detail {
+
+// The runtime: its options, its workers, the count of live fibers, the
+// shared overflow queue, and the bookkeeping of idle workers.
+class runtime {
+ public:
+  // A runtime started by spindle::run() stops when its last fiber ends; the
+  // default runtime (started by the first fiber spawned from a plain thread
+  // when no run() is active) runs its workers on background threads until
+  // the process exits.
+  runtime(const options& opts, bool persistent);
+  ~runtime();
+
+  const options& opts() const noexcept { return opts_; }
+  worker& worker_at(unsigned i) noexcept { return *workers_[i]; }
+  unsigned worker_count() const noexcept { return static_cast<unsigned>(workers_.size()); }
+  bool persistent() const noexcept { return persistent_; }
+  blocking_pool& blocking() noexcept { return *blocking_; }
+
+  // Counts a fiber spawned on a worker thread (by a fiber), or by run()
+  // before the workers start, on what becomes worker 0's thread.
+  void fiber_started_on_worker() noexcept {
+    if (single_worker_) {
+      worker_live_ = worker_live_ + 1;
+    } else {
+      live_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  // Counts a fiber spawned by a plain thread, under g_runtime_mu.
+  void fiber_started_by_plain_thread() noexcept { live_.fetch_add(1, std::memory_order_relaxed); }
+  // Stops the runtime when the last fiber finishes (unless persistent). On
+  // the worker thread that ran the fiber.
+  void fiber_finished() noexcept;
+  bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+
+  // Runs worker 0 on the calling thread and the others on new threads,
+  // until every fiber has finished.
+  void run() noexcept;
+  // Starts every worker on a new thread, for good (the default runtime).
+  void start_background();
+
+  // A worker for a fiber spawned from a plain thread (round robin).
+  worker& pick_worker_for_plain_thread() noexcept;
+
+  // ---- Shared overflow queue (Go's global runq) ----
+  void push_shared(control_block* first, control_block* last, std::uint32_t n) noexcept;
+  // Takes up to `max` from the front, as a chain (first returned, *last
+  // its end); nullptr when empty.
+  control_block* pop_shared(std::uint32_t max, control_block** last) noexcept;
+  bool shared_nonempty() const noexcept {
+    return shared_count_.load(std::memory_order_relaxed) != 0;
+  }
+  std::uint32_t shared_count() const noexcept {
+    return shared_count_.load(std::memory_order_relaxed);
+  }
+
+  // ---- Idle workers ----
+  // Called after making work stealable: wakes one idle worker if there is
+  // one and no worker is already out looking for work. Relaxed: a wake
+  // missed in a race only delays parallelism; the work is in its worker's
+  // own queue, which that worker always drains.
+  void wake_idle_worker() noexcept {
+    if (idle_count_.load(std::memory_order_relaxed) != 0 &&
+        searching_.load(std::memory_order_relaxed) == 0) {
+      wake_one_idle_worker();
+    }
+  }
+  void wake_one_idle_worker() noexcept;
+  void enter_idle(worker* w) noexcept;
+  // Whether every worker is idle (then idle workers need no timeout).
+  bool all_idle() const noexcept {
+    return idle_count_.load(std::memory_order_acquire) >= static_cast<int>(workers_.size());
+  }
+  void leave_idle(worker* w) noexcept;
+  std::atomic<int> searching_{0};
+  // A timer due at `when` became the earliest of its worker's heap: a
+  // worker asleep until later (it computed its timeout before the timer
+  // came, perhaps with every worker idle and no cap) is woken to take it
+  // into account; otherwise a worker that starts computing right after
+  // would hold the deadline hostage. Any thread.
+  void timer_added(timer_heap::rep when) noexcept;
+
+ private:
+  options opts_;
+  const bool persistent_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  std::unique_ptr<blocking_pool> blocking_;
+  // Fibers not yet finished: live_ + worker_live_. With one worker, the
+  // fibers that fibers spawn are counted in worker_live_, which only that
+  // worker's thread touches, so spawn and finish cost no atomic
+  // read-modify-write (two of them measured 15-20 ns of a 140 ns
+  // spawn+join on the project's VM). worker_live_ goes negative when
+  // fibers that plain threads spawned (counted in live_) finish.
+  std::atomic<std::int64_t> live_{0};
+  std::int64_t worker_live_ = 0;
+  const bool single_worker_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<unsigned> next_plain_{0};
+  // Threads outside the runtime now in worker::schedule_remote().
+  std::atomic<int> outside_callers_{0};
+  friend class worker;
+
+  std::mutex shared_mu_;
+  fifo shared_;  // guarded by shared_mu_
+  std::atomic<std::uint32_t> shared_count_{0};
+
+  std::mutex idle_mu_;
+  std::vector<worker*> idle_;  // guarded by idle_mu_
+  std::atomic<int> idle_count_{0};
+};
+
+}  // namespace spindle::detail
