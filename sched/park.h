@@ -1,7 +1,13 @@
 // Parking and unparking: the one way anything in Spindle blocks. sync/ and
-// io/ build every wait on these five calls; they never touch workers.
+// io/ build every wait on the calls below; they never touch workers. Five
+// make the basic protocol (current_waiter, prepare_park, park or
+// cancel_park, unpark); the others are its variants: with a deadline
+// (park_until), with a commit that runs once the fiber has switched out
+// (park_commit and its inline and deadline forms), for a waker that alone
+// can wake (unpark_sole), and with a choice of where the woken runs (wake).
 //
-// The protocol, for a waiter `self` (a fiber, or a plain thread's stand-in):
+// The basic protocol, for a waiter `self` (a fiber, or a plain thread's
+// stand-in):
 //
 //   control_block* self = current_waiter();
 //   prepare_park(self);              // from now on an unpark() may come

@@ -12,8 +12,9 @@
 
 namespace spindle {
 
-// options configure a runtime started by spindle::run().
-struct options {
+// runtime_options configure a runtime started by spindle::run(), beside
+// fiber_options (one fiber), listen_options and resolve_options (io/).
+struct runtime_options {
   // Usable stack bytes of a fiber that does not ask for a size
   // (fiber_options::stack_size). Only touched pages cost memory.
   std::size_t stack_size = detail::default_stack_size;
@@ -30,26 +31,12 @@ struct options {
   std::size_t blocking_queue = 1024;
 };
 
-namespace detail {
-// run_main() starts a runtime, builds main's record with make_main(ctx,
-// stack) and runs it as the first fiber; returns once every fiber has
-// finished and rethrows main's exception.
-void run_main(const options& opts, control_block* (*make_main)(void* ctx, const stack& s),
-              void* ctx);
+// The name runtime_options had first; the same type.
+using options = runtime_options;
 
+namespace detail {
 template <class F, class... Args>
-void run_with(const options& opts, F&& main, Args&&... args) {
-  auto bound = [&]() { return std::forward_as_tuple(std::forward<F>(main), std::forward<Args>(args)...); };
-  using bound_t = decltype(bound);
-  run_main(
-      opts,
-      [](void* ctx, const stack& s) -> control_block* {
-        return std::apply(
-            [&s](auto&&... a) { return make_record(s, std::forward<decltype(a)>(a)...); },
-            (*static_cast<bound_t*>(ctx))());
-      },
-      &bound);
-}
+void run_with(const runtime_options& opts, F&& main, Args&&... args);
 }  // namespace detail
 
 // run() starts a runtime on the calling thread, runs `main(args...)` as its
@@ -77,14 +64,36 @@ void run_with(const options& opts, F&& main, Args&&... args) {
 // alone, and only what POSIX allows the child of a multithreaded process is
 // defined: async-signal-safe calls, then exec or _exit.
 template <class F, class... Args>
-  requires(!std::is_same_v<std::remove_cvref_t<F>, options>)
+  requires(!std::is_same_v<std::remove_cvref_t<F>, runtime_options>)
 void run(F&& main, Args&&... args) {
-  detail::run_with(options{}, std::forward<F>(main), std::forward<Args>(args)...);
+  detail::run_with(runtime_options{}, std::forward<F>(main), std::forward<Args>(args)...);
 }
 
 template <class F, class... Args>
-void run(const options& opts, F&& main, Args&&... args) {
+void run(const runtime_options& opts, F&& main, Args&&... args) {
   detail::run_with(opts, std::forward<F>(main), std::forward<Args>(args)...);
 }
+
+namespace detail {
+// run_main() starts a runtime, builds main's record with make_main(ctx,
+// stack) and runs it as the first fiber; returns once every fiber has
+// finished and rethrows main's exception.
+void run_main(const runtime_options& opts, control_block* (*make_main)(void* ctx, const stack& s),
+              void* ctx);
+
+template <class F, class... Args>
+void run_with(const runtime_options& opts, F&& main, Args&&... args) {
+  auto bound = [&]() { return std::forward_as_tuple(std::forward<F>(main), std::forward<Args>(args)...); };
+  using bound_t = decltype(bound);
+  run_main(
+      opts,
+      [](void* ctx, const stack& s) -> control_block* {
+        return std::apply(
+            [&s](auto&&... a) { return make_record(s, std::forward<decltype(a)>(a)...); },
+            (*static_cast<bound_t*>(ctx))());
+      },
+      &bound);
+}
+}  // namespace detail
 
 }  // namespace spindle

@@ -48,12 +48,14 @@ enum class fiber_state : std::uint32_t {
   finished,
 };
 
-// A wait that holds a watcher in a worker's libev loop (a timer; later an
-// I/O watcher). It lives on the waiting fiber's stack and is registered in
-// control_block::loop_wait_ while the fiber parks. libev loops are not
-// thread-safe, so the watcher must be stopped on the worker that started
-// it, before the fiber can run anywhere else: the thread that makes such a
-// fiber runnable routes it through that worker, which calls cancel().
+// A wait that holds a watcher in a worker's libev loop (today the ev_io
+// of a wait on a signal's pipe: sched/detail/fd_event.h; deadlines are in
+// timer heaps, sockets in the netpoll). It lives on the waiting fiber's
+// stack and is registered in control_block::loop_wait_ while the fiber
+// parks. libev loops are not thread-safe, so the watcher must be stopped
+// on the worker that started it, before the fiber can run anywhere else:
+// the thread that makes such a fiber runnable routes it through that
+// worker, which calls cancel().
 struct loop_wait {
   void (*cancel)(loop_wait* self) noexcept;
 };

@@ -105,7 +105,7 @@ struct idle_thread {
 }  // namespace
 
 struct blocking_pool::state {
-  explicit state(const options& opts)
+  explicit state(const runtime_options& opts)
       : max_threads(std::max(1u, opts.blocking_threads)),
         max_queue(std::max<std::size_t>(1, opts.blocking_queue)),
         idle_timeout(opts.blocking_idle) {}
@@ -253,7 +253,7 @@ bool start_thread(const std::shared_ptr<blocking_pool::state>& sp) noexcept {
 
 }  // namespace
 
-blocking_pool::blocking_pool(const options& opts) : s_(std::make_shared<state>(opts)) {}
+blocking_pool::blocking_pool(const runtime_options& opts) : s_(std::make_shared<state>(opts)) {}
 
 blocking_pool::~blocking_pool() {
   // Every fiber has finished, so no call is queued and every call still

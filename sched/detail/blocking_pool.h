@@ -13,7 +13,7 @@
 #include "fiber/detail/control_block.h"
 
 namespace spindle {
-struct options;
+struct runtime_options;
 struct blocking_pool_stats;
 }  // namespace spindle
 
@@ -75,7 +75,7 @@ enum class call_result {
 
 class blocking_pool {
  public:
-  explicit blocking_pool(const options& opts);
+  explicit blocking_pool(const runtime_options& opts);
   ~blocking_pool();
   blocking_pool(const blocking_pool&) = delete;
   blocking_pool& operator=(const blocking_pool&) = delete;

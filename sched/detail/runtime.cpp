@@ -145,7 +145,7 @@ options normalized(options o) {
 // with g_runtime_mu held.
 runtime& default_runtime_locked() {
   if (g_default == nullptr) {
-    auto* r = new runtime(options{.stack_size = default_stack_size, .workers = 0}, true);
+    auto* r = new runtime(runtime_options{.stack_size = default_stack_size, .workers = 0}, true);
     r->start_background();
     g_default = r;
   }
@@ -154,7 +154,7 @@ runtime& default_runtime_locked() {
 
 }  // namespace
 
-runtime::runtime(const options& opts, bool persistent)
+runtime::runtime(const runtime_options& opts, bool persistent)
     : opts_(normalized(opts)),
       persistent_(persistent),
       blocking_(std::make_unique<blocking_pool>(opts)),
@@ -342,7 +342,7 @@ void report_uncaught(control_block* cb) noexcept {
   std::terminate();
 }
 
-void run_main(const options& opts, control_block* (*make_main)(void* ctx, const stack& s),
+void run_main(const runtime_options& opts, control_block* (*make_main)(void* ctx, const stack& s),
               void* ctx) {
   if (this_worker() != nullptr || tls_current_fiber != nullptr) {
     throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),

@@ -27,10 +27,10 @@ class runtime {
   // default runtime (started by the first fiber spawned from a plain thread
   // when no run() is active) runs its workers on background threads until
   // the process exits.
-  runtime(const options& opts, bool persistent);
+  runtime(const runtime_options& opts, bool persistent);
   ~runtime();
 
-  const options& opts() const noexcept { return opts_; }
+  const runtime_options& opts() const noexcept { return opts_; }
   worker& worker_at(unsigned i) noexcept { return *workers_[i]; }
   unsigned worker_count() const noexcept { return static_cast<unsigned>(workers_.size()); }
   bool persistent() const noexcept { return persistent_; }
@@ -100,7 +100,7 @@ class runtime {
   void timer_added(timer_heap::rep when) noexcept;
 
  private:
-  options opts_;
+  runtime_options opts_;
   const bool persistent_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::unique_ptr<blocking_pool> blocking_;
