@@ -230,22 +230,26 @@ std::optional<address> address::parse(std::string_view text) {
   return a;
 }
 
-address address::ipv4(std::string_view ip, std::uint16_t port) {
+namespace {
+// An IP address of `family` (AF_INET, AF_INET6), or invalid_argument
+// naming `what` (the call) and `kind`.
+address ip_of_family(std::string_view ip, std::uint16_t port, int family, const char* what,
+                     const char* kind) {
   std::optional<address> a = detail::parse_ip(ip, port);
-  if (!a || !a->is_ipv4()) {
-    throw std::invalid_argument("spindle::address::ipv4: not an IPv4 address: \"" +
+  if (!a || a->family() != family) {
+    throw std::invalid_argument(std::string(what) + ": not an " + kind + " address: \"" +
                                 std::string(ip) + "\"");
   }
   return *a;
 }
+}  // namespace
+
+address address::ipv4(std::string_view ip, std::uint16_t port) {
+  return ip_of_family(ip, port, AF_INET, "spindle::address::ipv4", "IPv4");
+}
 
 address address::ipv6(std::string_view ip, std::uint16_t port) {
-  std::optional<address> a = detail::parse_ip(ip, port);
-  if (!a || !a->is_ipv6()) {
-    throw std::invalid_argument("spindle::address::ipv6: not an IPv6 address: \"" +
-                                std::string(ip) + "\"");
-  }
-  return *a;
+  return ip_of_family(ip, port, AF_INET6, "spindle::address::ipv6", "IPv6");
 }
 
 address address::unix_socket(std::string_view path) {
@@ -333,13 +337,19 @@ std::string address::to_string() const {
   }
 }
 
+namespace {
+// The first byte of every IPv4 loopback address: 127.0.0.0/8 (RFC 1122).
+constexpr std::uint32_t ipv4_loopback_net = 127;
+}  // namespace
+
 bool address::is_loopback() const noexcept {
   switch (family()) {
     case AF_INET:
-      return (ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr) >> 24) == 127;
+      return (ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr) >> 24) ==
+             ipv4_loopback_net;
     case AF_INET6: {
       const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr;
-      return IN6_IS_ADDR_LOOPBACK(&a) || (IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127);
+      return IN6_IS_ADDR_LOOPBACK(&a) || (IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == ipv4_loopback_net);
     }
     default:
       return false;

@@ -8,76 +8,29 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <mutex>
 #include <vector>
 
 #include "io/detail/fd_state.h"
+#include "io/detail/iovec_cursor.h"
+#include "io/detail/or_throw.h"
 #include "io/detail/socket_util.h"
-#include "io/dns.h"
-#include "sched/detail/netpoll.h"
+#include "sched/io_wait.h"
 
 namespace spindle {
 
 using detail::fd_state;
-using direction = detail::fd_state::direction;
-
-namespace detail {
-
-bool set_nonblocking(int fd, std::error_code& ec) noexcept {
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ((flags & O_NONBLOCK) == 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
-    ec = last_error();
-    return false;
-  }
-  return true;
-}
-
-void set_int_option(int fd, int level, int name, int value, std::error_code& ec) noexcept {
-  ec.clear();
-  if (::setsockopt(fd, level, name, &value, sizeof value) != 0) ec = last_error();
-}
-
-address socket_name(int fd, bool peer, std::error_code& ec) noexcept {
-  ec.clear();
-  address a;
-  socklen_t len = address::capacity();
-  const int r = peer ? ::getpeername(fd, a.data_mut(), &len) : ::getsockname(fd, a.data_mut(), &len);
-  if (r != 0) {
-    ec = last_error();
-    return {};
-  }
-  try {
-    a.set_size(len);
-  } catch (const std::exception&) {
-    ec = std::make_error_code(std::errc::address_family_not_supported);
-    return {};
-  }
-  return a;
-}
-
-std::vector<address> addresses_for(std::string_view where, const deadline& d, bool passive,
-                                   std::error_code& ec) noexcept {
-  ec.clear();
-  if (where.starts_with("unix:") || where.starts_with("/") || where.starts_with("@")) {
-    if (auto a = address::parse(where)) return {*a};
-    ec = std::make_error_code(std::errc::invalid_argument);
-    return {};
-  }
-  resolve_options opts;
-  opts.passive = passive;
-  opts.deadline = d.when();
-  return resolve(where, opts, ec);
-}
-
-}  // namespace detail
+using detail::io_direction;
+using detail::or_throw;
 
 namespace {
 
-[[noreturn]] void throw_io(std::error_code ec, const char* what, std::size_t bytes = 0) {
-  throw io_error(ec, what, bytes);
-}
+// TCP_ULP_NAME_MAX: the longest upper-layer protocol name getsockopt()
+// reports for TCP_ULP ("tls"), NUL included.
+constexpr std::size_t tcp_ulp_name_max = 16;
 
-std::error_code not_open() noexcept { return std::make_error_code(std::errc::bad_file_descriptor); }
+// The largest TCP_KEEPIDLE and TCP_KEEPINTVL Linux takes (MAX_TCP_KEEPIDLE,
+// MAX_TCP_KEEPINTVL); a larger value fails with EINVAL, so it is capped.
+constexpr std::chrono::seconds::rep max_keepalive_seconds = 32767;
 
 int int_socket_option(int fd, int level, int name) noexcept {
   int v = -1;
@@ -93,29 +46,19 @@ bool is_plain_tcp(int fd) noexcept {
       int_socket_option(fd, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP) {
     return false;
   }
-  char ulp[16];
+  char ulp[tcp_ulp_name_max];
   socklen_t len = sizeof ulp;
   return ::getsockopt(fd, IPPROTO_TCP, TCP_ULP, ulp, &len) == 0 && len == 0;
 }
 
 }  // namespace
 
-connection::connection() noexcept = default;
-connection::connection(std::unique_ptr<detail::fd_state> s) noexcept : s_(std::move(s)) {}
-connection::connection(connection&&) noexcept = default;
-connection& connection::operator=(connection&& other) noexcept {
-  if (this != &other) {
-    s_.reset();  // closes ours (fd_state's destructor)
-    s_ = std::move(other.s_);
-  }
-  return *this;
-}
-connection::~connection() = default;
+connection::connection(std::unique_ptr<detail::fd_state> s) noexcept : basic_socket(std::move(s)) {}
 
 connection connection::adopt(int fd, std::error_code& ec) noexcept {
   ec.clear();
   if (fd < 0) {
-    ec = not_open();
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
     return {};
   }
   if (!detail::set_nonblocking(fd, ec)) return {};
@@ -128,35 +71,27 @@ connection connection::adopt(int fd, std::error_code& ec) noexcept {
 }
 
 connection connection::adopt(int fd) {
-  std::error_code ec;
-  connection c = adopt(fd, ec);
-  if (ec) throw_io(ec, "spindle::connection::adopt");
-  return c;
+  return or_throw("spindle::connection::adopt", [&](std::error_code& ec) { return adopt(fd, ec); });
 }
-
-bool connection::is_open() const noexcept { return s_ != nullptr && !s_->closing(); }
-int connection::native_handle() const noexcept { return is_open() ? s_->fd() : -1; }
 
 // ---- Reading ----
 
 std::size_t connection::read_some(std::span<std::byte> buf, deadline d, std::error_code& ec) noexcept {
-  ec.clear();
-  fd_state::op op(s_.get());
-  if (!op) {
-    ec = op.error();
+  fd_state* const s = state();
+  if (buf.empty()) {
+    const fd_state::op op(s, ec);  // reads nothing, but says whether it could
     return 0;
   }
-  if (buf.empty()) return 0;
-  std::lock_guard lock(s_->lock(direction::read));
-  if ((ec = s_->closing_error())) return 0;
-  if (s_->read_drained && !s_->read_ready_hint() && (ec = s_->wait(direction::read, d))) return 0;
-  const int fd = s_->fd();
-  const bool is_socket = s_->is_socket();
-  const ssize_t n = s_->retry(direction::read, d, ec, [&] {
+  detail::io_lock io(s, detail::reading, ec);
+  if (!io) return 0;
+  if (s->read_should_wait() && (ec = io.wait(d))) return 0;
+  const int fd = io.fd();
+  const bool is_socket = io.is_socket();
+  const ssize_t n = io.retry(d, ec, [&] {
     return is_socket ? ::recv(fd, buf.data(), buf.size(), 0) : ::read(fd, buf.data(), buf.size());
   });
   if (n < 0) return 0;
-  s_->read_drained = s_->short_read_is_drained(static_cast<std::size_t>(n), buf.size());
+  s->note_read(static_cast<std::size_t>(n), buf.size());
   return static_cast<std::size_t>(n);
 }
 
@@ -164,10 +99,7 @@ std::size_t connection::read_some(std::span<std::byte> buf, std::error_code& ec)
   return read_some(buf, deadline{}, ec);
 }
 std::size_t connection::read_some(std::span<std::byte> buf, deadline d) {
-  std::error_code ec;
-  const std::size_t n = read_some(buf, d, ec);
-  if (ec) throw_io(ec, "spindle::connection::read_some");
-  return n;
+  return or_throw("spindle::connection::read_some", [&](std::error_code& ec) { return read_some(buf, d, ec); });
 }
 std::size_t connection::read_some(std::span<char> buf, deadline d) { return read_some(std::as_writable_bytes(buf), d); }
 std::size_t connection::read_some(std::span<char> buf, std::error_code& ec) noexcept {
@@ -178,21 +110,15 @@ std::size_t connection::read_some(std::span<char> buf, deadline d, std::error_co
 }
 
 std::size_t connection::read_exactly(std::span<std::byte> buf, deadline d, std::error_code& ec) noexcept {
-  ec.clear();
-  fd_state::op op(s_.get());
-  if (!op) {
-    ec = op.error();
-    return 0;
-  }
-  std::lock_guard lock(s_->lock(direction::read));
-  if ((ec = s_->closing_error())) return 0;
-  // Its reads may consume the edge of bytes it leaves in the queue.
-  s_->read_drained = false;
-  const int fd = s_->fd();
-  const bool is_socket = s_->is_socket();
+  fd_state* const s = state();
+  detail::io_lock io(s, detail::reading, ec);
+  if (!io) return 0;
+  s->forget_read();
+  const int fd = io.fd();
+  const bool is_socket = io.is_socket();
   std::size_t done = 0;
   while (done < buf.size()) {
-    const ssize_t n = s_->retry(direction::read, d, ec, [&] {
+    const ssize_t n = io.retry(d, ec, [&] {
       return is_socket ? ::recv(fd, buf.data() + done, buf.size() - done, 0)
                        : ::read(fd, buf.data() + done, buf.size() - done);
     });
@@ -210,10 +136,7 @@ std::size_t connection::read_exactly(std::span<std::byte> buf, std::error_code& 
   return read_exactly(buf, deadline{}, ec);
 }
 std::size_t connection::read_exactly(std::span<std::byte> buf, deadline d) {
-  std::error_code ec;
-  const std::size_t n = read_exactly(buf, d, ec);
-  if (ec) throw_io(ec, "spindle::connection::read_exactly", n);
-  return n;
+  return or_throw("spindle::connection::read_exactly", [&](std::error_code& ec) { return read_exactly(buf, d, ec); });
 }
 std::size_t connection::read_exactly(std::span<char> buf, deadline d) {
   return read_exactly(std::as_writable_bytes(buf), d);
@@ -234,13 +157,14 @@ namespace {
 // touches again, and with a thousand connections that is cold memory:
 // keeping the frames below the read and the write small matters
 // (docs/sched.md, "Cold fibers").
-[[gnu::noinline]] std::size_t write_one(fd_state& s, const iovec& v, deadline d, std::error_code& ec) noexcept {
-  const int fd = s.fd();
-  const bool is_socket = s.is_socket();
+[[gnu::noinline]] std::size_t write_one(detail::io_lock& io, const iovec& v, deadline d,
+                                        std::error_code& ec) noexcept {
+  const int fd = io.fd();
+  const bool is_socket = io.is_socket();
   const auto* p = static_cast<const char*>(v.iov_base);
   std::size_t total = 0;
   while (total < v.iov_len) {
-    const ssize_t n = s.retry(direction::write, d, ec, [&]() -> ssize_t {
+    const ssize_t n = io.retry(d, ec, [&]() -> ssize_t {
       return is_socket ? ::send(fd, p + total, v.iov_len - total, MSG_NOSIGNAL)
                        : ::write(fd, p + total, v.iov_len - total);
     });
@@ -250,49 +174,27 @@ namespace {
   return total;
 }
 
-[[gnu::noinline]] std::size_t write_vector(fd_state& s, std::span<const iovec> bufs, deadline d,
-                                         std::error_code& ec) noexcept {
-  const int fd = s.fd();
-  const bool is_socket = s.is_socket();
-  // A local copy of the vector, advanced past what has been written.
-  constexpr std::size_t batch = 64;
-  iovec local[batch];
-  std::size_t next = 0;    // first of `bufs` not yet copied into local
-  std::size_t count = 0;   // entries of local in use
-  std::size_t first = 0;   // first entry of local not fully written
+[[gnu::noinline]] std::size_t write_vector(detail::io_lock& io, std::span<const iovec> bufs, deadline d,
+                                           std::error_code& ec) noexcept {
+  const int fd = io.fd();
+  const bool is_socket = io.is_socket();
+  detail::iovec_cursor cursor(bufs);
+  iovec batch[detail::iov_batch];
   std::size_t total = 0;
-  auto refill = [&] {
-    count = 0;
-    first = 0;
-    while (next < bufs.size() && count < batch) {
-      if (bufs[next].iov_len != 0) local[count++] = bufs[next];
-      ++next;
-    }
-  };
-  refill();
-  while (first < count) {
-    const ssize_t n = s.retry(direction::write, d, ec, [&]() -> ssize_t {
+  while (!cursor.done()) {
+    const int count = cursor.fill(batch);
+    const ssize_t n = io.retry(d, ec, [&]() -> ssize_t {
       if (is_socket) {
         msghdr msg{};
-        msg.msg_iov = local + first;
-        msg.msg_iovlen = count - first;
+        msg.msg_iov = batch;
+        msg.msg_iovlen = static_cast<std::size_t>(count);
         return ::sendmsg(fd, &msg, MSG_NOSIGNAL);
       }
-      return ::writev(fd, local + first, static_cast<int>(count - first));
+      return ::writev(fd, batch, count);
     });
-    if (n < 0) return total;
+    if (n < 0) break;
     total += static_cast<std::size_t>(n);
-    auto left = static_cast<std::size_t>(n);
-    while (first < count && left >= local[first].iov_len) {
-      left -= local[first].iov_len;
-      ++first;
-    }
-    if (first < count) {
-      local[first].iov_base = static_cast<char*>(local[first].iov_base) + left;
-      local[first].iov_len -= left;
-    } else {
-      refill();
-    }
+    cursor.advance(static_cast<std::size_t>(n));
   }
   return total;
 }
@@ -300,26 +202,17 @@ namespace {
 }  // namespace
 
 std::size_t connection::write_all(std::span<const iovec> bufs, deadline d, std::error_code& ec) noexcept {
-  ec.clear();
-  fd_state::op op(s_.get());
-  if (!op) {
-    ec = op.error();
-    return 0;
-  }
-  std::lock_guard lock(s_->lock(direction::write));
-  if ((ec = s_->closing_error())) return 0;
-  if (bufs.size() == 1) return write_one(*s_, bufs[0], d, ec);
-  return write_vector(*s_, bufs, d, ec);
+  detail::io_lock io(state(), detail::writing, ec);
+  if (!io) return 0;
+  if (bufs.size() == 1) return write_one(io, bufs[0], d, ec);
+  return write_vector(io, bufs, d, ec);
 }
 
 std::size_t connection::write_all(std::span<const iovec> bufs, std::error_code& ec) noexcept {
   return write_all(bufs, deadline{}, ec);
 }
 std::size_t connection::write_all(std::span<const iovec> bufs, deadline d) {
-  std::error_code ec;
-  const std::size_t n = write_all(bufs, d, ec);
-  if (ec) throw_io(ec, "spindle::connection::write_all", n);
-  return n;
+  return or_throw("spindle::connection::write_all", [&](std::error_code& ec) { return write_all(bufs, d, ec); });
 }
 
 std::size_t connection::write_all(std::span<const std::byte> data, deadline d, std::error_code& ec) noexcept {
@@ -330,10 +223,7 @@ std::size_t connection::write_all(std::span<const std::byte> data, std::error_co
   return write_all(data, deadline{}, ec);
 }
 std::size_t connection::write_all(std::span<const std::byte> data, deadline d) {
-  std::error_code ec;
-  const std::size_t n = write_all(data, d, ec);
-  if (ec) throw_io(ec, "spindle::connection::write_all", n);
-  return n;
+  return or_throw("spindle::connection::write_all", [&](std::error_code& ec) { return write_all(data, d, ec); });
 }
 std::size_t connection::write_all(std::string_view data, deadline d) {
   return write_all(std::as_bytes(std::span(data.data(), data.size())), d);
@@ -348,122 +238,53 @@ std::size_t connection::write_all(std::string_view data, deadline d, std::error_
 // ---- The rest ----
 
 void connection::shutdown(shutdown_type how, std::error_code& ec) noexcept {
-  ec.clear();
-  fd_state::op op(s_.get());
-  if (!op) {
-    ec = op.error();
-    return;
-  }
+  const fd_state::op op(state(), ec);
+  if (!op) return;
   const int h = how == shutdown_type::read ? SHUT_RD : how == shutdown_type::write ? SHUT_WR : SHUT_RDWR;
-  if (::shutdown(s_->fd(), h) != 0) ec = detail::last_error();
+  if (::shutdown(op.fd(), h) != 0) ec = detail::last_error();
 }
 void connection::shutdown(shutdown_type how) {
-  std::error_code ec;
-  shutdown(how, ec);
-  if (ec) throw_io(ec, "spindle::connection::shutdown");
+  or_throw("spindle::connection::shutdown", [&](std::error_code& ec) { shutdown(how, ec); });
 }
 
-void connection::close(std::error_code& ec) noexcept {
-  ec.clear();
-  if (s_) s_->close(ec);
-}
-void connection::close() {
-  std::error_code ec;
-  close(ec);
-  if (ec) throw_io(ec, "spindle::connection::close");
-}
-
-address connection::local_address(std::error_code& ec) const noexcept {
-  if (!is_open()) {
-    ec = not_open();
-    return {};
-  }
-  fd_state::op op(s_.get());
-  if (!op) {
-    ec = op.error();
-    return {};
-  }
-  return detail::socket_name(s_->fd(), false, ec);
-}
-address connection::local_address() const {
-  std::error_code ec;
-  address a = local_address(ec);
-  if (ec) throw_io(ec, "spindle::connection::local_address");
-  return a;
-}
 address connection::remote_address(std::error_code& ec) const noexcept {
-  if (!is_open()) {
-    ec = not_open();
-    return {};
-  }
-  fd_state::op op(s_.get());
-  if (!op) {
-    ec = op.error();
-    return {};
-  }
-  return detail::socket_name(s_->fd(), true, ec);
+  const fd_state::op op(state(), ec);
+  if (!op) return {};
+  return detail::socket_name(op.fd(), true, ec);
 }
 address connection::remote_address() const {
-  std::error_code ec;
-  address a = remote_address(ec);
-  if (ec) throw_io(ec, "spindle::connection::remote_address");
-  return a;
+  return or_throw("spindle::connection::remote_address", [&](std::error_code& ec) { return remote_address(ec); });
 }
 
+// Socket options are set under an op: the descriptor cannot be closed (and
+// its number given to a new socket) under the setsockopt().
 void connection::set_nodelay(bool on, std::error_code& ec) noexcept {
-  if (!is_open()) {
-    ec = not_open();
-    return;
-  }
-  detail::set_int_option(s_->fd(), IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0, ec);
+  const fd_state::op op(state(), ec);
+  if (!op) return;
+  detail::set_int_option(op.fd(), IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0, ec);
 }
 void connection::set_nodelay(bool on) {
-  std::error_code ec;
-  set_nodelay(on, ec);
-  if (ec) throw_io(ec, "spindle::connection::set_nodelay");
+  or_throw("spindle::connection::set_nodelay", [&](std::error_code& ec) { set_nodelay(on, ec); });
 }
 
 void connection::set_keepalive(bool on, std::chrono::seconds idle, std::error_code& ec) noexcept {
-  if (!is_open()) {
-    ec = not_open();
-    return;
-  }
-  detail::set_int_option(s_->fd(), SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0, ec);
+  const fd_state::op op(state(), ec);
+  if (!op) return;
+  detail::set_int_option(op.fd(), SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0, ec);
   if (ec || !on || idle.count() <= 0) return;
-  const int secs = static_cast<int>(std::min<std::chrono::seconds::rep>(idle.count(), 32767));
-  detail::set_int_option(s_->fd(), IPPROTO_TCP, TCP_KEEPIDLE, secs, ec);
-  if (!ec) detail::set_int_option(s_->fd(), IPPROTO_TCP, TCP_KEEPINTVL, secs, ec);
+  const int secs = static_cast<int>(std::min(idle.count(), max_keepalive_seconds));
+  detail::set_int_option(op.fd(), IPPROTO_TCP, TCP_KEEPIDLE, secs, ec);
+  if (!ec) detail::set_int_option(op.fd(), IPPROTO_TCP, TCP_KEEPINTVL, secs, ec);
 }
 void connection::set_keepalive(bool on, std::chrono::seconds idle) {
-  std::error_code ec;
-  set_keepalive(on, idle, ec);
-  if (ec) throw_io(ec, "spindle::connection::set_keepalive");
-}
-
-void connection::set_deadline(deadline d) noexcept {
-  set_read_deadline(d);
-  set_write_deadline(d);
-}
-void connection::set_read_deadline(deadline d) noexcept {
-  if (s_) s_->set_deadline(direction::read, d);
-}
-void connection::set_write_deadline(deadline d) noexcept {
-  if (s_) s_->set_deadline(direction::write, d);
+  or_throw("spindle::connection::set_keepalive", [&](std::error_code& ec) { set_keepalive(on, idle, ec); });
 }
 
 // ---- dial ----
 
 connection dial(const address& to, deadline d, std::error_code& ec) noexcept {
-  ec.clear();
-  if (to.empty()) {
-    ec = std::make_error_code(std::errc::invalid_argument);
-    return {};
-  }
-  const int fd = ::socket(to.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    ec = detail::last_error();
-    return {};
-  }
+  const int fd = detail::open_socket(to, SOCK_STREAM, ec);
+  if (fd < 0) return {};
   const bool tcp = to.is_ipv4() || to.is_ipv6();
   if (tcp) {
     std::error_code ignored;
@@ -485,12 +306,12 @@ connection dial(const address& to, deadline d, std::error_code& ec) noexcept {
   // an unconnected stream), which the netpoll would take as final.
   auto s = std::make_unique<fd_state>(fd, tcp ? detail::fd_kind::tcp_stream : detail::fd_kind::socket);
   if (r != 0) {
-    fd_state::op op(s.get());
+    detail::io_lock io(s.get(), detail::writing, ec);  // a new state: nobody else has it
     // Wait until the connect has an outcome. A write edge is not taken
     // as proof of one: as Go's netFD.connect does (golang.org/issue/19289),
     // check that the socket is connected before believing it.
     for (;;) {
-      if ((ec = s->wait(direction::write, d))) return {};
+      if ((ec = io.wait(d))) return {};
       int err = 0;
       socklen_t len = sizeof err;
       if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
@@ -511,10 +332,7 @@ connection dial(const address& to, deadline d, std::error_code& ec) noexcept {
 }
 
 connection dial(const address& to, deadline d) {
-  std::error_code ec;
-  connection c = dial(to, d, ec);
-  if (ec) throw_io(ec, "spindle::dial");
-  return c;
+  return or_throw("spindle::dial", [&](std::error_code& ec) { return dial(to, d, ec); });
 }
 
 connection dial(std::string_view where, deadline d, std::error_code& ec) noexcept {
@@ -529,10 +347,7 @@ connection dial(std::string_view where, deadline d, std::error_code& ec) noexcep
 }
 connection dial(std::string_view where, std::error_code& ec) noexcept { return dial(where, deadline{}, ec); }
 connection dial(std::string_view where, deadline d) {
-  std::error_code ec;
-  connection c = dial(where, d, ec);
-  if (ec) throw_io(ec, "spindle::dial");
-  return c;
+  return or_throw("spindle::dial", [&](std::error_code& ec) { return dial(where, d, ec); });
 }
 
 // ---- Foreign descriptors ----
@@ -549,10 +364,10 @@ namespace {
 // our own that nobody else can close: the file stays open to the wait
 // until it ends, and the registration is removed before the duplicate is
 // closed (closing it is not enough while `fd` keeps the file open).
-void wait_fd(int fd, bool write, deadline d, std::error_code& ec) noexcept {
+void wait_fd(int fd, io_direction dir, deadline d, std::error_code& ec) noexcept {
   ec.clear();
   if (fd < 0) {
-    ec = not_open();
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
     return;
   }
   const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -560,7 +375,7 @@ void wait_fd(int fd, bool write, deadline d, std::error_code& ec) noexcept {
     ec = detail::last_error();  // EBADF for a closed descriptor
     return;
   }
-  detail::poll_desc* pd = detail::poll_desc::open(own, write);
+  detail::poll_desc* pd = detail::netpoll_open(own, dir == io_direction::write);
   if (pd == nullptr) {
     // EPERM: a regular file or a directory, which epoll refuses, is always
     // ready (as poll(2) reports it).
@@ -569,38 +384,34 @@ void wait_fd(int fd, bool write, deadline d, std::error_code& ec) noexcept {
     return;
   }
   for (bool waiting = true; waiting;) {
-    switch (pd->wait(write ? detail::poll_desc::write : detail::poll_desc::read, d.when(), nullptr)) {
-      case detail::poll_desc::result::ready:
+    switch (detail::netpoll_wait(pd, dir, d.when(), nullptr)) {
+      case detail::io_wait_result::ready:
         waiting = false;
         break;
-      case detail::poll_desc::result::timed_out:
+      case detail::io_wait_result::timed_out:
         ec = std::make_error_code(std::errc::timed_out);
         waiting = false;
         break;
-      case detail::poll_desc::result::canceled:  // nobody cancels it; for completeness
+      case detail::io_wait_result::canceled:  // nobody cancels it; for completeness
         ec = std::make_error_code(std::errc::operation_canceled);
         waiting = false;
         break;
-      case detail::poll_desc::result::interrupted:
+      case detail::io_wait_result::interrupted:
         break;
     }
   }
-  pd->close();
+  detail::netpoll_close(pd);
   ::close(own);
 }
 }  // namespace
 
-void wait_readable(int fd, deadline d, std::error_code& ec) noexcept { wait_fd(fd, false, d, ec); }
+void wait_readable(int fd, deadline d, std::error_code& ec) noexcept { wait_fd(fd, io_direction::read, d, ec); }
 void wait_readable(int fd, deadline d) {
-  std::error_code ec;
-  wait_readable(fd, d, ec);
-  if (ec) throw_io(ec, "spindle::wait_readable");
+  or_throw("spindle::wait_readable", [&](std::error_code& ec) { wait_readable(fd, d, ec); });
 }
-void wait_writable(int fd, deadline d, std::error_code& ec) noexcept { wait_fd(fd, true, d, ec); }
+void wait_writable(int fd, deadline d, std::error_code& ec) noexcept { wait_fd(fd, io_direction::write, d, ec); }
 void wait_writable(int fd, deadline d) {
-  std::error_code ec;
-  wait_writable(fd, d, ec);
-  if (ec) throw_io(ec, "spindle::wait_writable");
+  or_throw("spindle::wait_writable", [&](std::error_code& ec) { wait_writable(fd, d, ec); });
 }
 
 }  // namespace spindle

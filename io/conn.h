@@ -13,12 +13,9 @@
 
 #include "io/address.h"
 #include "io/error.h"
+#include "io/socket.h"
 
 namespace spindle {
-
-namespace detail {
-class fd_state;
-}
 
 // shutdown_type says which half of a connection shutdown() ends.
 enum class shutdown_type { read, write, both };
@@ -52,12 +49,12 @@ enum class shutdown_type { read, write, both };
 // io_errc::eof or io_errc::unexpected_eof). SIGPIPE is ignored: writing to
 // a connection the peer closed fails with broken_pipe or
 // connection_reset. Fibers and plain threads (which block) alike.
-class connection {
+//
+// is_open(), native_handle(), close() and local_address() are
+// basic_socket's (io/socket.h).
+class connection : public basic_socket<connection> {
  public:
-  connection() noexcept;  // not open
-  connection(connection&&) noexcept;
-  connection& operator=(connection&&) noexcept;
-  ~connection();  // close(), errors ignored
+  connection() noexcept = default;  // not open
 
   // adopt() takes ownership of `fd`, a connected stream socket or any
   // other descriptor that supports read(2)/write(2) and poll (a pipe, a
@@ -65,10 +62,6 @@ class connection {
   // instead of block.
   static connection adopt(int fd);
   static connection adopt(int fd, std::error_code& ec) noexcept;
-
-  bool is_open() const noexcept;
-  // The descriptor (-1 if not open). Still owned by the connection.
-  int native_handle() const noexcept;
 
   // read_some() reads what is available, at least one byte, waiting for
   // it if there is none; 0 means end of stream.
@@ -106,14 +99,7 @@ class connection {
   void shutdown(shutdown_type how = shutdown_type::write);
   void shutdown(shutdown_type how, std::error_code& ec) noexcept;
 
-  // close() wakes every call parked on the connection (they fail with
-  // operation_canceled), waits for them to leave, then closes the
-  // descriptor. Idempotent. Later calls fail with bad_file_descriptor.
-  void close();
-  void close(std::error_code& ec) noexcept;
-
-  address local_address() const;
-  address local_address(std::error_code& ec) const noexcept;
+  // remote_address() is the address of the peer (getpeername).
   address remote_address() const;
   address remote_address(std::error_code& ec) const noexcept;
 
@@ -128,16 +114,14 @@ class connection {
 
   // The connection's own deadlines, for reads, writes, or both; a default
   // deadline{} removes them. Calls waiting now re-read them.
-  void set_deadline(deadline d) noexcept;
-  void set_read_deadline(deadline d) noexcept;
-  void set_write_deadline(deadline d) noexcept;
+  using basic_socket::set_deadline;
+  using basic_socket::set_read_deadline;
+  using basic_socket::set_write_deadline;
 
  private:
   friend class listener;
   friend connection dial(const address& to, deadline d, std::error_code& ec) noexcept;
   explicit connection(std::unique_ptr<detail::fd_state> s) noexcept;
-
-  std::unique_ptr<detail::fd_state> s_;
 };
 
 // dial() connects a stream socket: `where` is "host:port" (a name is

@@ -22,6 +22,7 @@
 
 #include <netinet/in.h>
 
+#include "io/detail/or_throw.h"
 #include "sched/blocking.h"
 
 namespace spindle {
@@ -204,8 +205,13 @@ std::vector<address> resolve_impl(std::string_view host, std::string_view servic
   return {};
 }
 
-[[noreturn]] void throw_resolve_error(const std::error_code& ec, const std::string& what) {
-  throw std::system_error(ec, "spindle::resolve(" + what + ")");
+// or_throw_resolve(): a lookup's throwing form: std::system_error naming
+// the call and its arguments (`quoted`, which is built only on failure).
+template <class Call, class Quoted>
+std::vector<address> or_throw_resolve(Call&& call, Quoted&& quoted) {
+  return detail::call_or_raise(std::forward<Call>(call), [&](std::error_code ec, std::size_t) {
+    throw std::system_error(ec, "spindle::resolve(" + quoted() + ")");
+  });
 }
 
 std::vector<address> resolve_host_port(std::string_view host_port, const resolve_options& opts,
@@ -228,10 +234,8 @@ const std::error_category& dns_category() noexcept {
 
 std::vector<address> resolve(std::string_view host, std::string_view service,
                              const resolve_options& opts) {
-  std::error_code ec;
-  std::vector<address> addrs = resolve_impl(host, service, opts, ec);
-  if (ec) throw_resolve_error(ec, '"' + std::string(host) + "\", \"" + std::string(service) + '"');
-  return addrs;
+  return or_throw_resolve([&](std::error_code& ec) { return resolve_impl(host, service, opts, ec); },
+                          [&] { return '"' + std::string(host) + "\", \"" + std::string(service) + '"'; });
 }
 
 std::vector<address> resolve(std::string_view host, std::string_view service,
@@ -245,10 +249,8 @@ std::vector<address> resolve(std::string_view host, std::string_view service,
 }
 
 std::vector<address> resolve(std::string_view host_port, const resolve_options& opts) {
-  std::error_code ec;
-  std::vector<address> addrs = resolve_host_port(host_port, opts, ec);
-  if (ec) throw_resolve_error(ec, '"' + std::string(host_port) + '"');
-  return addrs;
+  return or_throw_resolve([&](std::error_code& ec) { return resolve_host_port(host_port, opts, ec); },
+                          [&] { return '"' + std::string(host_port) + '"'; });
 }
 
 std::vector<address> resolve(std::string_view host_port, std::error_code& ec) noexcept {

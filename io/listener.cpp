@@ -8,16 +8,16 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <mutex>
 
 #include "fiber/this_fiber.h"
 #include "io/detail/fd_state.h"
+#include "io/detail/or_throw.h"
 #include "io/detail/socket_util.h"
 
 namespace spindle {
 
 using detail::fd_state;
-using direction = detail::fd_state::direction;
+using detail::or_throw;
 
 namespace detail {
 // Back-off sleeps taken by accept() for want of descriptors (for tests).
@@ -25,8 +25,12 @@ std::atomic<long> accept_backoffs{0};
 }  // namespace detail
 
 namespace {
-[[noreturn]] void throw_io(std::error_code ec, const char* what) { throw io_error(ec, what); }
-std::error_code not_open() noexcept { return std::make_error_code(std::errc::bad_file_descriptor); }
+
+// accept()'s back-off while out of descriptors: the first sleep, short
+// enough that a brief shortage costs little; doubled at every attempt up
+// to the longest, so that a long one costs a few wake-ups a second.
+constexpr std::chrono::milliseconds first_backoff{1};
+constexpr std::chrono::milliseconds longest_backoff{100};
 
 // Errors of accept4() that say nothing about the listener: the connection
 // went away before we took it, or the process or system is short of
@@ -38,35 +42,19 @@ bool is_transient(int e) noexcept {
 bool is_shortage(int e) noexcept { return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM; }
 }  // namespace
 
-listener::listener() noexcept = default;
-listener::listener(std::unique_ptr<detail::fd_state> s, bool tcp) noexcept : s_(std::move(s)), tcp_(tcp) {}
-listener::listener(listener&&) noexcept = default;
-listener& listener::operator=(listener&& other) noexcept {
-  if (this != &other) {
-    s_.reset();
-    s_ = std::move(other.s_);
-    tcp_ = other.tcp_;
-  }
-  return *this;
-}
-listener::~listener() = default;
-
-bool listener::is_open() const noexcept { return s_ != nullptr && !s_->closing(); }
-int listener::native_handle() const noexcept { return is_open() ? s_->fd() : -1; }
+listener::listener(std::unique_ptr<detail::fd_state> s, bool tcp) noexcept
+    : basic_socket(std::move(s)), tcp_(tcp) {}
 
 connection listener::accept(deadline d, std::error_code& ec) noexcept {
-  ec.clear();
-  fd_state::op op(s_.get());
-  if (!op) {
-    ec = op.error();
-    return {};
-  }
-  std::lock_guard lock(s_->lock(direction::read));
-  const int lfd = s_->fd();
-  auto backoff = std::chrono::milliseconds(1);
+  detail::io_lock io(state(), detail::reading, ec);
+  if (!io) return {};
+  const int lfd = io.fd();
+  auto backoff = first_backoff;
   for (;;) {
-    if ((ec = s_->closing_error())) return {};
-    const ssize_t fd = s_->retry(direction::read, d, ec, [&]() -> ssize_t {
+    // Also clears the error of the attempt before. After a back-off sleep
+    // or a transient error, a close() that came meanwhile wins.
+    if ((ec = io.closing_error())) return {};
+    const ssize_t fd = io.retry(d, ec, [&]() -> ssize_t {
       return ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     });
     if (fd >= 0) {
@@ -92,54 +80,18 @@ connection listener::accept(deadline d, std::error_code& ec) noexcept {
     detail::accept_backoffs.fetch_add(1, std::memory_order_relaxed);
     const auto wake = std::min(d.when(), now + backoff);
     this_fiber::sleep_until(wake);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
-    ec.clear();
+    backoff = std::min(backoff * 2, longest_backoff);
   }
 }
 
 connection listener::accept(std::error_code& ec) noexcept { return accept(deadline{}, ec); }
 connection listener::accept(deadline d) {
-  std::error_code ec;
-  connection c = accept(d, ec);
-  if (ec) throw_io(ec, "spindle::listener::accept");
-  return c;
-}
-
-void listener::close(std::error_code& ec) noexcept {
-  ec.clear();
-  if (s_) s_->close(ec);
-}
-void listener::close() {
-  std::error_code ec;
-  close(ec);
-  if (ec) throw_io(ec, "spindle::listener::close");
-}
-
-address listener::local_address(std::error_code& ec) const noexcept {
-  if (!is_open()) {
-    ec = not_open();
-    return {};
-  }
-  return detail::socket_name(s_->fd(), false, ec);
-}
-address listener::local_address() const {
-  std::error_code ec;
-  address a = local_address(ec);
-  if (ec) throw_io(ec, "spindle::listener::local_address");
-  return a;
+  return or_throw("spindle::listener::accept", [&](std::error_code& ec) { return accept(d, ec); });
 }
 
 listener listen(const address& at, const listen_options& opts, std::error_code& ec) noexcept {
-  ec.clear();
-  if (at.empty()) {
-    ec = std::make_error_code(std::errc::invalid_argument);
-    return {};
-  }
-  const int fd = ::socket(at.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    ec = detail::last_error();
-    return {};
-  }
+  const int fd = detail::open_socket(at, SOCK_STREAM, ec);
+  if (fd < 0) return {};
   const bool tcp = at.is_ipv4() || at.is_ipv6();
   if (tcp && opts.reuse_address) detail::set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1, ec);
   if (!ec && opts.reuse_port) detail::set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1, ec);
@@ -159,10 +111,7 @@ listener listen(const address& at, const listen_options& opts, std::error_code& 
 }
 
 listener listen(const address& at, const listen_options& opts) {
-  std::error_code ec;
-  listener l = listen(at, opts, ec);
-  if (ec) throw_io(ec, "spindle::listen");
-  return l;
+  return or_throw("spindle::listen", [&](std::error_code& ec) { return listen(at, opts, ec); });
 }
 
 listener listen(std::string_view where, const listen_options& opts, std::error_code& ec) noexcept {
@@ -176,10 +125,7 @@ listener listen(std::string_view where, const listen_options& opts, std::error_c
 }
 listener listen(std::string_view where, std::error_code& ec) noexcept { return listen(where, listen_options{}, ec); }
 listener listen(std::string_view where, const listen_options& opts) {
-  std::error_code ec;
-  listener l = listen(where, opts, ec);
-  if (ec) throw_io(ec, "spindle::listen");
-  return l;
+  return or_throw("spindle::listen", [&](std::error_code& ec) { return listen(where, opts, ec); });
 }
 
 }  // namespace spindle

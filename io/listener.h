@@ -11,6 +11,7 @@
 #include "io/address.h"
 #include "io/conn.h"
 #include "io/error.h"
+#include "io/socket.h"
 
 namespace spindle {
 
@@ -36,31 +37,20 @@ struct listen_options {
 // set. close() from any fiber or thread wakes a parked accept() with
 // std::errc::operation_canceled. A Unix-domain listener removes its
 // socket file when closed. Errors as for connection (io_error, or the
-// std::error_code& forms).
-class listener {
+// std::error_code& forms). is_open(), native_handle(), close() and
+// local_address() are basic_socket's (io/socket.h).
+class listener : public basic_socket<listener> {
  public:
-  listener() noexcept;  // not listening
-  listener(listener&&) noexcept;
-  listener& operator=(listener&&) noexcept;
-  ~listener();  // close(), errors ignored
+  listener() noexcept = default;  // not listening
 
   connection accept(deadline d = {});
   connection accept(std::error_code& ec) noexcept;
   connection accept(deadline d, std::error_code& ec) noexcept;
 
-  void close();
-  void close(std::error_code& ec) noexcept;
-
-  bool is_open() const noexcept;
-  int native_handle() const noexcept;
-  address local_address() const;
-  address local_address(std::error_code& ec) const noexcept;
-
  private:
   friend listener listen(const address& at, const listen_options& opts, std::error_code& ec) noexcept;
-  explicit listener(std::unique_ptr<detail::fd_state> s, bool tcp) noexcept;
+  listener(std::unique_ptr<detail::fd_state> s, bool tcp) noexcept;
 
-  std::unique_ptr<detail::fd_state> s_;
   bool tcp_ = false;
 };
 

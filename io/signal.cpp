@@ -13,13 +13,19 @@
 #include <mutex>
 
 #include "io/detail/fd_state.h"
-#include "sched/detail/fd_event.h"
+#include "io/detail/or_throw.h"
+#include "sched/io_wait.h"
 
 namespace spindle {
 
 namespace {
 
+// One past the highest signal number: Linux's _NSIG (64 signals, 1 to 64,
+// real-time ones included).
 constexpr int max_signal = 65;
+// Wake bytes drained from the pipe per read(2): each is one signal's
+// wake-up; any size works, the loop reads until the pipe is empty.
+constexpr std::size_t drain_chunk = 64;
 std::atomic<int> pending[max_signal];
 std::atomic<bool> installed[max_signal];
 // Fibers and threads in wait_signal() for each signal.
@@ -107,36 +113,29 @@ int wait_signal(std::initializer_list<int> signals, deadline d, std::error_code&
   for (int sig : signals) {
     if (!install(sig, ec)) return 0;
   }
-  detail::fd_event readable(pipe_fds[0], false);
   const waiting_guard counted(signals);
   const char byte = 1;
   for (;;) {
     if (int sig = take_one(signals)) return sig;
     // Drain the wakes; if others' signals remain, leave a wake for them.
-    char buf[64];
+    char buf[drain_chunk];
     bool drained = false;
     while (::read(pipe_fds[0], buf, sizeof buf) > 0) drained = true;
     const int sig = take_one(signals);
     if (drained && pending_for_others()) (void)!::write(pipe_fds[1], &byte, 1);
     if (sig != 0) return sig;
-    switch (readable.wait(d.when(), nullptr)) {
-      case detail::fd_event::result::timed_out:
-        ec = std::make_error_code(std::errc::timed_out);
-        return 0;
-      case detail::fd_event::result::canceled:
-        ec = std::make_error_code(std::errc::operation_canceled);
-        return 0;
-      default:
-        break;
+    // Level-triggered and open to any number of waiters on the one pipe:
+    // not the netpoll, which takes one waiter per direction.
+    if (detail::wait_fd_ready(pipe_fds[0], detail::io_direction::read, d.when()) ==
+        detail::io_wait_result::timed_out) {
+      ec = std::make_error_code(std::errc::timed_out);
+      return 0;
     }
   }
 }
 
 int wait_signal(std::initializer_list<int> signals, deadline d) {
-  std::error_code ec;
-  const int sig = wait_signal(signals, d, ec);
-  if (ec) throw io_error(ec, "spindle::wait_signal");
-  return sig;
+  return detail::or_throw("spindle::wait_signal", [&](std::error_code& ec) { return wait_signal(signals, d, ec); });
 }
 
 }  // namespace spindle

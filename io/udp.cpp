@@ -3,69 +3,41 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <mutex>
 #include <vector>
 
 #include "io/detail/fd_state.h"
+#include "io/detail/or_throw.h"
 #include "io/detail/socket_util.h"
 #include "io/dns.h"
 
 namespace spindle {
 
 using detail::fd_state;
-using direction = detail::fd_state::direction;
+using detail::or_throw;
 
-namespace {
-[[noreturn]] void throw_io(std::error_code ec, const char* what) { throw io_error(ec, what); }
-std::error_code not_open() noexcept { return std::make_error_code(std::errc::bad_file_descriptor); }
-}  // namespace
-
-udp_socket::udp_socket() noexcept = default;
-udp_socket::udp_socket(std::unique_ptr<detail::fd_state> s) noexcept : s_(std::move(s)) {}
-udp_socket::udp_socket(udp_socket&&) noexcept = default;
-udp_socket& udp_socket::operator=(udp_socket&& other) noexcept {
-  if (this != &other) {
-    s_.reset();
-    s_ = std::move(other.s_);
-  }
-  return *this;
-}
-udp_socket::~udp_socket() = default;
+udp_socket::udp_socket(std::unique_ptr<detail::fd_state> s) noexcept : basic_socket(std::move(s)) {}
 
 udp_socket udp_socket::open(int family, std::error_code& ec) noexcept {
-  ec.clear();
-  const int fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    ec = detail::last_error();
-    return {};
-  }
-  return udp_socket(std::make_unique<fd_state>(fd, true));
+  const int fd = detail::open_socket(family, SOCK_DGRAM, ec);
+  if (fd < 0) return {};
+  return udp_socket(std::make_unique<fd_state>(fd, detail::fd_kind::socket));
 }
 udp_socket udp_socket::open(int family) {
-  std::error_code ec;
-  udp_socket s = open(family, ec);
-  if (ec) throw_io(ec, "spindle::udp_socket::open");
-  return s;
+  return or_throw("spindle::udp_socket::open", [&](std::error_code& ec) { return open(family, ec); });
 }
 
 udp_socket udp_socket::bind(const address& at, std::error_code& ec) noexcept {
-  if (at.empty()) {
-    ec = std::make_error_code(std::errc::invalid_argument);
-    return {};
-  }
-  udp_socket s = open(at.family(), ec);
-  if (ec) return {};
-  if (::bind(s.s_->fd(), at.data(), at.size()) != 0) {
+  const int fd = detail::open_socket(at, SOCK_DGRAM, ec);
+  if (fd < 0) return {};
+  udp_socket s(std::make_unique<fd_state>(fd, detail::fd_kind::socket));
+  if (::bind(fd, at.data(), at.size()) != 0) {
     ec = detail::last_error();
     return {};
   }
   return s;
 }
 udp_socket udp_socket::bind(const address& at) {
-  std::error_code ec;
-  udp_socket s = bind(at, ec);
-  if (ec) throw_io(ec, "spindle::udp_socket::bind");
-  return s;
+  return or_throw("spindle::udp_socket::bind", [&](std::error_code& ec) { return bind(at, ec); });
 }
 udp_socket udp_socket::bind(std::string_view where, std::error_code& ec) noexcept {
   ec.clear();
@@ -85,32 +57,21 @@ udp_socket udp_socket::bind(std::string_view where, std::error_code& ec) noexcep
   return {};
 }
 udp_socket udp_socket::bind(std::string_view where) {
-  std::error_code ec;
-  udp_socket s = bind(where, ec);
-  if (ec) throw_io(ec, "spindle::udp_socket::bind");
-  return s;
+  return or_throw("spindle::udp_socket::bind", [&](std::error_code& ec) { return bind(where, ec); });
 }
 
 std::size_t udp_socket::send_to(std::span<const std::byte> data, const address& to, deadline d,
                                 std::error_code& ec) noexcept {
-  ec.clear();
-  fd_state::op op(s_.get());
-  if (!op) {
-    ec = op.error();
-    return 0;
-  }
-  std::lock_guard lock(s_->lock(direction::write));
-  const int fd = s_->fd();
-  const ssize_t n = s_->retry(direction::write, d, ec, [&] {
+  detail::io_lock io(state(), detail::writing, ec);
+  if (!io) return 0;
+  const int fd = io.fd();
+  const ssize_t n = io.retry(d, ec, [&] {
     return ::sendto(fd, data.data(), data.size(), MSG_NOSIGNAL, to.data(), to.size());
   });
   return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
 std::size_t udp_socket::send_to(std::span<const std::byte> data, const address& to, deadline d) {
-  std::error_code ec;
-  const std::size_t n = send_to(data, to, d, ec);
-  if (ec) throw_io(ec, "spindle::udp_socket::send_to");
-  return n;
+  return or_throw("spindle::udp_socket::send_to", [&](std::error_code& ec) { return send_to(data, to, d, ec); });
 }
 std::size_t udp_socket::send_to(std::string_view data, const address& to, deadline d) {
   return send_to(std::as_bytes(std::span(data.data(), data.size())), to, d);
@@ -122,17 +83,12 @@ std::size_t udp_socket::send_to(std::string_view data, const address& to, deadli
 
 std::size_t udp_socket::recv_from(std::span<std::byte> buf, address& from, deadline d,
                                   std::error_code& ec) noexcept {
-  ec.clear();
-  fd_state::op op(s_.get());
-  if (!op) {
-    ec = op.error();
-    return 0;
-  }
-  std::lock_guard lock(s_->lock(direction::read));
-  const int fd = s_->fd();
+  detail::io_lock io(state(), detail::reading, ec);
+  if (!io) return 0;
+  const int fd = io.fd();
   address sender;
   socklen_t len = 0;
-  const ssize_t n = s_->retry(direction::read, d, ec, [&] {
+  const ssize_t n = io.retry(d, ec, [&] {
     len = address::capacity();
     return ::recvfrom(fd, buf.data(), buf.size(), 0, sender.data_mut(), &len);
   });
@@ -146,45 +102,7 @@ std::size_t udp_socket::recv_from(std::span<std::byte> buf, address& from, deadl
   return static_cast<std::size_t>(n);
 }
 std::size_t udp_socket::recv_from(std::span<std::byte> buf, address& from, deadline d) {
-  std::error_code ec;
-  const std::size_t n = recv_from(buf, from, d, ec);
-  if (ec) throw_io(ec, "spindle::udp_socket::recv_from");
-  return n;
-}
-
-void udp_socket::close(std::error_code& ec) noexcept {
-  ec.clear();
-  if (s_) s_->close(ec);
-}
-void udp_socket::close() {
-  std::error_code ec;
-  close(ec);
-  if (ec) throw_io(ec, "spindle::udp_socket::close");
-}
-bool udp_socket::is_open() const noexcept { return s_ != nullptr && !s_->closing(); }
-int udp_socket::native_handle() const noexcept { return is_open() ? s_->fd() : -1; }
-address udp_socket::local_address(std::error_code& ec) const noexcept {
-  if (!is_open()) {
-    ec = not_open();
-    return {};
-  }
-  return detail::socket_name(s_->fd(), false, ec);
-}
-address udp_socket::local_address() const {
-  std::error_code ec;
-  address a = local_address(ec);
-  if (ec) throw_io(ec, "spindle::udp_socket::local_address");
-  return a;
-}
-void udp_socket::set_deadline(deadline d) noexcept {
-  set_read_deadline(d);
-  set_write_deadline(d);
-}
-void udp_socket::set_read_deadline(deadline d) noexcept {
-  if (s_) s_->set_deadline(direction::read, d);
-}
-void udp_socket::set_write_deadline(deadline d) noexcept {
-  if (s_) s_->set_deadline(direction::write, d);
+  return or_throw("spindle::udp_socket::recv_from", [&](std::error_code& ec) { return recv_from(buf, from, d, ec); });
 }
 
 }  // namespace spindle

@@ -11,12 +11,9 @@
 
 #include "io/address.h"
 #include "io/error.h"
+#include "io/socket.h"
 
 namespace spindle {
-
-namespace detail {
-class fd_state;
-}
 
 // udp_socket sends and receives datagrams. recv_from() parks the calling
 // fiber until a datagram arrives; send_to() parks only while the socket's
@@ -28,12 +25,12 @@ class fd_state;
 //   std::array<std::byte, 1500> buf;
 //   std::size_t n = s.recv_from(buf, from, 5s);
 //   s.send_to(std::span(buf).first(n), from);  // echo it back
-class udp_socket {
+//
+// is_open(), native_handle(), close() and local_address() are
+// basic_socket's (io/socket.h).
+class udp_socket : public basic_socket<udp_socket> {
  public:
-  udp_socket() noexcept;  // not open
-  udp_socket(udp_socket&&) noexcept;
-  udp_socket& operator=(udp_socket&&) noexcept;
-  ~udp_socket();
+  udp_socket() noexcept = default;  // not open
 
   // bind() opens a socket bound to `where` ("host:port", port 0 for any).
   static udp_socket bind(std::string_view where);
@@ -57,19 +54,13 @@ class udp_socket {
   std::size_t recv_from(std::span<std::byte> buf, address& from, deadline d = {});
   std::size_t recv_from(std::span<std::byte> buf, address& from, deadline d, std::error_code& ec) noexcept;
 
-  void close();
-  void close(std::error_code& ec) noexcept;
-  bool is_open() const noexcept;
-  int native_handle() const noexcept;
-  address local_address() const;
-  address local_address(std::error_code& ec) const noexcept;
-  void set_deadline(deadline d) noexcept;
-  void set_read_deadline(deadline d) noexcept;
-  void set_write_deadline(deadline d) noexcept;
+  // The socket's own deadlines, as connection's.
+  using basic_socket::set_deadline;
+  using basic_socket::set_read_deadline;
+  using basic_socket::set_write_deadline;
 
  private:
   explicit udp_socket(std::unique_ptr<detail::fd_state> s) noexcept;
-  std::unique_ptr<detail::fd_state> s_;
 };
 
 }  // namespace spindle

@@ -49,7 +49,7 @@ void ignore_sigpipe() noexcept {
 fd_state::fd_state(int fd, fd_kind kind) noexcept
     : fd_(fd),
       is_socket_(kind != fd_kind::other),
-      pd_(poll_desc::open(fd)),
+      pd_(netpoll_open(fd)),
       tcp_stream_(kind == fd_kind::tcp_stream && pd_ != nullptr) {
   ignore_sigpipe();
 }
@@ -79,28 +79,27 @@ std::error_code fd_state::closed_error() const noexcept {
                                                  : std::make_error_code(std::errc::operation_canceled);
 }
 
-std::error_code fd_state::wait(direction dir, const deadline& until) noexcept {
+std::error_code fd_state::wait(io_direction dir, const deadline& until) noexcept {
   if (pd_ == nullptr) return std::make_error_code(std::errc::operation_not_supported);
-  const auto pdir = dir == direction::read ? poll_desc::read : poll_desc::write;
-  const auto& shared = dir == direction::read ? read_deadline_ : write_deadline_;
+  const auto& shared = dir == io_direction::read ? read_deadline_ : write_deadline_;
   for (;;) {
-    switch (pd_->wait(pdir, until.when(), &shared)) {
-      case poll_desc::result::ready:
+    switch (netpoll_wait(pd_, dir, until.when(), &shared)) {
+      case io_wait_result::ready:
         return {};
-      case poll_desc::result::timed_out:
+      case io_wait_result::timed_out:
         return std::make_error_code(std::errc::timed_out);
-      case poll_desc::result::canceled:
+      case io_wait_result::canceled:
         return std::make_error_code(std::errc::operation_canceled);
-      case poll_desc::result::interrupted:
+      case io_wait_result::interrupted:
         break;  // a deadline changed: wait again with it
     }
   }
 }
 
-void fd_state::set_deadline(direction dir, const deadline& d) noexcept {
-  auto& shared = dir == direction::read ? read_deadline_ : write_deadline_;
+void fd_state::set_deadline(io_direction dir, const deadline& d) noexcept {
+  auto& shared = dir == io_direction::read ? read_deadline_ : write_deadline_;
   shared.store(d.when().time_since_epoch().count(), std::memory_order_seq_cst);
-  if (pd_ != nullptr) pd_->interrupt(dir == direction::read ? poll_desc::read : poll_desc::write);
+  if (pd_ != nullptr) netpoll_interrupt(pd_, dir);
 }
 
 void fd_state::close(std::error_code& ec) noexcept {
@@ -113,17 +112,32 @@ void fd_state::close(std::error_code& ec) noexcept {
   const std::uint32_t before = ops_.fetch_or(closing_bit, std::memory_order_acq_rel);
   // Parked readers and writers wake with operation_canceled; new waits
   // return it at once.
-  if (pd_ != nullptr) pd_->cancel();
+  if (pd_ != nullptr) netpoll_cancel(pd_);
   if ((before & ~closing_bit) == 0 && closer_.exchange(nullptr, std::memory_order_acq_rel) == self) {
     cancel_park(self);  // no op in flight, and none can take the closer now
   } else {
     park(self);  // the last op wakes us (perhaps already has)
   }
   // No op is in flight or can start: the descriptor is ours alone.
-  if (pd_ != nullptr) pd_->close();
+  if (pd_ != nullptr) netpoll_close(pd_);
   if (::close(fd_) != 0 && errno != EINTR) ec = last_error();
   if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
   closed_.store(true, std::memory_order_release);
+}
+
+io_lock::io_lock(fd_state* s, io_direction dir, std::error_code& ec) noexcept
+    : op_(s, ec), s_(s), dir_(dir) {
+  if (!op_) return;
+  spindle::mutex& mu = s->lock_of(dir);
+  mu.lock();
+  // This check must come after the lock: a close() that began while we
+  // waited for it has woken the call ahead of us, and must not find this
+  // one going on to the system call in its place.
+  if ((ec = s->closing_error())) {
+    mu.unlock();
+    return;
+  }
+  locked_ = true;
 }
 
 }  // namespace detail

@@ -10,6 +10,11 @@
 
 namespace spindle::detail {
 
+// A new non-blocking, close-on-exec socket of `family` and `type`
+// (SOCK_STREAM, SOCK_DGRAM); -1 with ec on failure. The form that takes the
+// address it is for fails with invalid_argument for an empty one.
+int open_socket(int family, int type, std::error_code& ec) noexcept;
+int open_socket(const address& a, int type, std::error_code& ec) noexcept;
 // Makes `fd` non-blocking; false (with ec) on failure.
 bool set_nonblocking(int fd, std::error_code& ec) noexcept;
 // setsockopt() of an int option.

@@ -28,7 +28,13 @@ namespace spindle::detail {
 static_assert(sizeof(ev_io) <= 64 && alignof(ev_io) <= 16, "fd_event::io_ is too small for ev_io");
 
 namespace {
+// A wait_node's `res` before its outcome is settled: no io_wait_result.
 constexpr std::uint8_t pending = 0xff;
+
+// How often a plain thread blocked in poll(2) wakes to check for cancel().
+constexpr std::chrono::milliseconds plain_wait_slice{50};
+
+int ev_mask(io_direction dir) noexcept { return dir == io_direction::write ? EV_WRITE : EV_READ; }
 
 ev_io* io_of(unsigned char* storage) noexcept { return reinterpret_cast<ev_io*>(storage); }
 
@@ -77,18 +83,18 @@ void cancel_wait(loop_wait* lw) noexcept {
 void on_ready(struct ev_loop* loop, ev_io* w, int) {
   auto* node = static_cast<fd_event::wait_node*>(w->data);
   ev_io_stop(loop, w);  // one readiness, one wake (level-triggered otherwise)
-  if (node->settle(fd_event::result::ready)) wake(node->cb, /*next=*/false);
+  if (node->settle(fd_event::result::ready)) wake(node->cb, wake_order::queued);
 }
 
 void on_deadline(struct ev_loop*, ev_timer* t, int) {
   auto* node = static_cast<fd_event::wait_node*>(t->data);
-  if (node->settle(fd_event::result::timed_out)) wake(node->cb, /*next=*/false);
+  if (node->settle(fd_event::result::timed_out)) wake(node->cb, wake_order::queued);
 }
 
 }  // namespace
 
-fd_event::fd_event(int fd, bool for_write) noexcept : fd_(fd), write_(for_write) {
-  ev_io_init(io_of(io_), on_ready, fd, for_write ? EV_WRITE : EV_READ);
+fd_event::fd_event(int fd, io_direction dir) noexcept : fd_(fd), dir_(dir) {
+  ev_io_init(io_of(io_), on_ready, fd, ev_mask(dir));
 }
 
 fd_event::~fd_event() = default;
@@ -125,7 +131,7 @@ fd_event::result fd_event::wait(time_point deadline,
   const unsigned index = w->index();
   const std::uint64_t bit = index < 64 ? std::uint64_t{1} << index : 0;
   if (bit == 0 || (started_in_ & bit) == 0) {
-    ev_io_set(io, fd_, write_ ? EV_WRITE : EV_READ);
+    ev_io_set(io, fd_, ev_mask(dir_));
     started_in_ |= bit;
   }
 
@@ -191,15 +197,23 @@ fd_event::result fd_event::wait_plain(time_point deadline,
     const time_point until = earliest(deadline, shared_deadline);
     const auto now = std::chrono::steady_clock::now();
     if (now >= until) return result::timed_out;
-    auto slice = std::chrono::milliseconds(50);
+    auto slice = plain_wait_slice;
     if (until - now < slice) {
       slice = std::chrono::ceil<std::chrono::milliseconds>(until - now);
     }
-    pollfd p{fd_, static_cast<short>(write_ ? POLLOUT : POLLIN), 0};
+    pollfd p{fd_, static_cast<short>(dir_ == io_direction::write ? POLLOUT : POLLIN), 0};
     const int n = ::poll(&p, 1, static_cast<int>(slice.count()));
     if (n > 0) return result::ready;  // errors and hang-ups too: the retry reports them
     if (n < 0 && errno != EINTR) return result::ready;
   }
+}
+
+// The contract of sched/io_wait.h: one fd_event per wait (its watcher is
+// set up anew, which costs libev one epoll_ctl at the first start; the
+// waits it serves, on the signal pipe, are rare).
+io_wait_result wait_fd_ready(int fd, io_direction dir, io_time_point deadline) noexcept {
+  fd_event event(fd, dir);
+  return event.wait(deadline, nullptr);
 }
 
 }  // namespace spindle::detail

@@ -2,7 +2,8 @@
 // through a libev ev_io in the loop of the worker the fiber parks on. io/'s
 // own descriptors go through the netpoll instead (sched/detail/netpoll.h),
 // and so does spindle::wait_readable() for a caller's (io/conn.cpp): this
-// is for descriptors io/ keeps open itself (the signal pipe).
+// is for descriptors io/ keeps open itself (the signal pipe), which io/
+// reaches through wait_fd_ready() (sched/io_wait.h).
 //
 // The contract, for io/:
 //   - An fd_event watches one direction (read or write) of one fd. It is
@@ -33,21 +34,19 @@
 #include <chrono>
 #include <cstdint>
 
+#include "sched/io_wait.h"
+
 namespace spindle::detail {
 
 class fd_event {
  public:
-  enum class result : std::uint8_t {
-    ready,        // the fd is readable (writable): retry the operation
-    timed_out,    // the deadline passed first
-    canceled,     // cancel() was called: the fd is being closed
-    interrupted,  // interrupt() was called: re-read the deadline and retry
-  };
-  using time_point = std::chrono::steady_clock::time_point;
-  using deadline_rep = std::chrono::steady_clock::rep;  // time_since_epoch().count()
-  static constexpr deadline_rep no_deadline = std::chrono::steady_clock::duration::max().count();
+  // ready: the fd is readable (writable); canceled: cancel() was called;
+  // interrupted: interrupt() was, re-read the deadline and retry.
+  using result = io_wait_result;
+  using time_point = io_time_point;
+  using deadline_rep = io_deadline_rep;  // time_since_epoch().count()
 
-  fd_event(int fd, bool for_write) noexcept;
+  fd_event(int fd, io_direction dir) noexcept;
   ~fd_event();
   fd_event(const fd_event&) = delete;
   fd_event& operator=(const fd_event&) = delete;
@@ -79,7 +78,7 @@ class fd_event {
   // size).
   alignas(16) unsigned char io_[64];
   const int fd_;
-  const bool write_;
+  const io_direction dir_;
   // Worker loops this watcher has been started in since the fd was
   // opened (bit = worker index; see the comment at the top), and of which
   // runtime. Only the waiter touches them.

@@ -25,7 +25,27 @@ poll_desc* free_list = nullptr;  // guarded by pool_mu
 // does no I/O).
 std::atomic<std::uint32_t> registered{0};
 
-constexpr std::uint64_t pointer_mask = (std::uint64_t{1} << 48) - 1;
+// The epoll data word carries a poll_desc pointer in its low 48 bits (the
+// width of a user-space address on x86-64 and AArch64 with 4-level page
+// tables) and the generation in the 16 above them.
+constexpr int pointer_bits = 48;
+constexpr std::uint64_t pointer_mask = (std::uint64_t{1} << pointer_bits) - 1;
+static_assert(pointer_bits + 16 == 64, "the generation is a std::uint16_t");
+
+// poll_descs allocated at a time: one allocation for many sockets, small
+// enough not to matter for a process with a handful.
+constexpr int pool_batch = 64;
+
+// Pause instructions a waiter for a poll_desc's lock spins before it yields
+// its thread: the lock is held for a few dozen instructions, so a spin
+// usually wins, and yielding beyond it lets a preempted holder run.
+constexpr int lock_spins = 64;
+
+// How often a plain thread blocked in poll(2) wakes to check for cancel().
+constexpr std::chrono::milliseconds plain_wait_slice{50};
+
+// Edges collected per epoll_wait: the stack array's size.
+constexpr std::uint32_t poll_batch = 128;
 
 // What every descriptor is watched for; EPOLLOUT joins them once a write
 // waits. EPOLLPRI costs no edge of its own: the wake-up that brings TCP
@@ -34,7 +54,7 @@ constexpr std::uint64_t pointer_mask = (std::uint64_t{1} << 48) - 1;
 constexpr std::uint32_t watched = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET;
 
 std::uint64_t pack(poll_desc* d, std::uint16_t gen) noexcept {
-  return (reinterpret_cast<std::uint64_t>(d) & pointer_mask) | (std::uint64_t{gen} << 48);
+  return (reinterpret_cast<std::uint64_t>(d) & pointer_mask) | (std::uint64_t{gen} << pointer_bits);
 }
 
 }  // namespace
@@ -51,13 +71,12 @@ poll_desc* poll_desc::open(int fd, bool watch_write) noexcept {
   {
     std::lock_guard lock(pool_mu);
     if (free_list == nullptr) {
-      constexpr int batch = 64;
-      auto* block = new (std::nothrow) poll_desc[batch];
+      auto* block = new (std::nothrow) poll_desc[pool_batch];
       if (block == nullptr) {
         errno = ENOMEM;
         return nullptr;
       }
-      for (int i = 0; i < batch; ++i) {
+      for (int i = 0; i < pool_batch; ++i) {
         block[i].next_free_ = free_list;
         free_list = &block[i];
       }
@@ -68,12 +87,11 @@ poll_desc* poll_desc::open(int fd, bool watch_write) noexcept {
   d->lock();
   d->fd_ = fd;
   ++d->gen_;
-  d->waiter_[0].store(nullptr, std::memory_order_relaxed);
-  d->waiter_[1].store(nullptr, std::memory_order_relaxed);
-  d->ready_[0].store(false, std::memory_order_relaxed);
-  d->ready_[1].store(false, std::memory_order_relaxed);
-  d->final_[0].store(false, std::memory_order_relaxed);
-  d->final_[1].store(false, std::memory_order_relaxed);
+  for (int i = 0; i < direction_count; ++i) {
+    d->waiter_[i].store(nullptr, std::memory_order_relaxed);
+    d->ready_[i].store(false, std::memory_order_relaxed);
+    d->final_[i].store(false, std::memory_order_relaxed);
+  }
   d->urgent_.store(false, std::memory_order_relaxed);
   d->canceled_ = false;
   d->out_armed_ = watch_write;
@@ -122,7 +140,7 @@ void poll_desc::recycle_end() noexcept {
 void poll_desc::lock() noexcept {
   while (lock_.exchange(true, std::memory_order_acquire)) {
     for (int i = 0; lock_.load(std::memory_order_relaxed); ++i) {
-      if (i < 64) {
+      if (i < lock_spins) {
         __builtin_ia32_pause();
       } else {
         std::this_thread::yield();
@@ -131,19 +149,20 @@ void poll_desc::lock() noexcept {
   }
 }
 
-void poll_desc::wake_locked(direction dir, result why) noexcept {
-  if (control_block* w = waiter_[dir].load(std::memory_order_relaxed)) {
-    waiter_[dir].store(nullptr, std::memory_order_relaxed);
-    result_[dir] = why;
+void poll_desc::wake_locked(io_direction dir, result why) noexcept {
+  const int i = direction_index(dir);
+  if (control_block* w = waiter_[i].load(std::memory_order_relaxed)) {
+    waiter_[i].store(nullptr, std::memory_order_relaxed);
+    result_[i] = why;
     // Readiness queues the fiber behind those already runnable (FIFO, and
     // stealable); a cancel or an interrupt comes from a fiber, whose
     // worker runs the woken one next.
-    wake(w, /*next=*/why != result::ready);
+    wake(w, why != result::ready ? wake_order::next : wake_order::queued);
   }
 }
 
 void poll_desc::prefetch_waiter() const noexcept {
-  if (const control_block* w = waiter_[read].load(std::memory_order_relaxed)) {
+  if (const control_block* w = waiter_[direction_index(io_direction::read)].load(std::memory_order_relaxed)) {
     __builtin_prefetch(&w->state_, 1);
   }
 }
@@ -158,31 +177,30 @@ void poll_desc::deliver(std::uint32_t events, std::uint16_t gen) noexcept {
     // nothing else). A socket not yet connected or listening reports it as
     // well (tcp_poll: state TCP_CLOSE), which is why io/ registers sockets
     // only once they are (see netpoll.h).
-    if (hung_up || (events & EPOLLRDHUP) != 0) final_[read].store(true, std::memory_order_relaxed);
-    if (hung_up) final_[write].store(true, std::memory_order_relaxed);
+    constexpr int r = direction_index(io_direction::read);
+    constexpr int w = direction_index(io_direction::write);
+    if (hung_up || (events & EPOLLRDHUP) != 0) final_[r].store(true, std::memory_order_relaxed);
+    if (hung_up) final_[w].store(true, std::memory_order_relaxed);
     if ((events & EPOLLPRI) != 0) urgent_.store(true, std::memory_order_relaxed);
-    if (readable) {
-      if (waiter_[read].load(std::memory_order_relaxed) != nullptr) {
-        wake_locked(read, result::ready);
+    // An edge wakes the waiter of its direction, or is kept for the next.
+    const auto edge = [this](io_direction dir) {
+      if (waiter_[direction_index(dir)].load(std::memory_order_relaxed) != nullptr) {
+        wake_locked(dir, result::ready);
       } else {
-        ready_[read].store(true, std::memory_order_relaxed);
+        ready_[direction_index(dir)].store(true, std::memory_order_relaxed);
       }
-    }
-    if (writable) {
-      if (waiter_[write].load(std::memory_order_relaxed) != nullptr) {
-        wake_locked(write, result::ready);
-      } else {
-        ready_[write].store(true, std::memory_order_relaxed);
-      }
-    }
+    };
+    if (readable) edge(io_direction::read);
+    if (writable) edge(io_direction::write);
   }
   unlock();
 }
 
-poll_desc::result poll_desc::wait(direction dir, time_point deadline,
+poll_desc::result poll_desc::wait(io_direction dir, time_point deadline,
                                   const std::atomic<deadline_rep>* shared_deadline) noexcept {
   control_block* self = tls_current_fiber;
   if (self == nullptr) return wait_plain(dir, deadline, shared_deadline);
+  const int i = direction_index(dir);
   lock();
   if (canceled_) {
     unlock();
@@ -190,12 +208,12 @@ poll_desc::result poll_desc::wait(direction dir, time_point deadline,
   }
   // Not final_: see netpoll.h (a wait follows an EAGAIN; only an edge
   // can change that).
-  if (ready_[dir].load(std::memory_order_relaxed)) {
-    ready_[dir].store(false, std::memory_order_relaxed);
+  if (ready_[i].load(std::memory_order_relaxed)) {
+    ready_[i].store(false, std::memory_order_relaxed);
     unlock();
     return result::ready;
   }
-  if (dir == write && !out_armed_) {
+  if (dir == io_direction::write && !out_armed_) {
     // The first wait for room (or for a connect): from now on the fd is
     // watched for EPOLLOUT too. Not before: every ACK that frees send
     // buffer space would be an edge, one more epoll event per request for
@@ -213,7 +231,7 @@ poll_desc::result poll_desc::wait(direction dir, time_point deadline,
     }
   }
   prepare_park(self);
-  waiter_[dir].store(self, std::memory_order_relaxed);
+  waiter_[i].store(self, std::memory_order_relaxed);
   // Read under the lock, after registering: a deadline changed from now on
   // comes with an interrupt() that finds us.
   time_point until = deadline;
@@ -225,11 +243,11 @@ poll_desc::result poll_desc::wait(direction dir, time_point deadline,
   const bool woken = until == time_point::max() ? (park(self), true) : park_until(self, until);
   lock();
   result r;
-  if (!woken && waiter_[dir].load(std::memory_order_relaxed) == self) {
-    waiter_[dir].store(nullptr, std::memory_order_relaxed);  // nobody claimed us: a plain timeout
+  if (!woken && waiter_[i].load(std::memory_order_relaxed) == self) {
+    waiter_[i].store(nullptr, std::memory_order_relaxed);  // nobody claimed us: a plain timeout
     r = result::timed_out;
   } else {
-    r = result_[dir];  // a waker claimed us (its unpark may have lost to the timer)
+    r = result_[i];  // a waker claimed us (its unpark may have lost to the timer)
   }
   unlock();
   return r;
@@ -238,18 +256,18 @@ poll_desc::result poll_desc::wait(direction dir, time_point deadline,
 void poll_desc::cancel() noexcept {
   lock();
   canceled_ = true;
-  wake_locked(read, result::canceled);
-  wake_locked(write, result::canceled);
+  wake_locked(io_direction::read, result::canceled);
+  wake_locked(io_direction::write, result::canceled);
   unlock();
 }
 
-void poll_desc::interrupt(direction dir) noexcept {
+void poll_desc::interrupt(io_direction dir) noexcept {
   lock();
   wake_locked(dir, result::interrupted);
   unlock();
 }
 
-poll_desc::result poll_desc::wait_plain(direction dir, time_point deadline,
+poll_desc::result poll_desc::wait_plain(io_direction dir, time_point deadline,
                                         const std::atomic<deadline_rep>* shared_deadline) noexcept {
   for (;;) {
     lock();
@@ -264,9 +282,9 @@ poll_desc::result poll_desc::wait_plain(direction dir, time_point deadline,
     }
     const auto now = std::chrono::steady_clock::now();
     if (now >= until) return result::timed_out;
-    auto slice = std::chrono::milliseconds(50);
+    auto slice = plain_wait_slice;
     if (until - now < slice) slice = std::chrono::ceil<std::chrono::milliseconds>(until - now);
-    pollfd p{fd, static_cast<short>(dir == write ? POLLOUT : POLLIN), 0};
+    pollfd p{fd, static_cast<short>(dir == io_direction::write ? POLLOUT : POLLIN), 0};
     const int n = ::poll(&p, 1, static_cast<int>(slice.count()));
     if (n > 0 || (n < 0 && errno != EINTR)) return result::ready;  // the retry reports errors
   }
@@ -275,11 +293,10 @@ poll_desc::result poll_desc::wait_plain(direction dir, time_point deadline,
 bool netpoll_in_use() noexcept { return registered.load(std::memory_order_relaxed) != 0; }
 
 std::uint32_t netpoll_poll(std::uint32_t max) noexcept {
-  constexpr std::uint32_t batch = 128;
-  epoll_event events[batch];
+  epoll_event events[poll_batch];
   std::uint32_t taken = 0;
   while (taken < max) {
-    const int want = static_cast<int>(std::min(batch, max - taken));
+    const int want = static_cast<int>(std::min(poll_batch, max - taken));
     const int n = ::epoll_wait(netpoll_fd(), events, want, 0);
     if (n <= 0) break;
     // With many sockets their poll_descs and fibers are cold, and each
@@ -292,12 +309,25 @@ std::uint32_t netpoll_poll(std::uint32_t max) noexcept {
     for (int i = 0; i < n; ++i) __builtin_prefetch(desc(i), 1);
     for (int i = 0; i < n; ++i) desc(i)->prefetch_waiter();
     for (int i = 0; i < n; ++i) {
-      desc(i)->deliver(events[i].events, static_cast<std::uint16_t>(events[i].data.u64 >> 48));
+      desc(i)->deliver(events[i].events, static_cast<std::uint16_t>(events[i].data.u64 >> pointer_bits));
     }
     taken += static_cast<std::uint32_t>(n);
     if (n < want) break;
   }
   return taken;
 }
+
+// ---- The contract of sched/io_wait.h ----
+
+poll_desc* netpoll_open(int fd, bool watch_write) noexcept { return poll_desc::open(fd, watch_write); }
+void netpoll_close(poll_desc* pd) noexcept { pd->close(); }
+io_wait_result netpoll_wait(poll_desc* pd, io_direction dir, io_time_point deadline,
+                            const std::atomic<io_deadline_rep>* shared_deadline) noexcept {
+  return pd->wait(dir, deadline, shared_deadline);
+}
+void netpoll_cancel(poll_desc* pd) noexcept { pd->cancel(); }
+void netpoll_interrupt(poll_desc* pd, io_direction dir) noexcept { pd->interrupt(dir); }
+bool netpoll_ready_hint(const poll_desc* pd, io_direction dir) noexcept { return pd->ready_hint(dir); }
+bool netpoll_urgent_seen(const poll_desc* pd) noexcept { return pd->urgent_seen(); }
 
 }  // namespace spindle::detail

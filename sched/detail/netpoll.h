@@ -1,5 +1,7 @@
 // The netpoller: readiness of the descriptors io/ owns (its sockets),
-// after Go's runtime/netpoll.go. The contract io/ relies on:
+// after Go's runtime/netpoll.go. io/ reaches it through the functions of
+// sched/io_wait.h (netpoll_open() and the rest, defined in netpoll.cpp as
+// calls of poll_desc's members). The contract io/ relies on:
 //
 //   - poll_desc::open(fd) registers a non-blocking fd once, edge-triggered
 //     (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET; EPOLLOUT is added by the
@@ -53,21 +55,17 @@
 #include <chrono>
 #include <cstdint>
 
+#include "sched/io_wait.h"
+
 namespace spindle::detail {
 
 struct control_block;
 
 class poll_desc {
  public:
-  enum class result : std::uint8_t {
-    ready,        // an edge came: retry the operation
-    timed_out,    // the deadline passed first
-    canceled,     // cancel() was called: the descriptor is being closed
-    interrupted,  // interrupt(): re-read the deadline and wait again
-  };
-  enum direction : int { read = 0, write = 1 };
-  using time_point = std::chrono::steady_clock::time_point;
-  using deadline_rep = std::chrono::steady_clock::rep;
+  using result = io_wait_result;
+  using time_point = io_time_point;
+  using deadline_rep = io_deadline_rep;
 
   // open() registers `fd` (see above; with `watch_write`, for EPOLLOUT
   // from the start); nullptr (errno set) if epoll refuses it (EPERM for a
@@ -82,19 +80,20 @@ class poll_desc {
   // interrupt() after a change is not missed; may be null). A fiber parks;
   // a plain thread polls the fd itself with poll(2), checking for cancel()
   // every 50 ms.
-  result wait(direction dir, time_point deadline, const std::atomic<deadline_rep>* shared_deadline) noexcept;
+  result wait(io_direction dir, time_point deadline, const std::atomic<deadline_rep>* shared_deadline) noexcept;
   // cancel() wakes both waiters with `canceled`; later waits return it at
   // once. Any thread.
   void cancel() noexcept;
   // interrupt() wakes the waiter of `dir`, if any, with `interrupted`.
-  void interrupt(direction dir) noexcept;
+  void interrupt(io_direction dir) noexcept;
 
   // Whether an edge in `dir` came since the last wait, or a final one ever
   // did (a hint: an operation tried now is likely not to block). Read
   // without the lock: exact only for a caller whose last wait() (which
   // takes the lock) came after the edge.
-  bool ready_hint(direction dir) const noexcept {
-    return ready_[dir].load(std::memory_order_relaxed) || final_[dir].load(std::memory_order_relaxed);
+  bool ready_hint(io_direction dir) const noexcept {
+    return ready_[direction_index(dir)].load(std::memory_order_relaxed) ||
+           final_[direction_index(dir)].load(std::memory_order_relaxed);
   }
 
   // Called by the worker that collected an edge for this descriptor.
@@ -111,7 +110,7 @@ class poll_desc {
 
  private:
   poll_desc() = default;
-  result wait_plain(direction dir, time_point deadline,
+  result wait_plain(io_direction dir, time_point deadline,
                     const std::atomic<deadline_rep>* shared_deadline) noexcept;
   // Releases the object to the pool (close() without the epoll_ctl, for a
   // descriptor epoll refused), in two halves close() does its work between.
@@ -120,7 +119,7 @@ class poll_desc {
   void recycle_end() noexcept;
   void lock() noexcept;
   void unlock() noexcept { lock_.store(false, std::memory_order_release); }
-  void wake_locked(direction dir, result why) noexcept;
+  void wake_locked(io_direction dir, result why) noexcept;
 
   int fd_ = -1;
   std::uint16_t gen_ = 0;  // bumped at every open and close (guarded by lock_)
@@ -129,15 +128,15 @@ class poll_desc {
   // retakes it after its park knows no wake of that park is still coming.
   // Atomic (relaxed) only so that netpoll_poll() may peek at them without
   // the lock, to prefetch the fibers it is about to wake.
-  std::atomic<control_block*> waiter_[2] = {nullptr, nullptr};
-  result result_[2] = {result::ready, result::ready};
-  std::atomic<bool> ready_[2] = {false, false};
+  std::atomic<control_block*> waiter_[direction_count] = {nullptr, nullptr};
+  result result_[direction_count] = {result::ready, result::ready};
+  std::atomic<bool> ready_[direction_count] = {false, false};
   // Sticky (written under lock_, read without it by ready_hint()): a
   // final edge came, EPOLLRDHUP (read) or EPOLLHUP or EPOLLERR (both). End
   // of stream or the error is then there to be read with no further edge
   // to come. (A read that returned data may have left the end of stream of
   // the same edge behind it.)
-  std::atomic<bool> final_[2] = {false, false};
+  std::atomic<bool> final_[direction_count] = {false, false};
   // Sticky, likewise: an edge carried EPOLLPRI (see urgent_seen()).
   std::atomic<bool> urgent_{false};
   bool canceled_ = false;

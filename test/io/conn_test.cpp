@@ -43,6 +43,7 @@
 #include "io/listener.h"
 #include "sched/scheduler.h"
 #include "sync/wait_group.h"
+#include "descriptor_reuse.h"
 #include "test_util.h"
 
 namespace {
@@ -1369,6 +1370,67 @@ TEST_P(ConnTest, NodelayAndKeepaliveCanBeSetOnTcp) {
     p.client.write_all("x");
     std::array<char, 1> buf;
     EXPECT_EQ(p.server.read_exactly(buf, 10s), 1u);
+  });
+}
+
+// A fresh TCP socket, the kind that takes over a closed connection's number.
+int new_tcp_socket() { return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); }
+
+// Runs `set` (a socket option call on p.client) while another thread closes
+// the client and opens a new socket on its descriptor number, inside the
+// call's setsockopt of `level`/`option` (test/io/descriptor_reuse.h).
+// Returns the new socket.
+int set_option_racing_close_and_reuse(stream_pair& p, int level, int option,
+                                      const std::function<void(std::error_code&)>& set) {
+  spindle::test::descriptor_reuse_race race(spindle::test::hooked_call::setsockopt, p.client.native_handle(),
+                                            level, option, [&] { p.client.close(); }, new_tcp_socket);
+  std::error_code ec;
+  set(ec);
+  return race.finish();
+}
+
+TEST_P(ConnTest, SetNodelayRacingACloseAndANewSocketOnItsNumberNeverChangesTheNewSocket) {
+  spindle::run(opts(), [] {
+    stream_pair p = connected_pair();
+    const int reused = set_option_racing_close_and_reuse(
+        p, IPPROTO_TCP, TCP_NODELAY, [&](std::error_code& ec) { p.client.set_nodelay(true, ec); });
+    ASSERT_GE(reused, 0);
+    EXPECT_EQ(int_option(reused, IPPROTO_TCP, TCP_NODELAY), 0) << "set_nodelay() changed another socket";
+    ::close(reused);
+  });
+}
+
+TEST_P(ConnTest, SetKeepaliveRacingACloseAndANewSocketOnItsNumberNeverChangesTheNewSocket) {
+  spindle::run(opts(), [] {
+    stream_pair p = connected_pair();
+    const int reused = set_option_racing_close_and_reuse(
+        p, SOL_SOCKET, SO_KEEPALIVE, [&](std::error_code& ec) { p.client.set_keepalive(true, 0s, ec); });
+    ASSERT_GE(reused, 0);
+    EXPECT_EQ(int_option(reused, SOL_SOCKET, SO_KEEPALIVE), 0) << "set_keepalive() changed another socket";
+    ::close(reused);
+  });
+}
+
+TEST_P(ConnTest, SocketOptionCallsAfterCloseFailWithBadFileDescriptorAndTouchTheNewSocketOnItsNumberNot) {
+  spindle::run(opts(), [] {
+    stream_pair p = connected_pair();
+    const int fd = p.client.native_handle();
+    p.client.close();
+    int reused = new_tcp_socket();
+    ASSERT_GE(reused, 0);
+    if (reused != fd) {
+      ASSERT_EQ(::dup2(reused, fd), fd);
+      ::close(reused);
+      reused = fd;
+    }
+    std::error_code ec;
+    p.client.set_keepalive(true, 30s, ec);
+    EXPECT_EQ(ec, std::errc::bad_file_descriptor);
+    p.client.set_nodelay(true, ec);
+    EXPECT_EQ(ec, std::errc::bad_file_descriptor);
+    EXPECT_EQ(int_option(reused, SOL_SOCKET, SO_KEEPALIVE), 0);
+    EXPECT_EQ(int_option(reused, IPPROTO_TCP, TCP_NODELAY), 0);
+    ::close(reused);
   });
 }
 

@@ -24,6 +24,7 @@
 
 #include "fiber/fiber.h"
 #include "fiber/this_fiber.h"
+#include "io/fs.h"
 #include "sched/blocking.h"
 #include "sched/scheduler.h"
 #include "test_util.h"

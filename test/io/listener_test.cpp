@@ -35,6 +35,7 @@
 #include "io/conn.h"
 #include "io/error.h"
 #include "sched/scheduler.h"
+#include "descriptor_reuse.h"
 #include "sync/wait_group.h"
 #include "test_util.h"
 
@@ -293,6 +294,25 @@ TEST_P(ListenerTest, AcceptAfterCloseFailsWithBadFileDescriptor) {
     spindle::listener never;
     never.accept(ec);
     EXPECT_EQ(ec, std::errc::bad_file_descriptor);
+  });
+}
+
+TEST_P(ListenerTest, LocalAddressRacingACloseAndANewSocketOnItsNumberNeverReportsTheNewSocketsAddress) {
+  spindle::run(opts(), [] {
+    spindle::listener l = spindle::listen("127.0.0.1:0");
+    const spindle::address before = l.local_address();
+    // The new socket is unbound: its name is 0.0.0.0:0, not `before`.
+    spindle::test::descriptor_reuse_race race(
+        spindle::test::hooked_call::getsockname, l.native_handle(), 0, 0, [&] { l.close(); },
+        [] { return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); });
+    std::error_code ec;
+    const spindle::address got = l.local_address(ec);
+    const int reused = race.finish();
+    ASSERT_GE(reused, 0);
+    if (!ec) {
+      EXPECT_EQ(got, before) << "local_address() named the socket that took over the descriptor";
+    }
+    ::close(reused);
   });
 }
 

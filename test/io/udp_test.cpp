@@ -2,9 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
+#include <functional>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -20,6 +24,7 @@
 #include "fiber/this_fiber.h"
 #include "io/address.h"
 #include "io/error.h"
+#include "descriptor_reuse.h"
 #include "sched/scheduler.h"
 #include "test_util.h"
 
@@ -219,6 +224,98 @@ TEST_P(UdpTest, BindingABadAddressFails) {
     udp_socket a = udp_socket::bind("127.0.0.1:0");
     udp_socket::bind(a.local_address(), ec);
     EXPECT_EQ(ec, std::errc::address_in_use);
+  });
+}
+
+TEST_P(UdpTest, LocalAddressRacingACloseAndANewSocketOnItsNumberNeverReportsTheNewSocketsAddress) {
+  spindle::run(opts(), [] {
+    udp_socket s = udp_socket::bind("127.0.0.1:0");
+    const address before = s.local_address();
+    // The new socket is unbound: its name is 0.0.0.0:0, not `before`.
+    spindle::test::descriptor_reuse_race race(
+        spindle::test::hooked_call::getsockname, s.native_handle(), 0, 0, [&] { s.close(); },
+        [] { return ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); });
+    std::error_code ec;
+    const address got = s.local_address(ec);
+    const int reused = race.finish();
+    ASSERT_GE(reused, 0);
+    if (!ec) {
+      EXPECT_EQ(got, before) << "local_address() named the socket that took over the descriptor";
+    }
+    ::close(reused);
+  });
+}
+
+// Two calls of one direction on one worker, the first parked in the
+// netpoll (holding the direction's lock), the second parked on that lock
+// (holding an op: close() waits for it); then close() begins, with the
+// call itself able to succeed (`make_room`: a datagram to read, room to
+// send). Returns what the second call reported. On one worker each fiber
+// runs until it parks, so "started" means "parked".
+std::error_code second_call_when_close_begins(udp_socket& s, const std::function<void(std::error_code&)>& call,
+                                              const std::function<void()>& make_room) {
+  std::error_code first_ec, second_ec;
+  std::atomic<int> started{0};
+  fiber first([&] {
+    started.fetch_add(1);
+    call(first_ec);
+  });
+  yield_until([&] { return started.load() == 1; });
+  fiber second([&] {
+    started.fetch_add(1);
+    call(second_ec);
+  });
+  yield_until([&] { return started.load() == 2; });
+  make_room();  // no switch from here to close(): neither call can run
+  s.close();
+  first.join();
+  second.join();
+  return second_ec;
+}
+
+TEST(UdpOneWorkerTest, ARecvFromWaitingForItsTurnWhenCloseBeginsFailsWithOperationCanceledAsConnectionReadsDo) {
+  spindle::run(spindle::options{.workers = 1}, [] {
+    udp_socket s = udp_socket::bind("127.0.0.1:0");
+    const address at = s.local_address();
+    udp_socket client = udp_socket::open(AF_INET);
+    const std::error_code ec = second_call_when_close_begins(
+        s,
+        [&](std::error_code& e) {
+          std::array<std::byte, 16> buf;
+          address from;
+          s.recv_from(buf, from, {}, e);
+        },
+        [&] {
+          // A datagram for each call; the loopback queues them at once,
+          // poll() only makes sure (it blocks the one worker, briefly).
+          client.send_to("a", at);
+          client.send_to("b", at);
+          pollfd p{s.native_handle(), POLLIN, 0};
+          ASSERT_EQ(::poll(&p, 1, 10000), 1);
+        });
+    EXPECT_EQ(ec, std::errc::operation_canceled);
+  });
+}
+
+TEST(UdpOneWorkerTest, ASendToWaitingForItsTurnWhenCloseBeginsFailsWithOperationCanceledAsConnectionWritesDo) {
+  spindle::run(spindle::options{.workers = 1}, [] {
+    // A Unix-domain datagram socket: its sends block while the receiver's
+    // queue is full (a UDP one never does: the loopback drops instead).
+    const auto to = address::parse("@spindle-udp-test-" + std::to_string(::getpid()));
+    ASSERT_TRUE(to.has_value());
+    udp_socket receiver = udp_socket::bind(*to);
+    udp_socket s = udp_socket::open(AF_UNIX);
+    while (::sendto(s.native_handle(), "x", 1, MSG_DONTWAIT, to->data(), to->size()) == 1) {
+    }
+    ASSERT_EQ(errno, EAGAIN);
+    const std::error_code ec = second_call_when_close_begins(
+        s, [&](std::error_code& e) { s.send_to("y", *to, {}, e); },
+        [&] {
+          char buf[16];
+          while (::recv(receiver.native_handle(), buf, sizeof buf, MSG_DONTWAIT) > 0) {
+          }
+        });
+    EXPECT_EQ(ec, std::errc::operation_canceled);
   });
 }
 
