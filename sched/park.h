@@ -112,12 +112,18 @@ bool unpark(control_block* waiter) noexcept;
 // compare-and-swap. Always wakes it.
 void unpark_sole(control_block* waiter) noexcept;
 
-// wake() is unpark() with a choice: with `next`, a fiber woken by a fiber
-// runs on the waker's worker as soon as the waker blocks, and is not
-// stolen meanwhile (what unpark() does: a fiber that wakes another and
-// waits for its answer keeps the pair on one worker); without, it queues
-// behind the fibers already runnable there (for a waker about to finish,
-// such as the last act of a joined fiber).
-bool wake(control_block* waiter, bool next) noexcept;
+// Where a woken fiber goes in its new worker's queues.
+enum class wake_order : bool {
+  // Behind the fibers already runnable there (for a waker about to
+  // finish, such as the last act of a joined fiber, or the netpoller).
+  queued,
+  // Next: it runs on the waker's worker as soon as the waker blocks, and
+  // is not stolen meanwhile (what unpark() does: a fiber that wakes
+  // another and waits for its answer keeps the pair on one worker).
+  next,
+};
+
+// wake() is unpark() with a choice of wake_order.
+bool wake(control_block* waiter, wake_order order) noexcept;
 
 }  // namespace spindle::detail

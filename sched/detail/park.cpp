@@ -133,14 +133,14 @@ void park_end(void* from_ctx) noexcept {
 
 void unpark_sole(control_block* cb) noexcept {
   if (cb->is_thread_) {
-    (void)wake(cb, /*next=*/true);
+    (void)wake(cb, wake_order::next);
     return;
   }
   // Parked (park_commit() published that before its commit let us find
   // it), and we are its only waker: the transition is ours without a CAS.
   SPINDLE_ASSERT(cb->state_.load(std::memory_order_relaxed) == fiber_state::parked);
   cb->state_.store(fiber_state::runnable, std::memory_order_relaxed);
-  make_runnable(cb, /*next=*/true);
+  make_runnable(cb, wake_order::next);
 }
 
 bool parallel_workers() noexcept {
@@ -182,9 +182,9 @@ void yield_end(void* from_ctx) noexcept {
   tls_current_fiber->worker_->after_switch_inline(from_ctx);
 }
 
-bool unpark(control_block* cb) noexcept { return wake(cb, /*next=*/true); }
+bool unpark(control_block* cb) noexcept { return wake(cb, wake_order::next); }
 
-bool wake(control_block* cb, bool next) noexcept {
+bool wake(control_block* cb, wake_order order) noexcept {
   if (cb->is_thread_) {
     auto* t = static_cast<thread_waiter*>(cb);
     std::lock_guard lock(t->mu_);
@@ -202,7 +202,7 @@ bool wake(control_block* cb, bool next) noexcept {
     case claim::parking:
       return true;  // still switching out: whoever completes the switch enqueues it
     case claim::parked:
-      make_runnable(cb, next);  // we won the transition: we alone enqueue it
+      make_runnable(cb, order);  // we won the transition: we alone enqueue it
       return true;
   }
   return false;

@@ -82,7 +82,7 @@ void install_fork_handlers() noexcept {
   } else if (joiner != nullptr) {
     // Behind the fibers already runnable: a joiner of many fibers would
     // otherwise switch in and out once per finishing child.
-    wake(joiner, /*next=*/false);
+    wake(joiner, wake_order::queued);
   }
   cb->state_.store(fiber_state::finished, std::memory_order_relaxed);
   // Not this_worker(): see worker::switch_to on thread_locals across switches.

@@ -295,7 +295,7 @@ std::uint32_t worker::run_timers(timer_heap& heap, std::chrono::steady_clock::ti
     control_block* cb = woken;
     woken = cb->next_;
     cb->next_ = nullptr;
-    make_runnable(cb, /*next=*/false);
+    make_runnable(cb, wake_order::queued);
     ++n;
   }
   return n;

@@ -16,6 +16,7 @@
 #include "fiber/detail/sanitizer.h"
 #include "sched/detail/runtime.h"
 #include "sched/detail/worker.h"
+#include "sched/park.h"
 
 namespace spindle::detail {
 
@@ -72,9 +73,10 @@ inline claim try_claim(control_block* cb) noexcept {
 }
 
 // make_runnable() enqueues a fiber whose transition to runnable the caller
-// won. With `next`, a fiber woken by a fiber on this worker runs as soon as
-// the waker blocks (see worker::enqueue). Any thread.
-inline void make_runnable(control_block* cb, bool next) noexcept {
+// won. With wake_order::next, a fiber woken by a fiber on this worker runs
+// as soon as the waker blocks (see worker::enqueue). Any thread.
+inline void make_runnable(control_block* cb, wake_order order) noexcept {
+  const bool next = order == wake_order::next;
   worker* self = this_worker();
   worker* home = cb->worker_;
   if (self != nullptr && &self->rt() == &home->rt() &&

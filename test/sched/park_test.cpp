@@ -108,7 +108,7 @@ TEST(ParkTest, MoreFibersWokenAtOnceThanTheRunQueueHoldsRunInTheOrderTheyWereWok
       });
     }
     spindle::test::yield_until([&] { return parked == count; });
-    for (control_block* w : waiters) EXPECT_TRUE(wake(w, /*next=*/false));
+    for (control_block* w : waiters) EXPECT_TRUE(wake(w, wake_order::queued));
     for (auto& f : fibers) f.join();
     std::vector<int> expected(count);
     for (int i = 0; i < count; ++i) expected[i] = i;
