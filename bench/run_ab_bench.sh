@@ -5,7 +5,7 @@
 # that a shared machine's noise hits both alike. Prints every run and the
 # median of each row. Each build directory must hold a release build with
 # benchmarks and samples (cmake -DSPINDLE_BUILD_BENCH=ON, the default).
-# The chat server too: samples/chat's load generator (B's) against A's and
+# The chat server too: bench/chat's load generator (B's) against A's and
 # B's chat_server, 2 workers, at one fixed load: deliveries a second,
 # p50/p99 latency, and the server's CPU.
 # Usage: bench/run_ab_bench.sh BUILD_A BUILD_B [rounds, default 3]
@@ -105,7 +105,7 @@ chat_run() {  # build: prints "msgs_per_s p50_us p99_us cpu%"
   for _ in $(seq 100); do port_open "$port" && break; sleep 0.05; done
   local t0 w0 t1 w1 out
   t0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat") w0=$(date +%s.%N)
-  out=$(timeout -k 5 120 "$b/samples/chat/loadgen" --port "$port" --clients "${CHAT_CLIENTS:-1000}" \
+  out=$(timeout -k 5 120 "$b/bench/chat/loadgen" --port "$port" --clients "${CHAT_CLIENTS:-1000}" \
     --channels 10 --senders 100 --connect_rate 500 --drain 2 --rate "${CHAT_RATE:-20}" \
     --seconds "${CHAT_SECONDS:-8}" --warmup 2 2>/dev/null || true)
   t1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat") w1=$(date +%s.%N)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # IRC servers side by side, driven by one load generator
-# (samples/chat/loadgen.cpp, Spindle fibers) over loopback:
+# (bench/chat/loadgen.cpp, Spindle fibers) over loopback:
 #   ngircd       Debian's ngircd (single-threaded, epoll), configured from
 #                bench/peers/ngircd/ngircd.conf: no DNS/ident/PAM, no
 #                connection limits, no flood penalty
@@ -33,8 +33,8 @@
 set -euo pipefail
 peer_packages="ngircd"
 source "$(dirname "$0")/bench_common.sh"
-# bench_common.sh leaves the samples out; the chat server and its load
-# generator are samples.
+# bench_common.sh leaves the samples out; the chat server is one (its
+# load generator, bench/chat/loadgen.cpp, is a bench target).
 cmake -S . -B build/bench -DSPINDLE_BUILD_SAMPLES=ON >/dev/null
 cmake --build build/bench --target chat_server chat_loadgen >/dev/null
 
@@ -47,7 +47,7 @@ read -r -a servers <<<"${SERVERS:-ngircd spindle-1w spindle-2w}"
 idle_server=spindle-2w
 drain=2 step_warmup=1
 B=build/bench
-loadgen=$B/samples/chat/loadgen
+loadgen=$B/bench/chat/loadgen
 chat_server=$B/samples/chat/chat_server
 ngircd=$(command -v ngircd || echo /usr/sbin/ngircd)
 declare -A label=([ngircd]="ngircd $("$ngircd" --version 2>/dev/null | awk 'NR == 1 {print $2}' | cut -d- -f1)"
@@ -188,7 +188,7 @@ fi
 mkdir -p bench/results
 dat=bench/results/chat.dat
 {
-  echo "# bench/run_chat_bench.sh: IRC over loopback, loadgen samples/chat/loadgen.cpp; latencies in microseconds"
+  echo "# bench/run_chat_bench.sh: IRC over loopback, loadgen bench/chat/loadgen.cpp; latencies in microseconds"
   echo "# $(date -u +%F), $(nproc) CPUs, $clients clients in $channels channels, $senders senders;" \
     "${seconds} s base runs at $rate msg/s per sender after ${warmup} s warm-up; ramp steps of" \
     "${step_seconds} s; medians of ${reps}; loadgen workers $lg_workers"

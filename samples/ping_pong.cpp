@@ -1,6 +1,6 @@
 // ping_pong: two fibers taking turns, a hundred thousand sleepers, and a
 // join that carries an exception back. The main job of the README until
-// the chat server takes its place.
+// the chat server takes its place. It takes no flags but --help.
 #include <spindle.h>
 
 #include <atomic>
@@ -9,7 +9,14 @@
 #include <stdexcept>
 #include <vector>
 
-int main() {
+#include "samples/command_line.h"
+
+int main(int argc, char** argv) {
+  samples::parse_command_line(
+      argc, argv,
+      "Two fibers taking turns, a hundred thousand sleepers, and a join that carries an "
+      "exception back.\nUsage: ping_pong",
+      __FILE__);
   spindle::run([] {
     // Two fibers take turns, yielding until it is theirs (they may run on
     // different workers, hence the atomic).

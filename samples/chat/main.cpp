@@ -2,26 +2,30 @@
 // Any IRC client can connect (irssi: /connect localhost 6667).
 //
 //   chat_server [--port=6667] [--bind=0.0.0.0] [--workers=N] [--max_clients=...]
+//   chat_server --help     (the flags below)
 //
 // SIGINT or SIGTERM: clients are told "ERROR :Server shutting down", the
-// connections close, and the program exits 0.
+// connections close, and the program exits 0. A bad flag, or an address
+// it cannot listen on, is said on stderr and exits 2.
 #include <sys/resource.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <exception>
+#include <memory>
 #include <string>
+#include <system_error>
+#include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/strings/str_cat.h"
 #include "fiber/fiber.h"
 #include "io/signal.h"
 #include "samples/chat/server.h"
+#include "samples/command_line.h"
 #include "sched/scheduler.h"
 
-ABSL_FLAG(int, port, 6667, "TCP port to listen on");
+ABSL_FLAG(int, port, 6667, "TCP port to listen on (0: any free port)");
 ABSL_FLAG(std::string, bind, "0.0.0.0", "address to listen on (\"::\" for IPv6)");
 ABSL_FLAG(unsigned, workers, 0, "worker threads (0: one per hardware thread)");
 ABSL_FLAG(std::string, server_name, "spindle.chat", "the server's name in prefixes and numerics");
@@ -59,16 +63,54 @@ void raise_descriptor_limit(std::size_t max_clients) {
   }
 }
 
+// Listens and serves until SIGINT or SIGTERM; the exit status. On a fiber.
+int serve(const chat::options& o) {
+  std::unique_ptr<chat::server> s;
+  try {
+    s = std::make_unique<chat::server>(o);
+  } catch (const std::exception& e) {
+    samples::error("cannot listen on " + o.listen + ": " + e.what());
+    return samples::exit_usage;
+  }
+  // Take over SIGINT and SIGTERM before saying we listen: the first
+  // wait_signal() installs the handlers, and one with a deadline already
+  // past does only that (or reports a signal that came already). Left to
+  // the stopper fiber, a SIGTERM sent as soon as the server answers could
+  // come before that fiber first ran, and kill the process outright.
+  std::error_code ec;
+  const int early_signal = spindle::wait_signal({SIGINT, SIGTERM}, std::chrono::nanoseconds(0), ec);
+  std::printf("chat_server: listening on %s\n", s->local_address().to_string().c_str());
+  std::fflush(stdout);
+  spindle::fiber stopper([&] {
+    const int sig = early_signal != 0 ? early_signal : spindle::wait_signal({SIGINT, SIGTERM});
+    std::printf("chat_server: signal %d, shutting down\n", sig);
+    std::fflush(stdout);
+    s->stop();
+  });
+  s->serve();
+  stopper.join();
+  const chat::stats st = s->stats();
+  std::printf("chat_server: stopped; %llu connections served, %llu refused, %llu sendq, "
+              "%llu flood, %llu ping timeouts\n",
+              static_cast<unsigned long long>(st.accepted),
+              static_cast<unsigned long long>(st.refused),
+              static_cast<unsigned long long>(st.sendq_exceeded),
+              static_cast<unsigned long long>(st.flood_kills),
+              static_cast<unsigned long long>(st.ping_timeouts));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("A chat server that IRC clients use, on Spindle fibers.");
-  absl::ParseCommandLine(argc, argv);
+  samples::parse_command_line(
+      argc, argv,
+      "A chat server that IRC clients use, on Spindle fibers.\n"
+      "Usage: chat_server [--port=6667] [--bind=0.0.0.0] [--workers=N] [flags below]",
+      __FILE__);
 
   chat::options o;
-  const std::string bind = absl::GetFlag(FLAGS_bind);
-  const bool v6 = bind.find(':') != std::string::npos;
-  o.listen = absl::StrCat(v6 ? "[" : "", bind, v6 ? "]" : "", ":", absl::GetFlag(FLAGS_port));
+  o.listen = samples::listen_address(absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port));
   o.server_name = absl::GetFlag(FLAGS_server_name);
   o.network = absl::GetFlag(FLAGS_network);
   o.password = absl::GetFlag(FLAGS_password);
@@ -85,40 +127,12 @@ int main(int argc, char** argv) {
   raise_descriptor_limit(o.max_clients);
 
   int status = 0;
-  spindle::run(spindle::options{.workers = absl::GetFlag(FLAGS_workers)}, [&] {
-    std::error_code ec;
-    std::unique_ptr<chat::server> s;
-    try {
-      s = std::make_unique<chat::server>(o);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "chat_server: cannot listen on %s: %s\n", o.listen.c_str(), e.what());
-      status = 1;
-      return;
-    }
-    // Take over SIGINT and SIGTERM before saying we listen: the first
-    // wait_signal() installs the handlers, and one with a deadline already
-    // past does only that (or reports a signal that came already). Left to
-    // the stopper fiber, a SIGTERM sent as soon as the server answers could
-    // come before that fiber first ran, and kill the process outright.
-    int early_signal = spindle::wait_signal({SIGINT, SIGTERM}, std::chrono::nanoseconds(0), ec);
-    std::printf("chat_server: listening on %s\n", s->local_address().to_string().c_str());
-    std::fflush(stdout);
-    spindle::fiber stopper([&] {
-      const int sig = early_signal != 0 ? early_signal : spindle::wait_signal({SIGINT, SIGTERM});
-      std::printf("chat_server: signal %d, shutting down\n", sig);
-      std::fflush(stdout);
-      s->stop();
-    });
-    s->serve();
-    stopper.join();
-    const chat::stats st = s->stats();
-    std::printf("chat_server: stopped; %llu connections served, %llu refused, %llu sendq, "
-                "%llu flood, %llu ping timeouts\n",
-                static_cast<unsigned long long>(st.accepted),
-                static_cast<unsigned long long>(st.refused),
-                static_cast<unsigned long long>(st.sendq_exceeded),
-                static_cast<unsigned long long>(st.flood_kills),
-                static_cast<unsigned long long>(st.ping_timeouts));
-  });
+  try {
+    spindle::run(spindle::options{.workers = absl::GetFlag(FLAGS_workers)},
+                 [&] { status = serve(o); });
+  } catch (const std::exception& e) {
+    samples::error(e.what());
+    return 1;
+  }
   return status;
 }

@@ -92,6 +92,10 @@ struct stats {
   std::uint64_t register_timeouts = 0;
 };
 
+namespace detail {
+class server_impl;  // samples/chat/detail/server_impl.h
+}  // namespace detail
+
 class server {
  public:
   // Listens at once (throws spindle::io_error if it cannot). Inside a
@@ -113,10 +117,8 @@ class server {
   spindle::address local_address() const;
   chat::stats stats() const;
 
-  class impl;
-
  private:
-  std::unique_ptr<impl> impl_;
+  std::unique_ptr<detail::server_impl> impl_;
 };
 
 }  // namespace chat
