@@ -18,7 +18,22 @@ function(step)
 endfunction()
 
 step(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
+# Only the public headers and the detail/ headers they include are
+# installed: not the runtime's internals, nor Boost.Context's header.
+foreach(internal fiber/detail/context.h sched/detail/worker.h sched/detail/netpoll.h)
+  if(EXISTS "${prefix}/include/spindle/${internal}")
+    message(FATAL_ERROR "an internal header was installed: ${internal}")
+  endif()
+endforeach()
+if(NOT EXISTS "${prefix}/include/spindle/sync/detail/parking_lot.h")
+  message(FATAL_ERROR "a detail/ header that public headers include was not installed")
+endif()
 step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/test/install/consumer" -B "${WORK_DIR}/build"
      "-DCMAKE_PREFIX_PATH=${prefix}" -DCMAKE_BUILD_TYPE=Release)
 step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 step("${WORK_DIR}/build/consumer")
+
+# And as a subproject: add_subdirectory() of the source tree configures the
+# library only (tests, benchmarks and samples default to off there).
+step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/test/install/subproject" -B "${WORK_DIR}/subproject"
+     "-DSPINDLE_SOURCE=${SOURCE_DIR}" -G Ninja)
