@@ -5,10 +5,15 @@
 #   2. an ASan+UBSan build and its tests;
 #   3. a TSan build and its tests (Spindle annotates its fiber switches
 #      for TSan; tests that hold many fibers at once hold fewer there).
+# First, clang's thread-safety analysis of the locking annotations
+# (compile-only, seconds: scripts/check-thread-safety.sh).
 # Usage: scripts/test.sh            (from anywhere; builds under build/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh clang
+
+echo "=== clang thread-safety analysis ==="
+scripts/check-thread-safety.sh
 
 jobs=$(nproc)
 suite() {  # name, cmake options...
