@@ -7,7 +7,7 @@
 
 #include "fiber/detail/inline_switch.h"
 #include "fiber/fiber.h"
-#include "sched/clock.h"
+#include "fiber/clock.h"
 
 namespace spindle::detail {
 // The two out-of-line halves of yield()'s inline fast path: yield_begin()

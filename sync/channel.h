@@ -13,8 +13,9 @@
 #include <type_traits>
 #include <utility>
 
-#include "sched/clock.h"
-#include "sync/condition_variable.h"
+#include "fiber/thread_annotations.h"
+#include "fiber/clock.h"
+#include "sync/detail/channel_base.h"
 #include "sync/detail/wait_queue.h"
 
 namespace spindle {
@@ -34,124 +35,6 @@ class channel_closed : public std::logic_error {
  public:
   using std::logic_error::logic_error;
 };
-
-namespace detail {
-
-class select_engine;
-
-// A parked sender or receiver (or one case of a select): lives on its
-// fiber's stack.
-//
-// The hand-off, Go's: the waker, holding the channel's lock, claims the
-// waiter (unpark), moves the value to or from it and records the outcome;
-// it unlocks the channel and only then sets `released`, its last touch of
-// the waiter and of the channel. The woken fiber does not take the
-// channel's lock again (that was two locked instructions per hand-off on
-// a line the other side is using); it waits for `released`, which is
-// normally set before it even runs. Because the waker lets go of the
-// channel before it releases the waiter, a fiber that returns from recv()
-// may destroy the channel at once (a channel on its stack).
-struct channel_waiter : wait_node {
-  enum class state : unsigned char {
-    pending,  // not claimed (a timed waiter that timed out)
-    done,     // the value went through
-    closed,   // the channel was closed
-    retry,    // the value's move threw in the waker: try the operation again
-  };
-  state outcome = state::pending;  // written by the waker under the lock
-  // Parked by park_commit() with no deadline and not part of a select:
-  // only a holder of the channel's lock can wake it (unpark_sole()).
-  bool sole = false;
-  std::atomic<bool> released{false};
-  // For a select: which case this is, and where the winner is recorded.
-  int case_index = -1;
-  int* fired_case = nullptr;
-  channel_waiter* next_claimed = nullptr;  // close(): the waiters it claimed
-
-  // The woken side: waits until the waker is done with us and the channel.
-  state wait_released() noexcept {
-    await_released(released);
-    return outcome;
-  }
-  // The waker's side, after it unlocked the channel.
-  static void release(channel_waiter* w) noexcept {
-    if (w != nullptr) w->released.store(true, std::memory_order_release);
-  }
-};
-
-class alignas(64) channel_base {
- public:
-  spinlock& lock() const noexcept { return lock_; }
-
- protected:
-  // Wakes the first waiter of `list` that can still be woken (a waiter of
-  // a select may have been claimed by another channel; a timed one may
-  // have timed out) and returns it, claimed, with outcome `retry` until the
-  // caller has moved the value; nullptr if none. Holds lock_. The caller
-  // must release() it once it has unlocked.
-  static channel_waiter* claim_first(wait_list& list) noexcept {
-    while (wait_node* n = list.pop_front()) {
-      auto* w = static_cast<channel_waiter*>(n);
-      if (w->sole) [[likely]] {
-        unpark_sole(w->waiter);
-      } else if (!unpark(w->waiter)) {
-        continue;  // timed out meanwhile, or another case of its select won
-      }
-      if (w->fired_case != nullptr) *w->fired_case = w->case_index;
-      w->outcome = channel_waiter::state::retry;
-      return w;
-    }
-    return nullptr;
-  }
-
-  // A parking sender's or receiver's commit (park_commit): lets go of the
-  // channel once it has switched out.
-  static void unlock_channel(void* lock) noexcept { static_cast<spinlock*>(lock)->unlock(); }
-
-  // The destructor's check (channel, "Destruction"): aborts if fibers are
-  // still parked in a send, a receive or a select on the channel. Costs
-  // the destructor one uncontended lock, and sends and receives nothing.
-  void abort_if_waited_on() const noexcept {
-    lock_.lock();
-    const bool waited = !senders_.empty() || !receivers_.empty();
-    lock_.unlock();
-    if (waited) [[unlikely]] report_waited_on();
-  }
-  [[gnu::cold]] void report_waited_on() const noexcept;
-
-  // Everything a send or receive touches sits on this one cache line (the
-  // channel is aligned to it): with senders and receivers on different
-  // workers, each operation moves one line between cores, not four (the
-  // lock, a std::deque's iterators, ...). The values live in a ring of
-  // `ring_size_` slots at `slots_`, grown geometrically up to the
-  // capacity as the buffer fills (Go allocates the whole buffer up front).
-  mutable spinlock lock_;
-  bool closed_ = false;
-  std::uint32_t head_ = 0;       // the oldest buffered value's slot
-  std::uint32_t count_ = 0;      // values buffered
-  std::uint32_t ring_size_ = 0;  // slots allocated
-  std::uint32_t capacity_ = 0;
-  void* slots_ = nullptr;
-  wait_list senders_;    // channel_waiter with payload: T* to move from
-  wait_list receivers_;  // channel_waiter with payload: std::optional<T>* to fill
-
-  template <class>
-  friend class channel;
-  friend class select_engine;
-};
-
-}  // namespace detail
-
-static_assert(sizeof(detail::channel_base) == 64, "a channel's hot fields fill one cache line");
-
-template <class>
-class recv_case;
-template <class>
-class send_case;
-
-namespace detail {
-
-}  // namespace detail
 
 // channel<T> is a Go channel: a FIFO of values between fibers (and
 // threads). channel<T>(0) is unbuffered: send() waits until a receiver
@@ -286,6 +169,7 @@ class channel : private detail::channel_base {
 
  private:
   friend class detail::select_engine;
+  friend struct detail::waiter_census;
   template <class>
   friend class recv_case;
   template <class>
@@ -296,7 +180,8 @@ class channel : private detail::channel_base {
   // Sends now if it can: to a waiting receiver, or into the buffer. A
   // receiver it claimed is left in `claimed` for the caller to release
   // after unlocking (even when this throws).
-  channel_status try_send_locked(T& value, detail::channel_waiter*& claimed) {
+  channel_status try_send_locked(T& value, detail::channel_waiter*& claimed)
+      SPINDLE_REQUIRES(lock_) {
     if (closed_) return channel_status::closed;
     if (detail::channel_waiter* r = claim_first(receivers_)) {
       // Only an empty buffer has waiting receivers: hand it over directly.
@@ -315,7 +200,8 @@ class channel : private detail::channel_base {
   // Receives now if it can: from the buffer (refilling it from a waiting
   // sender), or from a waiting sender directly (unbuffered). `claimed` as
   // for try_send_locked().
-  channel_status try_recv_locked(std::optional<T>& out, detail::channel_waiter*& claimed) {
+  channel_status try_recv_locked(std::optional<T>& out, detail::channel_waiter*& claimed)
+      SPINDLE_REQUIRES(lock_) {
     if (count_ != 0) {
       out.emplace(std::move(front()));
       pop_front();
@@ -348,23 +234,26 @@ class channel : private detail::channel_base {
 
   channel_status send_impl(T& value, const std::chrono::steady_clock::time_point* deadline,
                            bool block) {
-    return transfer([&](detail::channel_waiter*& c) { return try_send_locked(value, c); },
-                    channel_status::full, senders_, &value, deadline, block);
+    return transfer([&](detail::channel_waiter*& c)
+                        SPINDLE_REQUIRES(lock_) { return try_send_locked(value, c); },
+                    channel_status::full, &channel::senders_, &value, deadline, block);
   }
 
   channel_status recv_impl(std::optional<T>& out,
                            const std::chrono::steady_clock::time_point* deadline, bool block) {
-    return transfer([&](detail::channel_waiter*& c) { return try_recv_locked(out, c); },
-                    channel_status::empty, receivers_, &out, deadline, block);
+    return transfer([&](detail::channel_waiter*& c)
+                        SPINDLE_REQUIRES(lock_) { return try_recv_locked(out, c); },
+                    channel_status::empty, &channel::receivers_, &out, deadline, block);
   }
 
   // The shape of a send and a receive: try now under the lock; if that
-  // would have to wait (`would_wait`) and we may, park in `list` with
-  // `payload` for the other side to fill or take.
+  // would have to wait (`would_wait`) and we may, park in this->*list
+  // (senders_ or receivers_) with `payload` for the other side to fill or
+  // take.
   template <class Attempt>
-  channel_status transfer(Attempt attempt, channel_status would_wait, detail::wait_list& list,
-                          void* payload, const std::chrono::steady_clock::time_point* deadline,
-                          bool block) {
+  channel_status transfer(Attempt attempt, channel_status would_wait,
+                          detail::wait_list detail::channel_base::*list, void* payload,
+                          const std::chrono::steady_clock::time_point* deadline, bool block) {
     for (;;) {
       detail::channel_waiter* claimed = nullptr;
       lock_.lock();
@@ -389,16 +278,12 @@ class channel : private detail::channel_base {
       w.payload = payload;
       w.waiter = detail::current_waiter();
       w.sole = deadline == nullptr;
-      list.push_back(&w);
-      const bool woken =
-          deadline == nullptr
-              ? (detail::park_commit_inline(w.waiter, unlock_channel, &lock_), true)
-              : detail::park_commit_until(w.waiter, *deadline, unlock_channel, &lock_);
-      if (!woken) {
+      (this->*list).push_back(&w);
+      if (!park_unlocking(w, deadline)) {
         // Nobody can claim us any more; a waker that popped us first (and
         // whose unpark failed) looks at w only while it holds the lock.
         lock_.lock();
-        if (w.queued) list.remove(&w);
+        if (w.queued) (this->*list).remove(&w);
         lock_.unlock();
         return channel_status::timeout;
       }
@@ -414,9 +299,9 @@ class channel : private detail::channel_base {
   }
 
   // ---- The ring (under lock_) ----
-  T* slots() const noexcept { return static_cast<T*>(slots_); }
-  T& front() noexcept { return slots()[head_]; }
-  void pop_front() noexcept {
+  T* slots() const noexcept SPINDLE_REQUIRES(lock_) { return static_cast<T*>(slots_); }
+  T& front() noexcept SPINDLE_REQUIRES(lock_) { return slots()[head_]; }
+  void pop_front() noexcept SPINDLE_REQUIRES(lock_) {
     slots()[head_].~T();
     if (++head_ == ring_size_) head_ = 0;
     --count_;
@@ -424,7 +309,7 @@ class channel : private detail::channel_base {
   // Makes room for one more value (count_ < capacity_): grows the ring
   // when it is full, moving the values into a new one twice its size
   // (at most the capacity). Strong guarantee: on a throw nothing changed.
-  void reserve_one() {
+  void reserve_one() SPINDLE_REQUIRES(lock_) {
     if (count_ < ring_size_) return;
     const std::uint64_t want = ring_size_ == 0 ? 8 : 2 * std::uint64_t{ring_size_};
     const auto size = static_cast<std::uint32_t>(want < capacity_ ? want : capacity_);
@@ -447,7 +332,7 @@ class channel : private detail::channel_base {
     head_ = 0;
   }
   // Appends, moving from `value` (count_ < capacity_).
-  void push_back(T& value) {
+  void push_back(T& value) SPINDLE_REQUIRES(lock_) {
     reserve_one();
     std::uint64_t tail = std::uint64_t{head_} + count_;
     if (tail >= ring_size_) tail -= ring_size_;

@@ -14,7 +14,9 @@
 #include <utility>
 
 #include "fiber/fiber.h"
+#include "fiber/thread_annotations.h"
 #include "sync/condition_variable.h"
+#include "sync/detail/lock_holder.h"
 #include "sync/mutex.h"
 
 namespace spindle {
@@ -22,6 +24,8 @@ namespace spindle {
 using std::future_errc;
 using std::future_error;
 using std::future_status;
+// std::launch itself, so that std::launch::async ports as spindle::launch::async.
+using std::launch;
 
 namespace detail {
 
@@ -61,7 +65,7 @@ class future_state {
   // claim() reserves the state for one setter; throws
   // promise_already_satisfied if it is set or being set.
   void claim() {
-    std::lock_guard lock(mu_);
+    lock_holder lock(mu_);
     check_unsatisfied();
     claimed_ = true;
   }
@@ -97,7 +101,7 @@ class future_state {
   // After store_*_claimed(): makes the result ready now.
   void publish_stored() { publish(); }
   void unclaim() noexcept {
-    std::lock_guard lock(mu_);
+    lock_holder lock(mu_);
     claimed_ = false;
   }
   static void publish_at_fiber_exit(std::shared_ptr<future_state> s) {
@@ -105,7 +109,7 @@ class future_state {
   }
   // Sets broken_promise unless satisfied (or being set); never throws.
   void abandon() noexcept {
-    std::lock_guard lock(mu_);
+    lock_holder lock(mu_);
     if (ready_ || claimed_) return;
     error_ = std::make_exception_ptr(future_error(future_errc::broken_promise));
     ready_ = true;
@@ -113,18 +117,26 @@ class future_state {
   }
   void wait() {
     run_deferred();
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return ready_; });
+    lock_holder lock(mu_);
+    while (!ready_) cv_.wait(lock);
   }
   future_status wait_until(std::chrono::steady_clock::time_point deadline) {
-    std::unique_lock lock(mu_);
+    lock_holder lock(mu_);
     if (deferred_ != nullptr) return future_status::deferred;
-    return cv_.wait_until(lock, deadline, [this] { return ready_; }) ? future_status::ready
-                                                                     : future_status::timeout;
+    while (!ready_) {
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+        return ready_ ? future_status::ready : future_status::timeout;
+      }
+    }
+    return future_status::ready;
   }
 
   // launch::deferred: `fn` runs on the first wait (or get), on the waiter.
-  void set_deferred(std::unique_ptr<deferred_call> fn) noexcept { deferred_ = std::move(fn); }
+  // Not analyzed: called before the state is shared, so without the lock.
+  void set_deferred(std::unique_ptr<deferred_call> fn) noexcept
+      SPINDLE_NO_THREAD_SAFETY_ANALYSIS {
+    deferred_ = std::move(fn);
+  }
   // The state of an async() call (not deferred): the last future handle
   // to go waits for the call to finish, as std's does.
   void set_from_async() noexcept { from_async_ = true; }
@@ -148,11 +160,11 @@ class future_state {
   }
 
  private:
-  void check_unsatisfied() const {
+  void check_unsatisfied() const SPINDLE_REQUIRES(mu_) {
     if (ready_ || claimed_) throw future_error(future_errc::promise_already_satisfied);
   }
   void publish() {
-    std::lock_guard lock(mu_);
+    lock_holder lock(mu_);
     ready_ = true;
     cv_.notify_all();
   }
@@ -160,19 +172,19 @@ class future_state {
   void run_deferred() {
     std::unique_ptr<deferred_call> fn;
     {
-      std::lock_guard lock(mu_);
+      lock_holder lock(mu_);
       fn = std::move(deferred_);
     }
     if (fn != nullptr) fn->run();  // sets this state (claim, then publish)
   }
 
   mutex mu_;
-  condition_variable cv_;
-  std::unique_ptr<deferred_call> deferred_;  // guarded by mu_
+  condition_variable_any cv_;  // on mu_
+  std::unique_ptr<deferred_call> deferred_ SPINDLE_GUARDED_BY(mu_);
   bool from_async_ = false;                  // set before any handle exists
   std::atomic<int> handles_{0};
-  bool ready_ = false;    // guarded by mu_
-  bool claimed_ = false;  // guarded by mu_: a setter is constructing the result
+  bool ready_ SPINDLE_GUARDED_BY(mu_) = false;
+  bool claimed_ SPINDLE_GUARDED_BY(mu_) = false;  // a setter is constructing the result
   // Written by the one claimant without the lock, read after ready_ (set
   // under the lock after it) by the waiters.
   std::optional<stored_t<T>> value_;
@@ -208,7 +220,7 @@ class future_base {
   }
   // wait_for() waits on steady_clock (a duration too long to add to now:
   // no deadline); wait_until() says timeout only once the deadline has
-  // passed on its own clock (sched/clock.h).
+  // passed on its own clock (fiber/clock.h).
   template <class Rep, class Period>
   future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
     return wait_until(steady_after(timeout));
@@ -484,7 +496,10 @@ class packaged_task<R(Args...)> {
   };
   template <class F>
   struct holder final : holder_base {
-    explicit holder(F f) : fn(std::move(f)) {}
+    // Built from the constructor's argument directly: the callable is moved
+    // (or copied) once, as std's packaged_task does.
+    template <class G>
+    explicit holder(G&& g) : fn(std::forward<G>(g)) {}
     R call(Args... args) override {
       // packaged_task<void(Args...)> discards what the callable returns.
       if constexpr (std::is_void_v<R>) {
@@ -556,7 +571,9 @@ void run_into(future_state<R>& state, Fn&& fn, A&&... a) noexcept {
 
 template <class R, class Fn, class... A>
 struct deferred_invoke final : deferred_call {
-  deferred_invoke(future_state<R>* s, Fn f, A... a) : state(s), fn(std::move(f)), args(std::move(a)...) {}
+  template <class G, class... B>
+  deferred_invoke(future_state<R>* s, G&& g, B&&... b)
+      : state(s), fn(std::forward<G>(g)), args(std::forward<B>(b)...) {}
   void run() noexcept override {
     std::apply([this](auto&... a) { run_into(*state, std::move(fn), std::move(a)...); }, args);
   }
@@ -587,7 +604,9 @@ auto async(std::launch policy, F&& f, Args&&... args) {
   }
   state->set_from_async();
   future<R> result = detail::make_future(state);
-  go([state](std::decay_t<F> fn, std::decay_t<Args>... a) mutable {
+  // The fiber holds the decayed copies (one move or copy each, as std's
+  // async makes) and hands them on by reference.
+  go([state](std::decay_t<F>&& fn, std::decay_t<Args>&&... a) mutable {
        detail::run_into(*state, std::move(fn), std::move(a)...);
      },
      std::forward<F>(f), std::forward<Args>(args)...);

@@ -5,8 +5,11 @@
 #include <functional>
 #include <utility>
 
-
 namespace spindle {
+
+namespace detail {
+struct waiter_census;  // sync/detail/waiter_census.h
+}  // namespace detail
 
 // once_flag is std::once_flag for fibers: fibers that call call_once()
 // while another runs the function park (not their worker) until it is done.
@@ -30,6 +33,7 @@ class once_flag {
  private:
   template <class F, class... Args>
   friend void call_once(once_flag& flag, F&& f, Args&&... args);
+  friend struct detail::waiter_census;
 
   // Takes the right to run the function: true for the one caller that
   // must run it now; false once it has run (after waiting for a run in

@@ -8,6 +8,7 @@
 #include <optional>
 #include <utility>
 
+#include "fiber/thread_annotations.h"
 #include "sync/channel.h"
 
 namespace spindle {
@@ -19,12 +20,13 @@ class select_case {
  public:
   virtual ~select_case() = default;
   virtual channel_base& chan() noexcept = 0;
-  // The non-blocking attempt, under the channel's lock; a waiter it
-  // claimed is left in `claimed`, for the caller to release after it
-  // unlocked (channel_waiter).
+  // The non-blocking attempt, under the channel's lock (held by the
+  // caller); a waiter it claimed is left in `claimed`, for the caller to
+  // release after it unlocked (channel_waiter).
   virtual channel_status try_locked(channel_waiter*& claimed) = 0;
   virtual bool is_send() const noexcept = 0;
   virtual void* payload() noexcept = 0;
+  // The channel's queue this case waits in; under the channel's lock.
   virtual wait_list& queue() noexcept = 0;
   virtual void set_status(channel_status s) noexcept = 0;
 };
@@ -53,12 +55,15 @@ class recv_case final : public detail::select_case {
 
  private:
   detail::channel_base& chan() noexcept override { return ch_; }
-  channel_status try_locked(detail::channel_waiter*& claimed) override {
+  channel_status try_locked(detail::channel_waiter*& claimed) override
+      SPINDLE_REQUIRES(ch_.lock_) {
     return ch_.try_recv_locked(value, claimed);
   }
   bool is_send() const noexcept override { return false; }
   void* payload() noexcept override { return &value; }
-  detail::wait_list& queue() noexcept override { return ch_.receivers_; }
+  detail::wait_list& queue() noexcept override SPINDLE_REQUIRES(ch_.lock_) {
+    return ch_.receivers_;
+  }
   void set_status(channel_status s) noexcept override { status = s; }
   channel<T>& ch_;
 };
@@ -73,12 +78,15 @@ class send_case final : public detail::select_case {
 
  private:
   detail::channel_base& chan() noexcept override { return ch_; }
-  channel_status try_locked(detail::channel_waiter*& claimed) override {
+  channel_status try_locked(detail::channel_waiter*& claimed) override
+      SPINDLE_REQUIRES(ch_.lock_) {
     return ch_.try_send_locked(value, claimed);
   }
   bool is_send() const noexcept override { return true; }
   void* payload() noexcept override { return &value; }
-  detail::wait_list& queue() noexcept override { return ch_.senders_; }
+  detail::wait_list& queue() noexcept override SPINDLE_REQUIRES(ch_.lock_) {
+    return ch_.senders_;
+  }
   void set_status(channel_status s) noexcept override { status = s; }
   channel<T>& ch_;
 };

@@ -13,7 +13,7 @@ void shared_mutex::report_waited_on() noexcept {
                                     {writers, "writers"}, "unlock it and let them leave first");
 }
 
-bool shared_mutex::try_lock() noexcept {
+bool shared_mutex::try_acquire_exclusive() noexcept {
   lock_.lock();
   const bool ok = !writer_ && readers_count_ == 0;
   if (ok) writer_ = true;
@@ -21,7 +21,7 @@ bool shared_mutex::try_lock() noexcept {
   return ok;
 }
 
-bool shared_mutex::try_lock_shared() noexcept {
+bool shared_mutex::try_acquire_shared() noexcept {
   lock_.lock();
   const bool ok = !writer_ && writers_waiting_ == 0;
   if (ok) ++readers_count_;
@@ -29,7 +29,8 @@ bool shared_mutex::try_lock_shared() noexcept {
   return ok;
 }
 
-bool shared_mutex::lock_until(const std::chrono::steady_clock::time_point* deadline) noexcept {
+bool shared_mutex::acquire_exclusive(
+    const std::chrono::steady_clock::time_point* deadline) noexcept {
   lock_.lock();
   if (!writer_ && readers_count_ == 0) {
     writer_ = true;
@@ -37,17 +38,22 @@ bool shared_mutex::lock_until(const std::chrono::steady_clock::time_point* deadl
     return true;
   }
   ++writers_waiting_;
-  return wait_in(writers_, deadline, true);
+  const bool woken = wait_in(writers_, deadline, true);
+  lock_.unlock();
+  return woken;
 }
 
-bool shared_mutex::lock_shared_until(const std::chrono::steady_clock::time_point* deadline) noexcept {
+bool shared_mutex::acquire_shared(
+    const std::chrono::steady_clock::time_point* deadline) noexcept {
   lock_.lock();
   if (!writer_ && writers_waiting_ == 0) {
     ++readers_count_;
     lock_.unlock();
     return true;
   }
-  return wait_in(readers_, deadline, false);
+  const bool woken = wait_in(readers_, deadline, false);
+  lock_.unlock();
+  return woken;
 }
 
 bool shared_mutex::wait_in(detail::wait_list& list,
@@ -60,9 +66,10 @@ bool shared_mutex::wait_in(detail::wait_list& list,
   lock_.unlock();
   const bool woken = deadline == nullptr ? (detail::park(node.waiter), true)
                                          : detail::park_until(node.waiter, *deadline);
-  // Woken: hand_off() gave us the lock under lock_; taking lock_ once makes
-  // sure it is done with the mutex. Timed out: withdraw if still queued (if
-  // a hand-off popped us, its unpark failed and it passed the lock on).
+  // Woken: hand_off() gave us the lock under lock_; taking lock_ once (the
+  // caller lets it go) makes sure it is done with the mutex. Timed out:
+  // withdraw if still queued (if a hand-off popped us, its unpark failed
+  // and it passed the lock on).
   lock_.lock();
   if (!woken && node.queued) {
     list.remove(&node);
@@ -72,7 +79,6 @@ bool shared_mutex::wait_in(detail::wait_list& list,
       if (writers_waiting_ == 0 && !writer_) hand_off();
     }
   }
-  lock_.unlock();
   return woken;
 }
 
@@ -91,14 +97,14 @@ void shared_mutex::hand_off() noexcept {
   }
 }
 
-void shared_mutex::unlock() noexcept {
+void shared_mutex::release_exclusive() noexcept {
   lock_.lock();
   writer_ = false;
   hand_off();
   lock_.unlock();
 }
 
-void shared_mutex::unlock_shared() noexcept {
+void shared_mutex::release_shared() noexcept {
   lock_.lock();
   if (--readers_count_ == 0) hand_off();
   lock_.unlock();

@@ -5,7 +5,8 @@
 #include <chrono>
 #include <cstdint>
 
-#include "sync/condition_variable.h"
+#include "fiber/thread_annotations.h"
+#include "fiber/clock.h"
 #include "sync/detail/wait_queue.h"
 
 namespace spindle {
@@ -15,7 +16,8 @@ namespace spindle {
 // preferred: once a writer waits, new readers wait behind it, so a stream
 // of readers cannot starve writers. On release the lock is handed over
 // directly (to the next writer, else to every waiting reader). Works with
-// std::unique_lock and std::shared_lock. Any fiber or thread.
+// std::unique_lock and std::shared_lock. Any fiber or thread. For clang's
+// -Wthread-safety it is a capability, held shared by lock_shared().
 //
 // Destruction: as std's, a shared_mutex may be destroyed once it is
 // unlocked and no fiber waits for it, even before the unlock() or
@@ -29,7 +31,7 @@ namespace spindle {
 // they would stay parked for ever, and spindle::run() would wait for them).
 // The check costs the destructor one uncontended lock. Destroying it while
 // it is held and nobody waits is undefined too, and not checked.
-class shared_mutex {
+class SPINDLE_CAPABILITY("shared_mutex") shared_mutex {
  public:
   shared_mutex() = default;
   shared_mutex(const shared_mutex&) = delete;
@@ -41,33 +43,59 @@ class shared_mutex {
     if (waited) [[unlikely]] report_waited_on();
   }
 
-  void lock() { (void)lock_until(nullptr); }
-  [[nodiscard]] bool try_lock() noexcept;
-  void unlock() noexcept;
+  void lock() SPINDLE_ACQUIRE() { (void)acquire_exclusive(nullptr); }
+  [[nodiscard]] bool try_lock() noexcept SPINDLE_TRY_ACQUIRE(true) {
+    return try_acquire_exclusive();
+  }
+  void unlock() noexcept SPINDLE_RELEASE() { release_exclusive(); }
 
-  void lock_shared() { (void)lock_shared_until(nullptr); }
-  [[nodiscard]] bool try_lock_shared() noexcept;
-  void unlock_shared() noexcept;
+  void lock_shared() SPINDLE_ACQUIRE_SHARED() { (void)acquire_shared(nullptr); }
+  [[nodiscard]] bool try_lock_shared() noexcept SPINDLE_TRY_ACQUIRE_SHARED(true) {
+    return try_acquire_shared();
+  }
+  void unlock_shared() noexcept SPINDLE_RELEASE_SHARED() { release_shared(); }
 
  protected:
-  bool lock_until(const std::chrono::steady_clock::time_point* deadline) noexcept;
-  bool lock_shared_until(const std::chrono::steady_clock::time_point* deadline) noexcept;
+  bool lock_until(const std::chrono::steady_clock::time_point* deadline) noexcept
+      SPINDLE_TRY_ACQUIRE(true) {
+    return acquire_exclusive(deadline);
+  }
+  bool lock_shared_until(const std::chrono::steady_clock::time_point* deadline) noexcept
+      SPINDLE_TRY_ACQUIRE_SHARED(true) {
+    return acquire_shared(deadline);
+  }
 
  private:
-  [[gnu::cold]] void report_waited_on() noexcept;
-  // Holds lock_: gives the lock to the next writer, else to all readers.
-  void hand_off() noexcept;
-  // Parks in `list` (lock_ held; returns with it released); true when the
-  // lock was handed to us, false on timeout.
-  bool wait_in(detail::wait_list& list, const std::chrono::steady_clock::time_point* deadline,
-               bool writer) noexcept;
+  friend struct detail::waiter_census;
 
-  detail::spinlock lock_;
-  detail::wait_list readers_;            // guarded by lock_
-  detail::wait_list writers_;            // guarded by lock_
-  bool writer_ = false;                  // guarded by lock_
-  std::uint32_t readers_count_ = 0;      // guarded by lock_
-  std::uint32_t writers_waiting_ = 0;    // guarded by lock_
+  // The implementation lies in these functions, outside the annotated ones
+  // above, because clang does not check the body of a function annotated
+  // as taking or releasing a capability, and these touch what lock_
+  // guards. The acquires wait for ever with a null deadline (and return
+  // true); false when the deadline passed first.
+  bool acquire_exclusive(const std::chrono::steady_clock::time_point* deadline) noexcept
+      SPINDLE_EXCLUDES(lock_);
+  bool acquire_shared(const std::chrono::steady_clock::time_point* deadline) noexcept
+      SPINDLE_EXCLUDES(lock_);
+  bool try_acquire_exclusive() noexcept SPINDLE_EXCLUDES(lock_);
+  bool try_acquire_shared() noexcept SPINDLE_EXCLUDES(lock_);
+  void release_exclusive() noexcept SPINDLE_EXCLUDES(lock_);
+  void release_shared() noexcept SPINDLE_EXCLUDES(lock_);
+
+  [[gnu::cold]] void report_waited_on() noexcept SPINDLE_EXCLUDES(lock_);
+  // Gives the lock to the next writer, else to all readers.
+  void hand_off() noexcept SPINDLE_REQUIRES(lock_);
+  // Parks in `list` (readers_ or writers_), letting go of lock_ meanwhile;
+  // true when the lock was handed to us, false on timeout.
+  bool wait_in(detail::wait_list& list, const std::chrono::steady_clock::time_point* deadline,
+               bool writer) noexcept SPINDLE_REQUIRES(lock_);
+
+  mutable detail::spinlock lock_;  // mutable: waiter_census counts under it
+  detail::wait_list readers_ SPINDLE_GUARDED_BY(lock_);
+  detail::wait_list writers_ SPINDLE_GUARDED_BY(lock_);
+  bool writer_ SPINDLE_GUARDED_BY(lock_) = false;
+  std::uint32_t readers_count_ SPINDLE_GUARDED_BY(lock_) = 0;
+  std::uint32_t writers_waiting_ SPINDLE_GUARDED_BY(lock_) = 0;
 };
 
 // shared_timed_mutex adds the timed forms, as std::shared_timed_mutex.
@@ -77,21 +105,25 @@ class shared_timed_mutex : public shared_mutex {
  public:
   // The timed takes wait on steady_clock (_for; a duration too long to
   // add to now waits without a deadline) or give up only once the
-  // deadline has passed on its own clock (_until, sched/clock.h).
+  // deadline has passed on its own clock (_until, fiber/clock.h).
   template <class Rep, class Period>
-  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout)
+      SPINDLE_TRY_ACQUIRE(true) {
     return try_lock_until(detail::steady_after(timeout));
   }
   template <class Clock, class Duration>
-  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline)
+      SPINDLE_TRY_ACQUIRE(true) {
     return detail::until_on_clock(deadline, [this](detail::steady_time d) { return lock_until(&d); });
   }
   template <class Rep, class Period>
-  [[nodiscard]] bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& timeout) {
+  [[nodiscard]] bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& timeout)
+      SPINDLE_TRY_ACQUIRE_SHARED(true) {
     return try_lock_shared_until(detail::steady_after(timeout));
   }
   template <class Clock, class Duration>
-  [[nodiscard]] bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+  [[nodiscard]] bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration>& deadline)
+      SPINDLE_TRY_ACQUIRE_SHARED(true) {
     return detail::until_on_clock(deadline,
                                   [this](detail::steady_time d) { return lock_shared_until(&d); });
   }

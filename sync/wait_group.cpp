@@ -1,8 +1,5 @@
 #include "sync/wait_group.h"
 
-#include <cstdio>
-#include <cstdlib>
-
 #include "sync/detail/misuse.h"
 
 namespace spindle {
@@ -14,8 +11,7 @@ void wait_group::add(std::int64_t delta) noexcept {
   const auto counter = static_cast<std::int32_t>(after >> 32);
   const auto waiters = static_cast<std::uint32_t>(after);
   if (counter < 0) {
-    std::fprintf(stderr, "spindle: wait_group: counter below zero (done() called too many times?)\n");
-    std::abort();
+    detail::sync_misuse("wait_group: counter below zero (done() called too many times?)");
   }
   // Nobody waits, or not done yet: touch nothing more (a waiter that saw
   // zero may already have destroyed *this).

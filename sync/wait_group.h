@@ -45,7 +45,7 @@ class wait_group {
 
   // add() adds `delta` (which may be negative) to the counter (32 bits,
   // as in Go), waking the waiters when it reaches zero. A counter below
-  // zero is a caller bug: add() aborts with "spindle::wait_group: counter
+  // zero is a caller bug: add() aborts with "spindle: wait_group: counter
   // below zero".
   void add(std::int64_t delta = 1) noexcept;
 
@@ -61,6 +61,7 @@ class wait_group {
   }
 
  private:
+  friend struct detail::waiter_census;
   [[gnu::cold]] void report_waited_on(std::uint32_t waiters) const noexcept;
 
   // The counter (high 32 bits, signed) and the number of waiters (low 32

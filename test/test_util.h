@@ -1,11 +1,25 @@
 // Helpers shared by the tests.
 #pragma once
 
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <chrono>
 #include <cstddef>
+#include <string>
+#include <thread>
 
 #include "fiber/detail/sanitizer.h"
+#include "fiber/detail/stack.h"
+#include "fiber/fiber.h"
+#include "fiber/fiber_options.h"
+#include "fiber/this_fiber.h"
+#include "sched/scheduler.h"
+#include "sync/detail/waiter_census.h"
 
 namespace spindle::test {
+
+// ---- Sizing for the sanitizer builds ----
 
 // TSan gives every fiber a thread slot and dies past 8128 of them alive at
 // once, so tests that hold many fibers at a time hold fewer under TSan.
@@ -17,10 +31,6 @@ constexpr std::size_t max_concurrent_fibers(std::size_t wanted) {
 #endif
 }
 
-}  // namespace spindle::test
-
-namespace spindle::test {
-
 // Sanitizer builds run several times slower: stress loops run fewer rounds
 // there, so that the whole suite stays within CI's time.
 constexpr long scaled(long rounds) {
@@ -31,35 +41,7 @@ constexpr long scaled(long rounds) {
 #endif
 }
 
-}  // namespace spindle::test
-
-#include <chrono>
-#include <thread>
-
-#include "fiber/detail/stack.h"
-
-namespace spindle::test {
-
-// A fiber on the default runtime gives its stack back just after the
-// joiner is woken (on its worker's thread, once it has switched away), so a
-// test that joins default-runtime fibers waits for that before the leak
-// check runs. Polls; gives up (and lets the leak check fail) after 60 s.
-inline void await_default_runtime_stacks_released() {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (detail::get_stack_stats().in_use != 0 && std::chrono::steady_clock::now() < give_up) {
-    std::this_thread::yield();
-  }
-}
-
-}  // namespace spindle::test
-
-#include <gtest/gtest.h>
-
-#include <string>
-
-#include "sched/scheduler.h"
-
-namespace spindle::test {
+// ---- Runtimes of several sizes ----
 
 // The fixture of suites that run each test on runtimes of several sizes:
 // TEST_P(...) bodies call opts() (and workers()), and the suite is
@@ -74,22 +56,45 @@ inline std::string workers_name(const testing::TestParamInfo<unsigned>& info) {
   return std::to_string(info.param) + "Workers";
 }
 
-}  // namespace spindle::test
-
-#define SPINDLE_INSTANTIATE_WORKERS(suite, ...) \
-  INSTANTIATE_TEST_SUITE_P(Workers, suite, testing::Values(__VA_ARGS__), spindle::test::workers_name)
-
-#include "fiber/fiber.h"
-#include "fiber/fiber_options.h"
-#include "fiber/this_fiber.h"
-
-namespace spindle::test {
+// ---- Waiting for other fibers, without sleeping ----
 
 // Yields until `done()` holds; for conditions other fibers or threads make
 // true.
 template <class Pred>
 void yield_until(Pred done) {
   while (!done()) spindle::this_fiber::yield();
+}
+
+// await_parked() returns once at least `n` fibers (or plain threads) are
+// parked on `object`, a sync/ primitive (mutex, condition variable,
+// channel, semaphore, ...): registered where its wakers look, so that a
+// wake from now on reaches them (sync/detail/waiter_census.h says what
+// counts for each type). Yields between looks; no timing. A test whose
+// point is that a fiber waits calls it before it wakes that fiber: without
+// it, the test passes as well when the waiter had not got there yet, and
+// tests only half of what it claims.
+template <class Object>
+void await_parked(const Object& object, std::size_t n = 1) {
+  yield_until([&] { return spindle::detail::waiter_census::count(object) >= n; });
+}
+
+// Returns once worker `w` has run a fiber started by this call. Called
+// after a fiber pinned to `w` has begun running there, it proves that
+// fiber has parked (or finished) since: a worker runs one fiber at a time.
+inline void await_worker_free(int w) {
+  spindle::fiber probe(spindle::fiber_options{.worker = w, .pinned = true}, [] {});
+  probe.join();
+}
+
+// A fiber on the default runtime gives its stack back just after the
+// joiner is woken (on its worker's thread, once it has switched away), so a
+// test that joins default-runtime fibers waits for that before the leak
+// check runs. Polls; gives up (and lets the leak check fail) after 60 s.
+inline void await_default_runtime_stacks_released() {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (detail::get_stack_stats().in_use != 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::yield();
+  }
 }
 
 // A spin-wait hint to the CPU, for busy work of a test's own.
@@ -101,19 +106,7 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// Returns once worker `w` has run a fiber started by this call. Called
-// after a fiber pinned to `w` has begun running there, it proves that
-// fiber has parked (or finished) since: a worker runs one fiber at a time.
-inline void await_worker_free(int w) {
-  spindle::fiber probe(spindle::fiber_options{.worker = w, .pinned = true}, [] {});
-  probe.join();
-}
-
-}  // namespace spindle::test
-
-#include <sys/resource.h>
-
-namespace spindle::test {
+// ---- The process ----
 
 // Raises the soft limit on descriptors to the hard limit; returns it.
 inline rlim_t raise_descriptor_limit() {
@@ -128,3 +121,6 @@ inline rlim_t raise_descriptor_limit() {
 }
 
 }  // namespace spindle::test
+
+#define SPINDLE_INSTANTIATE_WORKERS(suite, ...) \
+  INSTANTIATE_TEST_SUITE_P(Workers, suite, testing::Values(__VA_ARGS__), spindle::test::workers_name)

@@ -18,57 +18,28 @@
 
 #include "fiber/fiber.h"
 #include "fiber/this_fiber.h"
-#include "sched/park.h"
 #include "sched/scheduler.h"
 #include "sync/channel.h"
+#include "test/sched/baton.h"
 
 namespace {
 
-namespace detail = spindle::detail;
-
-// A one-slot hand-off on the park protocol (what a channel of capacity 0
-// does at its core): give() wakes the taker, take() waits for a give().
-class handoff {
- public:
-  void give() {
-    tokens_.fetch_add(1, std::memory_order_release);
-    if (detail::control_block* w = waiter_.exchange(nullptr, std::memory_order_acq_rel)) {
-      detail::unpark(w);
-    }
-  }
-  void take() {
-    for (;;) {
-      int t = tokens_.load(std::memory_order_acquire);
-      if (t > 0 && tokens_.compare_exchange_weak(t, t - 1, std::memory_order_acq_rel)) return;
-      if (t > 0) continue;
-      detail::control_block* self = detail::current_waiter();
-      detail::prepare_park(self);
-      waiter_.store(self, std::memory_order_seq_cst);
-      if (tokens_.load(std::memory_order_seq_cst) > 0 &&
-          waiter_.exchange(nullptr, std::memory_order_acq_rel) == self) {
-        detail::cancel_park(self);
-        continue;
-      }
-      detail::park(self);
-    }
-  }
-
- private:
-  std::atomic<int> tokens_{0};
-  std::atomic<detail::control_block*> waiter_{nullptr};
-};
+// The ping-pong's hand-off is test/sched/baton.h's, the one the scheduler
+// tests use: a one-slot hand-off on the park protocol (what a channel of
+// capacity 0 does at its core), give() waking the taker.
+using spindle::test::baton;
 
 // One iteration is a round trip: ping gives, pong takes and gives back.
 void ping_pong(benchmark::State& state, unsigned workers, bool separate_workers) {
   spindle::run(spindle::options{.workers = workers}, [&] {
-    handoff to_pong;
-    handoff to_ping;
+    baton to_pong;
+    baton to_ping;
     std::atomic<bool> stop{false};
     spindle::fiber_options pong_options;
     if (separate_workers) pong_options = {.worker = 1, .pinned = true};
     spindle::fiber pong(pong_options, [&] {
       for (;;) {
-        to_pong.take();
+        to_pong.take_untimed();
         if (stop.load(std::memory_order_relaxed)) return;
         to_ping.give();
       }
@@ -76,7 +47,7 @@ void ping_pong(benchmark::State& state, unsigned workers, bool separate_workers)
     if (separate_workers) spindle::this_fiber::pin();  // main is on worker 0
     for (auto _ : state) {
       to_pong.give();
-      to_ping.take();
+      to_ping.take_untimed();
     }
     stop = true;
     to_pong.give();

@@ -14,20 +14,7 @@
 
 #include <cstddef>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SPINDLE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SPINDLE_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define SPINDLE_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SPINDLE_TSAN 1
-#endif
-#endif
+#include "fiber/sanitizers.h"
 
 #if SPINDLE_ASAN
 #include <sanitizer/asan_interface.h>

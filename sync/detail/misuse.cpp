@@ -7,6 +7,11 @@
 
 namespace spindle::detail {
 
+void sync_misuse(const char* message) noexcept {
+  std::fprintf(stderr, "spindle: %s\n", message);
+  std::abort();
+}
+
 void destroyed_while_waited_on(const char* what, const void* object, waiting_count first,
                                waiting_count second, const char* advice) noexcept {
   if (!run_active()) return;

@@ -1,10 +1,16 @@
-// How sync/ reports that a primitive is destroyed while fibers wait on it.
-// Internal.
+// How sync/ reports a caller's bug: a precondition broken (sync_misuse),
+// or a primitive destroyed while fibers wait on it. Internal.
 #pragma once
 
 #include <cstddef>
 
 namespace spindle::detail {
+
+// sync_misuse() reports a broken precondition that std leaves undefined (an
+// unlock() by a non-owner, a semaphore released past max(), a latch counted
+// below zero): it prints "spindle: <message>" to stderr and aborts, in every
+// build type.
+[[noreturn, gnu::cold]] void sync_misuse(const char* message) noexcept;
 
 // Who waits, for the message: a count and what they are ("receivers").
 struct waiting_count {
@@ -29,7 +35,7 @@ struct waiting_count {
 // quietly. `what` names the type, `object` is its address, `advice` says
 // what to do instead.
 [[gnu::cold]] void destroyed_while_waited_on(const char* what, const void* object,
-                                                       waiting_count first, waiting_count second,
-                                                       const char* advice) noexcept;
+                                             waiting_count first, waiting_count second,
+                                             const char* advice) noexcept;
 
 }  // namespace spindle::detail

@@ -39,4 +39,15 @@ std::size_t unpark_address(const void* key, std::size_t n) noexcept {
   return woken;
 }
 
+std::size_t parked_count(const void* key) noexcept {
+  parking_bucket& b = parking_bucket_for(key);
+  std::size_t n = 0;
+  b.lock.lock();
+  for (const wait_node* node = b.list.front(); node != nullptr; node = node->next) {
+    if (node->key == key) ++n;
+  }
+  b.lock.unlock();
+  return n;
+}
+
 }  // namespace spindle::detail

@@ -40,7 +40,7 @@ enum class park_result {
 // A bucket of the table: waiters of every key that hashes to it.
 struct alignas(64) parking_bucket {
   spinlock lock;
-  wait_list list;  // wait_node::key tells whose each waiter is
+  wait_list list SPINDLE_GUARDED_BY(lock);  // wait_node::key tells whose each waiter is
 };
 
 parking_bucket& parking_bucket_for(const void* key) noexcept;
@@ -84,5 +84,10 @@ park_result park_on(const void* key, Condition still_wait,
 // Touches nothing but the table and the waiters.
 std::size_t unpark_address(const void* key,
                            std::size_t n = std::numeric_limits<std::size_t>::max()) noexcept;
+
+// parked_count() is how many waiters are parked on `key` now: exact at the
+// moment it holds the bucket's lock, under which park_on() queues a waiter
+// and a wake or a timeout takes it out (for tests: waiter_census.h).
+std::size_t parked_count(const void* key) noexcept;
 
 }  // namespace spindle::detail

@@ -39,7 +39,7 @@
 #include <cstdint>
 #include <thread>
 
-#include "fiber/detail/control_block.h"
+#include "fiber/thread_annotations.h"
 #include "sched/park.h"
 
 namespace spindle::detail {
@@ -61,9 +61,9 @@ namespace spindle::detail {
 // store: a waiter that marks itself in the moment between that load and
 // the store can miss its wake, so sleeps are bounded (max_sleep), and a
 // waiter whose futex word changed before it slept does not sleep at all.
-class spinlock {
+class SPINDLE_CAPABILITY("spinlock") spinlock {
  public:
-  void lock() noexcept {
+  void lock() noexcept SPINDLE_ACQUIRE() {
     std::uint32_t expected = 0;
     if (state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
                                        std::memory_order_relaxed)) [[likely]] {
@@ -71,12 +71,12 @@ class spinlock {
     }
     lock_contended();
   }
-  bool try_lock() noexcept {
+  bool try_lock() noexcept SPINDLE_TRY_ACQUIRE(true) {
     std::uint32_t expected = 0;
     return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
                                           std::memory_order_relaxed);
   }
-  void unlock() noexcept {
+  void unlock() noexcept SPINDLE_RELEASE() {
     const std::uint32_t s = state_.load(std::memory_order_relaxed);
     state_.store(0, std::memory_order_release);
     if (s == 2) [[unlikely]] wake_one();
@@ -110,7 +110,13 @@ struct wait_node {
   const void* key = nullptr;
 };
 
-// FIFO of wait_nodes. Every member must be called with the lock held.
+// waiter_census counts the waiters of each primitive, for tests
+// (waiter_census.h); the primitives befriend it.
+struct waiter_census;
+
+// FIFO of wait_nodes. Every member must be called with the lock held
+// that guards the list: declare it SPINDLE_GUARDED_BY that lock, and the
+// analysis checks each call.
 class wait_list {
  public:
   bool empty() const noexcept { return head_ == nullptr; }
@@ -166,7 +172,7 @@ struct queue_node : wait_node {
 // wait_queue: a wait_list with its lock and the park/wake steps.
 class wait_queue {
  public:
-  spinlock& lock() noexcept { return lock_; }
+  spinlock& lock() const noexcept SPINDLE_RETURN_CAPABILITY(lock_) { return lock_; }
 
   // enqueue() registers the caller, which holds lock(), as a waiter and
   // releases the lock; from here a wake may come at any moment, and the
@@ -174,7 +180,7 @@ class wait_queue {
   // in between whatever must happen after it is registered, such as
   // releasing the mutex of a condition variable). `node` must outlive the
   // wait (put it on the caller's stack).
-  void enqueue(queue_node& node) noexcept {
+  void enqueue(queue_node& node) noexcept SPINDLE_RELEASE(lock_) {
     node.waiter = current_waiter();
     prepare_park(node.waiter);
     list_.push_back(&node);
@@ -183,7 +189,7 @@ class wait_queue {
 
   // park_enqueued() returns once woken; it does not touch the queue again
   // (see the top).
-  void park_enqueued(queue_node& node) noexcept {
+  void park_enqueued(queue_node& node) noexcept SPINDLE_EXCLUDES(lock_) {
     park(node.waiter);
     await_released(node.released);
   }
@@ -192,7 +198,8 @@ class wait_queue {
   // node is no longer queued, and no wake was taken). Only a timed-out
   // waiter touches the queue after its park.
   bool park_enqueued_until(queue_node& node,
-                           std::chrono::steady_clock::time_point deadline) noexcept {
+                           std::chrono::steady_clock::time_point deadline) noexcept
+      SPINDLE_EXCLUDES(lock_) {
     if (park_until(node.waiter, deadline)) {
       await_released(node.released);
       return true;
@@ -205,14 +212,15 @@ class wait_queue {
 
   // wait() parks the caller, which holds lock(), until woken; returns with
   // the lock released.
-  void wait(queue_node& node) noexcept {
+  void wait(queue_node& node) noexcept SPINDLE_RELEASE(lock_) {
     enqueue(node);
     park_enqueued(node);
   }
 
   // wait_until() is wait() with a deadline: true when woken, false on
   // timeout.
-  bool wait_until(queue_node& node, std::chrono::steady_clock::time_point deadline) noexcept {
+  bool wait_until(queue_node& node, std::chrono::steady_clock::time_point deadline) noexcept
+      SPINDLE_RELEASE(lock_) {
     enqueue(node);
     return park_enqueued_until(node, deadline);
   }
@@ -221,7 +229,7 @@ class wait_queue {
   // holds lock(). Returns the woken node, or nullptr. The caller must pass
   // it to release() once it has let go of the lock and is done with the
   // primitive: the woken waits for that, and may then destroy it.
-  queue_node* wake_one() noexcept {
+  queue_node* wake_one() noexcept SPINDLE_REQUIRES(lock_) {
     while (wait_node* n = list_.pop_front()) {
       if (unpark(n->waiter)) return static_cast<queue_node*>(n);
       // It timed out meanwhile: it will find itself dequeued and report a
@@ -232,7 +240,7 @@ class wait_queue {
 
   // wake_all() wakes every waiter; the caller holds lock(). Returns them
   // chained through next_woken, for release() as wake_one()'s.
-  queue_node* wake_all() noexcept {
+  queue_node* wake_all() noexcept SPINDLE_REQUIRES(lock_) {
     queue_node* woken = nullptr;
     while (queue_node* n = wake_one()) {
       n->next_woken = woken;
@@ -253,12 +261,22 @@ class wait_queue {
     }
   }
 
-  bool has_waiters() const noexcept { return !list_.empty(); }
-  std::size_t waiter_count() const noexcept { return list_.size(); }
+  bool has_waiters() const noexcept SPINDLE_REQUIRES(lock_) { return !list_.empty(); }
+  std::size_t waiter_count() const noexcept SPINDLE_REQUIRES(lock_) { return list_.size(); }
+
+  // count_waiters() is how many waiters are queued now, exact at the
+  // moment it holds the lock: each was queued (enqueue()) under it, and a
+  // wake or a timeout takes it out under it (for tests: waiter_census.h).
+  std::size_t count_waiters() const noexcept SPINDLE_EXCLUDES(lock_) {
+    lock_.lock();
+    const std::size_t n = list_.size();
+    lock_.unlock();
+    return n;
+  }
 
  private:
-  spinlock lock_;
-  wait_list list_;
+  mutable spinlock lock_;  // mutable: count_waiters() is const
+  wait_list list_ SPINDLE_GUARDED_BY(lock_);
 };
 
 }  // namespace spindle::detail

@@ -39,6 +39,20 @@ class baton {
     }
   }
 
+  // taker_parked() tells whether a taker is parked in take_untimed() or
+  // take() now: registered for give()'s wake and switched out (a plain
+  // thread: registered), so that give() finds it parked rather than on its
+  // way there (for tests of what a wake does to a parked fiber). Only
+  // while no give() can run.
+  bool taker_parked() const {
+    const detail::control_block* w = waiter_.load(std::memory_order_acquire);
+    if (w == nullptr) return false;
+    // Safe while no give() runs (the caller's to ensure): until one comes,
+    // the registered taker stays parking or parked, and alive.
+    return w->is_thread_ ||
+           w->state_.load(std::memory_order_acquire) == detail::fiber_state::parked;
+  }
+
   // take() returns false if no token came within `patience` (a lost wakeup).
   bool take(std::chrono::seconds patience = std::chrono::seconds(60)) {
     const auto deadline = std::chrono::steady_clock::now() + patience;

@@ -1,5 +1,5 @@
 // Every timed call goes through one deadline type (sched/deadline.h) and
-// its saturating steps (sched/clock.h): the extremes of every duration and
+// its saturating steps (fiber/clock.h): the extremes of every duration and
 // time point type mean "no deadline" or "now", never an overflow. A call
 // with a timeout too long to add to now still returns when what it waits
 // for comes, and does not give up at once; zero, negative and min()

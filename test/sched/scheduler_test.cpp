@@ -358,7 +358,7 @@ TEST_P(WorkersTest, AFiberWokenByAComputingFiberIsNotHeldUpByIt) {
         answered = true;
       });
       fiber waker([&] {
-        spindle::this_fiber::sleep_for(std::chrono::microseconds(50));  // the sleeper parks
+        spindle::test::yield_until([&] { return wake.taker_parked(); });
         wake.give();
         while (!answered.load()) {
         }

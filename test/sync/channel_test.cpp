@@ -99,7 +99,7 @@ TEST_P(ChannelTest, CloseWakesEveryWaitingReceiver) {
         if (!ch.recv().has_value()) got_nullopt.fetch_add(1);
       });
     }
-    spindle::this_fiber::sleep_for(2ms);
+    spindle::test::await_parked(ch, 8);  // all eight wait in recv()
     ch.close();
     for (auto& f : fs) f.join();
     EXPECT_EQ(got_nullopt.load(), 8);
@@ -128,7 +128,7 @@ TEST_P(ChannelTest, ASenderWaitingWhenTheChannelClosesThrows) {
         threw = true;
       }
     });
-    spindle::this_fiber::sleep_for(2ms);
+    spindle::test::await_parked(ch);  // the sender waits in send()
     ch.close();
     sender.join();
     EXPECT_TRUE(threw.load());

@@ -122,7 +122,7 @@ TEST_P(ConditionVariableTest, APlainThreadWaitsForAFiber) {
       std::unique_lock lock(mu);
       cv.wait(lock, [&] { return ready; });
     });
-    spindle::this_fiber::sleep_for(1ms);
+    spindle::test::await_parked(cv);  // the thread waits in wait()
     {
       std::lock_guard lock(mu);
       ready = true;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <utility>
 #include <memory>
 #include <stdexcept>
@@ -297,6 +298,39 @@ TEST_P(FutureTest, ReferenceResultsReferToTheObjectSet) {
     auto af = spindle::async([&target]() -> int& { return target; });
     EXPECT_EQ(&af.get(), &target);
   });
+}
+
+// A callable that counts how often it is moved and copied.
+struct counted_callable {
+  static inline int moves = 0;
+  static inline int copies = 0;
+  counted_callable() = default;
+  counted_callable(const counted_callable&) { ++copies; }
+  counted_callable(counted_callable&&) noexcept { ++moves; }
+  int operator()(int x) const { return x + 1; }
+  static void reset() { moves = copies = 0; }
+};
+
+template <class Make>
+std::pair<int, int> moves_and_copies(Make make) {
+  counted_callable::reset();
+  make();
+  return {counted_callable::moves, counted_callable::copies};
+}
+
+// packaged_task and async move (or copy) the callable as often as
+// libstdc++'s do, no more: a swap-in run of outside code (docs/porting.md)
+// found one extra move in each, visible to a callable that counts.
+TEST(FutureMovesTest, PackagedTaskAndAsyncMoveTheCallableAsOftenAsStds) {
+  EXPECT_EQ(moves_and_copies([] { std::packaged_task<int(int)> t(counted_callable{}); }),
+            moves_and_copies([] { spindle::packaged_task<int(int)> t(counted_callable{}); }));
+  const counted_callable lvalue;
+  EXPECT_EQ(moves_and_copies([&] { std::packaged_task<int(int)> t(lvalue); }),
+            moves_and_copies([&] { spindle::packaged_task<int(int)> t(lvalue); }));
+  EXPECT_EQ(moves_and_copies([] { EXPECT_EQ(std::async(std::launch::async, counted_callable{}, 1).get(), 2); }),
+            moves_and_copies([] { EXPECT_EQ(spindle::async(spindle::launch::async, counted_callable{}, 1).get(), 2); }));
+  EXPECT_EQ(moves_and_copies([] { EXPECT_EQ(std::async(std::launch::deferred, counted_callable{}, 1).get(), 2); }),
+            moves_and_copies([] { EXPECT_EQ(spindle::async(spindle::launch::deferred, counted_callable{}, 1).get(), 2); }));
 }
 
 TEST(FutureThreadTest, APlainThreadWaitsOnAFuture) {

@@ -103,7 +103,7 @@ TEST_P(MutexTest, LockParksTheFiberNotTheWorker) {
       std::lock_guard lock(mu);
       order.push_back(2);
     });
-    spindle::this_fiber::sleep_for(2ms);  // the waiter is parked in lock() by now
+    spindle::test::await_parked(mu);  // the waiter is parked in lock()
     order.push_back(1);
     mu.unlock();
     waiter.join();
@@ -175,7 +175,7 @@ TEST_P(MutexTest, FreshMutexesContendedForTheFirstTimeWhileTheirHolderReleasesLo
   EXPECT_EQ(total, long{rounds} * fibers_per_round * per_fiber);
 }
 
-// Biased locking (lock_word in sync/mutex.h): a mutex one thread keeps
+// Biased locking (lock_word in sync/detail/lock_word.h): a mutex one thread keeps
 // taking is biased to it and taken without locked instructions; anyone
 // else revokes the bias first. The build or the kernel may rule it out
 // (ThreadSanitizer builds, no membarrier), and then these tests skip.
@@ -262,7 +262,7 @@ TEST(MutexBiasTest, AMutexThatHasHadAWaiterIsNeverBiased) {
     inspectable_mutex mu;
     mu.lock();
     fiber waiter([&] { std::lock_guard lock(mu); });
-    spindle::test::await_worker_free(0);  // the waiter has parked in lock()
+    spindle::test::await_parked(mu);  // the waiter has parked in lock()
     mu.unlock();
     waiter.join();
     take_until_biased(mu);
@@ -276,7 +276,7 @@ TEST(MutexBiasTest, ASiblingFiberOfTheBiasThreadWaitsForTheBiasedHolder) {
   // it once the holder releases.
   biased_locking_on guard;
   SPINDLE_REQUIRE_BIASED_LOCKING(guard);
-  spindle::run([] {
+  spindle::run(spindle::options{.workers = 1}, [] {
     inspectable_mutex mu;
     take_until_biased(mu);
     ASSERT_TRUE(mu.biased());
@@ -286,7 +286,7 @@ TEST(MutexBiasTest, ASiblingFiberOfTheBiasThreadWaitsForTheBiasedHolder) {
       std::lock_guard lock(mu);
       order.push_back(2);
     });
-    spindle::test::await_worker_free(0);  // the sibling waits in lock()
+    spindle::test::await_parked(mu);  // the sibling waits in lock()
     EXPECT_FALSE(mu.biased());
     order.push_back(1);
     mu.unlock();
@@ -299,12 +299,12 @@ TEST(MutexBiasTest, ASiblingFiberOfTheBiasThreadWaitsForTheBiasedHolder) {
 }
 
 TEST(MutexBiasTest, TheTakeThatBiasesTheMutexStillExcludesASiblingFiber) {
-  // The take that biases the mutex holds it through the ordinary word; if
-  // its fiber parks before releasing, another fiber of the same thread
-  // must not slip in through the fresh bias.
+  // One worker: the take that biases the mutex holds it through the
+  // ordinary word; if its fiber parks before releasing, another fiber of
+  // the same thread must not slip in through the fresh bias.
   biased_locking_on guard;
   SPINDLE_REQUIRE_BIASED_LOCKING(guard);
-  spindle::run([] {
+  spindle::run(spindle::options{.workers = 1}, [] {
     inspectable_mutex mu;
     for (long i = 0; i < bias_threshold; ++i) {
       std::lock_guard lock(mu);
@@ -318,7 +318,7 @@ TEST(MutexBiasTest, TheTakeThatBiasesTheMutexStillExcludesASiblingFiber) {
       std::lock_guard lock(mu);
       EXPECT_FALSE(inside);
     });
-    spindle::test::await_worker_free(0);  // the sibling has run into lock()
+    spindle::test::await_parked(mu);  // the sibling waits in lock()
     inside = false;
     mu.unlock();
     sibling.join();
@@ -477,17 +477,15 @@ TYPED_TEST(AnyMutexTest, OneBiasedToAFiberOnOneWorkerIsTakenOnAnotherOnlyOnceRel
       mu.lock();
       if constexpr (std::is_same_v<TypeParam, spindle::recursive_mutex>) mu.lock();
       step = 1;
-      // Give the other fiber time to come to lock() and wait there (the
-      // check below holds however late it comes).
-      spindle::test::yield_until([&] { return step.load() == 2; });
-      spindle::this_fiber::sleep_for(1ms);
+      // Let the other fiber come to lock() and wait there (it revokes the
+      // bias, and waits for this hold's release).
+      spindle::test::await_parked(mu);
       released = true;
       if constexpr (std::is_same_v<TypeParam, spindle::recursive_mutex>) mu.unlock();
       mu.unlock();
     });
     fiber taker(spindle::fiber_options{.worker = 1, .pinned = true}, [&] {
       spindle::test::yield_until([&] { return step.load() == 1; });
-      step = 2;
       std::lock_guard lock(mu);
       EXPECT_TRUE(released.load());
     });
@@ -603,7 +601,7 @@ TEST_P(MutexTest, ARecursiveMutexIsHeldUntilUnlockedAsOftenAsLocked) {
     });
     mu.unlock();
     mu.unlock();
-    spindle::this_fiber::sleep_for(2ms);
+    spindle::test::await_parked(mu);  // `other` waits in lock()
     EXPECT_FALSE(got.load());  // still held once
     mu.unlock();
     other.join();

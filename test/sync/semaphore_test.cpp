@@ -14,7 +14,9 @@
 #include "fiber/fiber.h"
 #include "fiber/this_fiber.h"
 #include "sched/scheduler.h"
+#include "sync/barrier.h"
 #include "sync/detail/parking_lot.h"
+#include "sync/latch.h"
 #include "test_util.h"
 
 namespace {
@@ -26,30 +28,37 @@ class SemaphoreTest : public spindle::test::workers_fixture {};
 
 SPINDLE_INSTANTIATE_WORKERS(SemaphoreTest, 1u, 2u, 4u);
 
-TEST_P(SemaphoreTest, NeverMoreHoldersThanTheCount) {
-  spindle::run(opts(), [] {
-    spindle::counting_semaphore<3> sem(3);
-    std::atomic<int> inside{0};
-    std::atomic<int> most{0};
-    std::vector<fiber> fs;
-    for (int i = 0; i < 20; ++i) {
-      fs.emplace_back([&] {
-        for (int k = 0; k < 200; ++k) {
-          sem.acquire();
-          const int now = inside.fetch_add(1) + 1;
-          int m = most.load();
-          while (now > m && !most.compare_exchange_weak(m, now)) {
-          }
-          spindle::this_fiber::yield();
-          inside.fetch_sub(1);
-          sem.release();
+// 20 fibers take and give back a semaphore of 3 units: never more than 3
+// hold it at once, and every unit comes back.
+template <class Semaphore>
+void never_more_holders_than_the_count() {
+  Semaphore sem(3);
+  std::atomic<int> inside{0};
+  std::atomic<int> most{0};
+  std::vector<fiber> fs;
+  for (int i = 0; i < 20; ++i) {
+    fs.emplace_back([&] {
+      for (int k = 0; k < 200; ++k) {
+        sem.acquire();
+        const int now = inside.fetch_add(1) + 1;
+        int m = most.load();
+        while (now > m && !most.compare_exchange_weak(m, now)) {
         }
-      });
-    }
-    for (auto& f : fs) f.join();
-    EXPECT_LE(most.load(), 3);
-    EXPECT_GE(most.load(), 1);
-  });
+        spindle::this_fiber::yield();
+        inside.fetch_sub(1);
+        sem.release();
+      }
+    });
+  }
+  for (auto& f : fs) f.join();
+  EXPECT_LE(most.load(), 3);
+  EXPECT_GE(most.load(), 1);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(sem.try_acquire());
+  EXPECT_FALSE(sem.try_acquire());
+}
+
+TEST_P(SemaphoreTest, NeverMoreHoldersThanTheCount) {
+  spindle::run(opts(), [] { never_more_holders_than_the_count<spindle::counting_semaphore<3>>(); });
 }
 
 TEST_P(SemaphoreTest, TryAcquireForTimesOutAtZeroAndReleaseWakesAWaiter) {
@@ -219,31 +228,7 @@ TEST(SemaphoreDeathTest, ReleasingAWideSemaphorePastMaxIsAClearError) {
 }
 
 TEST_P(SemaphoreTest, AWideSemaphoreNeverLetsMoreHoldersInThanItsCount) {
-  spindle::run(opts(), [] {
-    wide_semaphore sem(3);
-    std::atomic<int> inside{0};
-    std::atomic<int> most{0};
-    std::vector<fiber> fs;
-    for (int i = 0; i < 20; ++i) {
-      fs.emplace_back([&] {
-        for (int k = 0; k < 200; ++k) {
-          sem.acquire();
-          const int now = inside.fetch_add(1) + 1;
-          int m = most.load();
-          while (now > m && !most.compare_exchange_weak(m, now)) {
-          }
-          spindle::this_fiber::yield();
-          inside.fetch_sub(1);
-          sem.release();
-        }
-      });
-    }
-    for (auto& f : fs) f.join();
-    EXPECT_LE(most.load(), 3);
-    EXPECT_GE(most.load(), 1);
-    for (int i = 0; i < 3; ++i) EXPECT_TRUE(sem.try_acquire());  // every unit came back
-    EXPECT_FALSE(sem.try_acquire());
-  });
+  spindle::run(opts(), [] { never_more_holders_than_the_count<wide_semaphore>(); });
 }
 
 // The wide core's waiters bit is cleared by whoever guesses it is the last

@@ -62,7 +62,6 @@ TEST_P(SharedMutexTest, ReadersShareWritersExcludeEveryone) {
 }
 
 TEST(SharedMutexOrderTest, AWaitingWriterHoldsBackNewReaders) {
-  // One worker: the writer runs (and queues) while main sleeps.
   spindle::run(spindle::options{.workers = 1}, [] {
     spindle::shared_mutex mu;
     mu.lock_shared();
@@ -73,7 +72,7 @@ TEST(SharedMutexOrderTest, AWaitingWriterHoldsBackNewReaders) {
       std::unique_lock lock(mu);
       writer_done = true;
     });
-    spindle::this_fiber::sleep_for(2ms);  // the writer runs and queues
+    spindle::test::await_parked(mu);  // the writer runs and queues
     ASSERT_TRUE(writer_waiting.load());
     EXPECT_FALSE(mu.try_lock_shared());   // a new reader would starve it
     mu.unlock_shared();

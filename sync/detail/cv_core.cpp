@@ -1,4 +1,4 @@
-#include "sync/condition_variable.h"
+#include "sync/detail/cv_core.h"
 
 #include "sync/detail/misuse.h"
 

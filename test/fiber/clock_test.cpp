@@ -2,7 +2,7 @@
 // clock has reached the deadline: a clock slower than steady_clock, or one
 // stepped back during the wait, means waiting again for what is left. And
 // durations too long to add to now mean no deadline, not an overflow.
-#include "sched/clock.h"
+#include "fiber/clock.h"
 
 #include <gtest/gtest.h>
 
