@@ -1,7 +1,7 @@
 // spindle::deadline: when a wait gives up. Every blocking call that takes
 // a time limit (socket calls, channel and select waits, blocking_for, the
 // std-style *_for and *_until calls) turns it into one of these, on
-// steady_clock, once, by the rules of sched/clock.h:
+// steady_clock, once, by the rules of fiber/clock.h:
 //
 //   conn.read_some(buf, 5s);                        // 5 seconds from now
 //   conn.read_some(buf, steady_clock::now() + 5s);  // the same
@@ -13,12 +13,12 @@
 // point already past are "now", which gives a call one try and no wait.
 // A time point of another clock is measured against that clock's now()
 // when the deadline is made (a std-style *_until call instead waits until
-// its own clock says the time has come: sched/clock.h's until_on_clock).
+// its own clock says the time has come: fiber/clock.h's until_on_clock).
 #pragma once
 
 #include <chrono>
 
-#include "sched/clock.h"
+#include "fiber/clock.h"
 
 namespace spindle {
 
