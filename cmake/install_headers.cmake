@@ -5,6 +5,7 @@
 # through each other (their inline templates need them). The rest, such as
 # fiber/detail/context.h, which includes Boost.Context, stay in the source
 # tree. Needs SPINDLE_SOURCE_DIR and SPINDLE_INCLUDE_DESTINATION.
+cmake_policy(VERSION 3.25)  # IN_LIST; a script run by install() starts with no policies
 set(installed spindle.h)
 foreach(dir fiber sched sync io)
   file(GLOB_RECURSE headers RELATIVE ${SPINDLE_SOURCE_DIR} ${SPINDLE_SOURCE_DIR}/${dir}/*.h)
