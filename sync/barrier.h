@@ -8,7 +8,7 @@
 
 #include "fiber/thread_annotations.h"
 #include "sync/detail/cv_core.h"
-#include "sync/detail/lock_holder.h"
+#include "fiber/lock_holder.h"
 #include "sync/detail/misuse.h"
 #include "sync/mutex.h"
 

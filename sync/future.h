@@ -16,7 +16,7 @@
 #include "fiber/fiber.h"
 #include "fiber/thread_annotations.h"
 #include "sync/condition_variable.h"
-#include "sync/detail/lock_holder.h"
+#include "fiber/lock_holder.h"
 #include "sync/mutex.h"
 
 namespace spindle {

@@ -3,6 +3,7 @@
 #include "fiber/detail/stack.h"
 
 #include "fiber/detail/sanitizer.h"
+#include "fiber/lock_holder.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -199,11 +200,11 @@ struct thread_cache {
 
 // Every live thread's cache, so that statistics see stacks that one thread
 // allocated and another released.
-std::mutex g_registry_mu;
-thread_cache* g_registry = nullptr;  // guarded by g_registry_mu
+os_mutex g_registry_mu;
+thread_cache* g_registry SPINDLE_GUARDED_BY(g_registry_mu) = nullptr;
 
 void thread_cache::register_self() noexcept {
-  std::lock_guard lock(g_registry_mu);
+  lock_holder lock(g_registry_mu);
   next_registered = g_registry;
   g_registry = this;
   registered = true;
@@ -212,7 +213,7 @@ void thread_cache::register_self() noexcept {
 thread_cache::~thread_cache() {
   flush();
   if (!registered) return;
-  std::lock_guard lock(g_registry_mu);
+  lock_holder lock(g_registry_mu);
   for (thread_cache** p = &g_registry; *p != nullptr; p = &(*p)->next_registered) {
     if (*p == this) {
       *p = next_registered;
@@ -244,7 +245,7 @@ void thread_cache::flush() noexcept {
   count = 0;
   // Fold this thread's count into the global one (under the registry lock,
   // so that get_stack_stats() never sees it in both places or neither).
-  std::lock_guard lock(g_registry_mu);
+  lock_holder lock(g_registry_mu);
   pool().in_use.fetch_add(in_use_delta.load(std::memory_order_relaxed), std::memory_order_relaxed);
   in_use_delta.store(0, std::memory_order_relaxed);
 }
@@ -252,11 +253,13 @@ void thread_cache::flush() noexcept {
 // fork(): the child has only the forking thread. Hold the pool's locks
 // across the fork, so that no other thread is inside them at that moment
 // and the child finds them free (the lock order: registry, then pool).
-void lock_for_fork() noexcept {
+// Held from the prepare handler to the parent and child handlers: the
+// analysis follows a lock within one function only.
+void lock_for_fork() noexcept SPINDLE_NO_THREAD_SAFETY_ANALYSIS {
   g_registry_mu.lock();
   pool().mu.lock();
 }
-void unlock_after_fork() noexcept {
+void unlock_after_fork() noexcept SPINDLE_NO_THREAD_SAFETY_ANALYSIS {
   pool().mu.unlock();
   g_registry_mu.unlock();
 }
@@ -353,7 +356,7 @@ std::size_t mprotect_guards_in_use() noexcept {
 stack_stats get_stack_stats() noexcept {
   long in_use = 0;
   {
-    std::lock_guard lock(g_registry_mu);
+    lock_holder lock(g_registry_mu);
     in_use = pool().in_use.load(std::memory_order_relaxed);
     for (thread_cache* c = g_registry; c != nullptr; c = c->next_registered) {
       in_use += c->in_use_delta.load(std::memory_order_relaxed);

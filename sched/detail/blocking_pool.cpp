@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "fiber/lock_holder.h"
 #include "sched/blocking.h"
 #include "sched/detail/runtime.h"
 #include "sched/detail/worker.h"
@@ -114,19 +115,19 @@ struct blocking_pool::state {
   const std::size_t max_queue;
   const std::chrono::milliseconds idle_timeout;
 
-  mutable std::mutex mu;
-  call_list queue;                  // guarded by mu
-  call_list room;                   // waiting for room in queue; guarded by mu
-  std::vector<idle_thread*> idle;   // a stack: back() is the warmest
-  std::size_t threads = 0;          // guarded by mu, as are the counters below
-  std::size_t peak_threads = 0;
-  std::size_t running = 0;
-  std::size_t completed = 0;
-  bool stopping = false;
+  mutable os_mutex mu;
+  call_list queue SPINDLE_GUARDED_BY(mu);
+  call_list room SPINDLE_GUARDED_BY(mu);  // waiting for room in queue
+  std::vector<idle_thread*> idle SPINDLE_GUARDED_BY(mu);  // a stack: back() is the warmest
+  std::size_t threads SPINDLE_GUARDED_BY(mu) = 0;
+  std::size_t peak_threads SPINDLE_GUARDED_BY(mu) = 0;
+  std::size_t running SPINDLE_GUARDED_BY(mu) = 0;
+  std::size_t completed SPINDLE_GUARDED_BY(mu) = 0;
+  bool stopping SPINDLE_GUARDED_BY(mu) = false;
   std::condition_variable exited;   // a thread exited (for the destructor)
 
-  // Moves the first caller waiting for room into the queue. Holds mu.
-  void admit_one_locked() noexcept {
+  // Moves the first caller waiting for room into the queue.
+  void admit_one_locked() noexcept SPINDLE_REQUIRES(mu) {
     if (room.empty() || queue.size() >= max_queue) return;
     blocking_call* c = room.pop_front();
     c->lock.lock();
@@ -137,8 +138,8 @@ struct blocking_pool::state {
 
   // Takes the next call to run, marking it running; nullptr when there is
   // none. A call whose deadline has passed is not started: its caller is
-  // told so. Holds mu.
-  blocking_call* take_locked() noexcept {
+  // told so.
+  blocking_call* take_locked() noexcept SPINDLE_REQUIRES(mu) {
     while (blocking_call* c = queue.pop_front()) {
       admit_one_locked();
       c->lock.lock();
@@ -157,8 +158,8 @@ struct blocking_pool::state {
   }
 
   // Hands the queue's new work to an idle thread; true when a new thread
-  // should be started instead (the caller starts it, outside mu). Holds mu.
-  bool dispatch_locked() noexcept {
+  // should be started instead (the caller starts it, outside mu).
+  bool dispatch_locked() noexcept SPINDLE_REQUIRES(mu) {
     if (!idle.empty()) {
       idle_thread* t = idle.back();
       idle.pop_back();
@@ -194,9 +195,10 @@ void finish(blocking_call* c) noexcept {
 
 // Waits, on the idle stack, until handed work (true) or until idle_timeout
 // passes without any (false: the thread has left the stack and retires).
-// Holds s.mu through `lock`.
-bool wait_for_work(blocking_pool::state& s, idle_thread& me, std::unique_lock<std::mutex>& lock) {
-  me.cv.wait_for(lock, s.idle_timeout, [&] { return me.claimed; });
+bool wait_for_work(blocking_pool::state& s, idle_thread& me) SPINDLE_REQUIRES(s.mu) {
+  const auto give_up = std::chrono::steady_clock::now() + s.idle_timeout;
+  while (!me.claimed && s.mu.wait_until(me.cv, give_up) == std::cv_status::no_timeout) {
+  }
   if (me.claimed) return true;
   s.idle.erase(std::find(s.idle.begin(), s.idle.end(), &me));
   return false;
@@ -206,14 +208,14 @@ void thread_main(std::shared_ptr<blocking_pool::state> sp) noexcept {
   blocking_pool::state& s = *sp;
   pthread_setname_np(pthread_self(), "spindle-blocking");
   idle_thread me;
-  std::unique_lock lock(s.mu);
+  lock_holder lock(s.mu);
   for (;;) {
     blocking_call* c = s.take_locked();
     if (c == nullptr) {
       if (s.stopping) break;
       me.claimed = false;
       s.idle.push_back(&me);
-      if (!wait_for_work(s, me, lock)) break;
+      if (!wait_for_work(s, me)) break;
       continue;
     }
     lock.unlock();
@@ -233,7 +235,7 @@ void thread_main(std::shared_ptr<blocking_pool::state> sp) noexcept {
     lock.unlock();
     finish(c);
     lock.lock();
-    if (idle_now && !me.claimed && !wait_for_work(s, me, lock)) break;
+    if (idle_now && !me.claimed && !wait_for_work(s, me)) break;
   }
   --s.threads;
   s.exited.notify_all();
@@ -244,7 +246,7 @@ bool start_thread(const std::shared_ptr<blocking_pool::state>& sp) noexcept {
     std::thread(thread_main, sp).detach();
     return true;
   } catch (const std::system_error&) {
-    std::lock_guard lock(sp->mu);
+    lock_holder lock(sp->mu);
     --sp->threads;
     sp->exited.notify_all();
     return false;
@@ -260,14 +262,14 @@ blocking_pool::~blocking_pool() {
   // running was abandoned by its caller: let those finish in the
   // background (their threads own a reference to the state) and wait for
   // the other threads to exit.
-  std::unique_lock lock(s_->mu);
+  lock_holder lock(s_->mu);
   s_->stopping = true;
   for (idle_thread* t : s_->idle) {
     t->claimed = true;
     t->cv.notify_one();
   }
   s_->idle.clear();
-  s_->exited.wait(lock, [&] { return s_->threads <= s_->running; });
+  while (s_->threads > s_->running) s_->mu.wait(s_->exited);
 }
 
 call_result blocking_pool::run(blocking_call& c) noexcept {
@@ -277,7 +279,7 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
   prepare_park(self);
   bool start = false;
   {
-    std::lock_guard lock(s.mu);
+    lock_holder lock(s.mu);
     if (s.queue.size() < s.max_queue && s.room.empty()) {
       c.st = blocking_call::state::queued;
       s.queue.push_back(&c);
@@ -291,7 +293,7 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
     // No thread could be started (the process is out of threads). If the
     // pool has none at all, nobody would ever run this call: run it here,
     // blocking this worker, rather than hang.
-    std::unique_lock lock(s.mu);
+    lock_holder lock(s.mu);
     c.lock.lock();
     if (s.threads == 0 && c.st == blocking_call::state::queued) {
       s.queue.remove(&c);
@@ -302,7 +304,7 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
       cancel_park(self);
       c.invoke(&c);
       c.st = blocking_call::state::done;
-      std::lock_guard relock(s.mu);
+      lock_holder relock(s.mu);
       ++s.completed;
       return call_result::done;
     }
@@ -320,7 +322,7 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
 
   // The deadline passed. Whatever the pool does from here, it does under
   // c.lock, after which it no longer touches the call or unparks us.
-  std::lock_guard lock(s.mu);
+  lock_holder lock(s.mu);
   c.lock.lock();
   call_result result = call_result::timed_out;
   switch (c.st) {
@@ -348,7 +350,7 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
 }
 
 void blocking_pool::stats(blocking_pool_stats& out) const noexcept {
-  std::lock_guard lock(s_->mu);
+  lock_holder lock(s_->mu);
   out.threads = s_->threads;
   out.idle_threads = s_->idle.size();
   out.peak_threads = s_->peak_threads;

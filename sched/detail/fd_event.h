@@ -27,7 +27,8 @@
 // Re-arming costs no system call: the watcher is started and stopped in
 // user space; libev touches epoll only the first time the watcher is
 // started in a given worker's loop (ev_io_set, which also makes a reused
-// fd number safe) or when the mask changes (DESIGN.md, measured).
+// fd number safe) or when the mask changes (libev's epoll backend keeps
+// the registered mask and skips an unchanged epoll_ctl).
 #pragma once
 
 #include <atomic>

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "fiber/detail/control_block.h"
+#include "fiber/lock_holder.h"
 #include "sched/park.h"
 
 namespace spindle::detail {
@@ -17,8 +18,8 @@ namespace spindle::detail {
 namespace {
 
 // The pool of poll_descs: allocated in batches, never freed.
-std::mutex pool_mu;
-poll_desc* free_list = nullptr;  // guarded by pool_mu
+os_mutex pool_mu;
+poll_desc* free_list SPINDLE_GUARDED_BY(pool_mu) = nullptr;
 
 // Descriptors registered now: workers poll the netpoll directly only when
 // there are some (an epoll_wait is a syscall, wasted on a runtime that
@@ -35,11 +36,6 @@ static_assert(pointer_bits + 16 == 64, "the generation is a std::uint16_t");
 // poll_descs allocated at a time: one allocation for many sockets, small
 // enough not to matter for a process with a handful.
 constexpr int pool_batch = 64;
-
-// Pause instructions a waiter for a poll_desc's lock spins before it yields
-// its thread: the lock is held for a few dozen instructions, so a spin
-// usually wins, and yielding beyond it lets a preempted holder run.
-constexpr int lock_spins = 64;
 
 // How often a plain thread blocked in poll(2) wakes to check for cancel().
 constexpr std::chrono::milliseconds plain_wait_slice{50};
@@ -69,7 +65,7 @@ poll_desc* poll_desc::open(int fd, bool watch_write) noexcept {
   if (ep < 0) return nullptr;
   poll_desc* d;
   {
-    std::lock_guard lock(pool_mu);
+    lock_holder lock(pool_mu);
     if (free_list == nullptr) {
       auto* block = new (std::nothrow) poll_desc[pool_batch];
       if (block == nullptr) {
@@ -132,21 +128,9 @@ int poll_desc::recycle_begin() noexcept {
 }
 
 void poll_desc::recycle_end() noexcept {
-  std::lock_guard lock(pool_mu);
+  lock_holder lock(pool_mu);
   next_free_ = free_list;
   free_list = this;
-}
-
-void poll_desc::lock() noexcept {
-  while (lock_.exchange(true, std::memory_order_acquire)) {
-    for (int i = 0; lock_.load(std::memory_order_relaxed); ++i) {
-      if (i < lock_spins) {
-        __builtin_ia32_pause();
-      } else {
-        std::this_thread::yield();
-      }
-    }
-  }
 }
 
 void poll_desc::wake_locked(io_direction dir, result why) noexcept {
@@ -182,18 +166,18 @@ void poll_desc::deliver(std::uint32_t events, std::uint16_t gen) noexcept {
     if (hung_up || (events & EPOLLRDHUP) != 0) final_[r].store(true, std::memory_order_relaxed);
     if (hung_up) final_[w].store(true, std::memory_order_relaxed);
     if ((events & EPOLLPRI) != 0) urgent_.store(true, std::memory_order_relaxed);
-    // An edge wakes the waiter of its direction, or is kept for the next.
-    const auto edge = [this](io_direction dir) {
-      if (waiter_[direction_index(dir)].load(std::memory_order_relaxed) != nullptr) {
-        wake_locked(dir, result::ready);
-      } else {
-        ready_[direction_index(dir)].store(true, std::memory_order_relaxed);
-      }
-    };
-    if (readable) edge(io_direction::read);
-    if (writable) edge(io_direction::write);
+    if (readable) edge_locked(io_direction::read);
+    if (writable) edge_locked(io_direction::write);
   }
   unlock();
+}
+
+void poll_desc::edge_locked(io_direction dir) noexcept {
+  if (waiter_[direction_index(dir)].load(std::memory_order_relaxed) != nullptr) {
+    wake_locked(dir, result::ready);
+  } else {
+    ready_[direction_index(dir)].store(true, std::memory_order_relaxed);
+  }
 }
 
 poll_desc::result poll_desc::wait(io_direction dir, time_point deadline,

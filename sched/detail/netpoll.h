@@ -55,6 +55,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "sched/detail/spin_lock.h"
 #include "sched/io_wait.h"
 
 namespace spindle::detail {
@@ -101,7 +102,6 @@ class poll_desc {
   // Prefetches what deliver() will touch of a waiting reader (a hint: read
   // without the lock).
   void prefetch_waiter() const noexcept;
-  std::uint16_t generation() const noexcept { return gen_; }
 
   // Whether an edge ever reported urgent data (EPOLLPRI): a read then may
   // stop short at the urgent mark with more behind it. Sticky; read
@@ -117,19 +117,21 @@ class poll_desc {
   void recycle() noexcept;
   int recycle_begin() noexcept;
   void recycle_end() noexcept;
-  void lock() noexcept;
-  void unlock() noexcept { lock_.store(false, std::memory_order_release); }
-  void wake_locked(io_direction dir, result why) noexcept;
+  void lock() noexcept SPINDLE_ACQUIRE(lock_) { lock_.lock(); }
+  void unlock() noexcept SPINDLE_RELEASE(lock_) { lock_.unlock(); }
+  void wake_locked(io_direction dir, result why) noexcept SPINDLE_REQUIRES(lock_);
+  // An edge wakes the waiter of its direction, or is kept for the next.
+  void edge_locked(io_direction dir) noexcept SPINDLE_REQUIRES(lock_);
 
   int fd_ = -1;
-  std::uint16_t gen_ = 0;  // bumped at every open and close (guarded by lock_)
-  std::atomic<bool> lock_{false};
+  spin_lock lock_;
+  std::uint16_t gen_ SPINDLE_GUARDED_BY(lock_) = 0;  // bumped at every open and close
   // Guarded by lock_; wakers unpark while holding it, so a waiter that
   // retakes it after its park knows no wake of that park is still coming.
   // Atomic (relaxed) only so that netpoll_poll() may peek at them without
   // the lock, to prefetch the fibers it is about to wake.
   std::atomic<control_block*> waiter_[direction_count] = {nullptr, nullptr};
-  result result_[direction_count] = {result::ready, result::ready};
+  result result_[direction_count] SPINDLE_GUARDED_BY(lock_) = {result::ready, result::ready};
   std::atomic<bool> ready_[direction_count] = {false, false};
   // Sticky (written under lock_, read without it by ready_hint()): a
   // final edge came, EPOLLRDHUP (read) or EPOLLHUP or EPOLLERR (both). End

@@ -26,10 +26,10 @@ namespace {
 // The running runtime, for plain threads that spawn into it. Also
 // serializes the last fiber's exit against spawns from plain threads, so
 // that a fiber is never handed to a runtime that has decided to stop.
-std::mutex g_runtime_mu;
-runtime* g_runtime = nullptr;  // guarded by g_runtime_mu
+os_mutex g_runtime_mu;
+runtime* g_runtime SPINDLE_GUARDED_BY(g_runtime_mu) = nullptr;
 // The default runtime, once started (see default_runtime_locked()).
-runtime* g_default = nullptr;  // guarded by g_runtime_mu
+runtime* g_default SPINDLE_GUARDED_BY(g_runtime_mu) = nullptr;
 
 // fork(). The child has one thread, the one that called fork(): every
 // worker, pool thread and plain thread of the parent is gone, and so is
@@ -45,9 +45,11 @@ runtime* g_default = nullptr;  // guarded by g_runtime_mu
 // rebuilds its own kernel state rather than share the parent's. What is
 // defined there is what POSIX defines for the child of a multithreaded
 // process (async-signal-safe calls, then exec or _exit); see README.md.
-void lock_for_fork() noexcept { g_runtime_mu.lock(); }
-void unlock_in_parent() noexcept { g_runtime_mu.unlock(); }
-void reset_in_child() noexcept {
+// Held from the prepare handler to the parent and child handlers: the
+// analysis follows a lock within one function only.
+void lock_for_fork() noexcept SPINDLE_NO_THREAD_SAFETY_ANALYSIS { g_runtime_mu.lock(); }
+void unlock_in_parent() noexcept SPINDLE_NO_THREAD_SAFETY_ANALYSIS { g_runtime_mu.unlock(); }
+void reset_in_child() noexcept SPINDLE_NO_THREAD_SAFETY_ANALYSIS {
   g_runtime = nullptr;
   g_default = nullptr;
   const int ep = netpoll_fd();
@@ -141,9 +143,8 @@ options normalized(options o) {
 // The default runtime: started by the first fiber spawned from a plain
 // thread while no spindle::run() is active; its workers run on background
 // threads until the process exits. Never destroyed (its threads may still
-// be parked in their loops while static destructors run at exit). Called
-// with g_runtime_mu held.
-runtime& default_runtime_locked() {
+// be parked in their loops while static destructors run at exit).
+runtime& default_runtime_locked() SPINDLE_REQUIRES(g_runtime_mu) {
   if (g_default == nullptr) {
     auto* r = new runtime(runtime_options{.stack_size = default_stack_size, .workers = 0}, true);
     r->start_background();
@@ -180,7 +181,7 @@ void runtime::fiber_finished() noexcept {
     return;
   }
   {
-    std::lock_guard lock(g_runtime_mu);
+    lock_holder lock(g_runtime_mu);
     // A plain thread may have spawned in between (under the same lock).
     if (worker_live_ + live_.load(std::memory_order_acquire) != 0) return;
     stopping_.store(true, std::memory_order_release);
@@ -214,13 +215,13 @@ worker& runtime::pick_worker_for_plain_thread() noexcept {
 
 void runtime::push_shared(control_block* first, control_block* last, std::uint32_t n) noexcept {
   last->next_ = nullptr;
-  std::lock_guard lock(shared_mu_);
+  lock_holder lock(shared_mu_);
   shared_.splice_back(first, last);
   shared_count_.fetch_add(n, std::memory_order_relaxed);
 }
 
 control_block* runtime::pop_shared(std::uint32_t max, control_block** last) noexcept {
-  std::lock_guard lock(shared_mu_);
+  lock_holder lock(shared_mu_);
   control_block* first = nullptr;
   control_block* tail = nullptr;
   std::uint32_t n = 0;
@@ -243,7 +244,7 @@ control_block* runtime::pop_shared(std::uint32_t max, control_block** last) noex
 void runtime::wake_one_idle_worker() noexcept {
   worker* w = nullptr;
   {
-    std::lock_guard lock(idle_mu_);
+    lock_holder lock(idle_mu_);
     if (!idle_.empty()) {
       w = idle_.back();
       idle_.pop_back();
@@ -254,13 +255,13 @@ void runtime::wake_one_idle_worker() noexcept {
 }
 
 void runtime::enter_idle(worker* w) noexcept {
-  std::lock_guard lock(idle_mu_);
+  lock_holder lock(idle_mu_);
   idle_.push_back(w);
   idle_count_.fetch_add(1, std::memory_order_seq_cst);
 }
 
 void runtime::leave_idle(worker* w) noexcept {
-  std::lock_guard lock(idle_mu_);
+  lock_holder lock(idle_mu_);
   for (auto it = idle_.begin(); it != idle_.end(); ++it) {
     if (*it == w) {
       idle_.erase(it);
@@ -275,7 +276,7 @@ stack allocate_fiber_stack(std::size_t size) {
     if (worker* w = this_worker(); w != nullptr) {
       size = w->rt().opts().stack_size;
     } else {
-      std::lock_guard lock(g_runtime_mu);
+      lock_holder lock(g_runtime_mu);
       size = g_runtime != nullptr ? g_runtime->opts().stack_size : default_stack_size;
     }
   }
@@ -297,7 +298,7 @@ void spawn(control_block* cb, const fiber_options& o, bool joinable) {
   }
   // From a plain thread: into the running spindle::run() runtime if there
   // is one, else into the default runtime (started on first use).
-  std::unique_lock lock(g_runtime_mu);
+  lock_holder lock(g_runtime_mu);
   runtime* rt = g_runtime;
   if (rt == nullptr || rt->stopping()) rt = &default_runtime_locked();
   check_worker_index(*rt, o);
@@ -326,7 +327,7 @@ void join(control_block* cb) noexcept {
 }
 
 bool run_active() noexcept {
-  std::lock_guard lock(g_runtime_mu);
+  lock_holder lock(g_runtime_mu);
   return g_runtime != nullptr;
 }
 
@@ -350,7 +351,7 @@ void run_main(const runtime_options& opts, control_block* (*make_main)(void* ctx
   }
   runtime rt(opts, /*persistent=*/false);
   {
-    std::lock_guard lock(g_runtime_mu);
+    lock_holder lock(g_runtime_mu);
     if (g_runtime != nullptr) {
       throw std::system_error(std::make_error_code(std::errc::device_or_resource_busy),
                               "spindle::run: a runtime is already running");
@@ -367,13 +368,13 @@ void run_main(const runtime_options& opts, control_block* (*make_main)(void* ctx
                 /*local=*/true);
   } catch (...) {
     if (main != nullptr) main->release();
-    std::lock_guard lock(g_runtime_mu);
+    lock_holder lock(g_runtime_mu);
     g_runtime = nullptr;
     throw;
   }
   rt.run();
   {
-    std::lock_guard lock(g_runtime_mu);
+    lock_holder lock(g_runtime_mu);
     g_runtime = nullptr;
   }
   // main finished before the runtime stopped; run() holds the reference

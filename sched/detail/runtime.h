@@ -11,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "fiber/lock_holder.h"
 #include "sched/detail/blocking_pool.h"
 #include "sched/detail/run_queue.h"
 #include "sched/detail/timer_heap.h"
@@ -119,12 +120,12 @@ class runtime {
   std::atomic<int> outside_callers_{0};
   friend class worker;
 
-  std::mutex shared_mu_;
-  fifo shared_;  // guarded by shared_mu_
+  os_mutex shared_mu_;
+  fifo shared_ SPINDLE_GUARDED_BY(shared_mu_);
   std::atomic<std::uint32_t> shared_count_{0};
 
-  std::mutex idle_mu_;
-  std::vector<worker*> idle_;  // guarded by idle_mu_
+  os_mutex idle_mu_;
+  std::vector<worker*> idle_ SPINDLE_GUARDED_BY(idle_mu_);
   std::atomic<int> idle_count_{0};
 };
 

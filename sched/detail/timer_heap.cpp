@@ -1,25 +1,6 @@
 #include "sched/detail/timer_heap.h"
 
-#include <thread>
-
 namespace spindle::detail {
-
-void timer_heap::lock() noexcept {
-  // Held for a heap operation: a few dozen nanoseconds. Contended only when
-  // another worker runs this heap's due timers, or a fiber woken elsewhere
-  // takes its node out.
-  while (lock_.exchange(true, std::memory_order_acquire)) {
-    for (int i = 0; lock_.load(std::memory_order_relaxed); ++i) {
-      if (i < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-      } else {
-        std::this_thread::yield();
-      }
-    }
-  }
-}
 
 bool timer_heap::add(timer_node* n) noexcept {
   n->fired = false;

@@ -361,7 +361,7 @@ void worker::drain_inbox() noexcept {
   control_block* first;
   control_block* home;
   {
-    std::lock_guard lock(inbox_mu_);
+    lock_holder lock(inbox_mu_);
     first = inbox_.take_all(&last);
     home = inbox_home_.take_all(&last);
     inbox_nonempty_.store(false, std::memory_order_relaxed);
@@ -380,7 +380,7 @@ void worker::drain_inbox() noexcept {
 std::uint32_t worker::steal_inbox(control_block** out, std::uint32_t max) noexcept {
   if (!inbox_stealable_.load(std::memory_order_relaxed)) return 0;
   std::uint32_t n = 0;
-  std::lock_guard lock(inbox_mu_);
+  lock_holder lock(inbox_mu_);
   while (n < max) {
     control_block* cb = inbox_.pop_front();
     if (cb == nullptr) break;
@@ -404,7 +404,7 @@ void worker::schedule_remote(control_block* cb) noexcept {
   // Read before the push: once pushed, `cb` may run (and change) at once.
   const bool stealable = cb->pinned_ == 0 && cb->loop_wait_ == nullptr;
   {
-    std::lock_guard lock(inbox_mu_);
+    lock_holder lock(inbox_mu_);
     if (stealable) {
       inbox_.push_back(cb);
       inbox_stealable_.store(true, std::memory_order_relaxed);

@@ -14,6 +14,7 @@
 #include "fiber/detail/context.h"
 #include "fiber/detail/control_block.h"
 #include "fiber/detail/sanitizer.h"
+#include "fiber/lock_holder.h"
 #include "sched/detail/blocking_pool.h"
 #include "sched/detail/run_queue.h"
 #include "sched/detail/timer_heap.h"
@@ -281,9 +282,9 @@ class worker {
   // lets the owner skip the lock when both are empty, inbox_stealable_
   // lets thieves skip it when inbox_ is; sleeping_ lets senders skip the
   // ev_async_send when the owner is not blocked in its loop.
-  alignas(64) std::mutex inbox_mu_;
-  fifo inbox_;       // guarded by inbox_mu_
-  fifo inbox_home_;  // guarded by inbox_mu_
+  alignas(64) os_mutex inbox_mu_;
+  fifo inbox_ SPINDLE_GUARDED_BY(inbox_mu_);
+  fifo inbox_home_ SPINDLE_GUARDED_BY(inbox_mu_);
   std::atomic<bool> inbox_stealable_{false};
   std::atomic<bool> sleeping_{false};
   // While idle: when it will wake by itself (timer_heap::none: no

@@ -15,7 +15,7 @@
 #include "sync/condition_variable.h"
 #include "sync/detail/channel_base.h"
 #include "sync/detail/cv_core.h"
-#include "sync/detail/lock_holder.h"
+#include "fiber/lock_holder.h"
 #include "sync/detail/lock_word.h"
 #include "sync/detail/parking_lot.h"
 #include "sync/detail/semaphore_core.h"
