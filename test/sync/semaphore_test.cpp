@@ -122,20 +122,25 @@ TEST_P(SemaphoreTest, ABarrierRunsItsCompletionOncePerPhaseBeforeReleasingAnyone
 // acquirer parks, half it polls and so never parks. A touch after the
 // release is a race with the delete under TSan and a use after free under
 // ASan.
+template <class Semaphore>
+void destroyed_as_soon_as_its_acquirer_returns(unsigned workers) {
+  for (long i = 0; i < spindle::test::scaled(2000); ++i) {
+    auto* sem = new Semaphore(0);
+    fiber releaser(spindle::fiber_options{.worker = static_cast<int>(i % workers)},
+                   [sem] { sem->release(); });
+    if (i % 2 == 0) {
+      sem->acquire();
+    } else {
+      while (!sem->try_acquire()) spindle::this_fiber::yield();
+    }
+    delete sem;
+    releaser.join();
+  }
+}
+
 TEST_P(SemaphoreTest, ASemaphoreMayBeDestroyedAsSoonAsItsAcquirerReturns) {
   spindle::run(opts(), [this] {
-    for (long i = 0; i < spindle::test::scaled(2000); ++i) {
-      auto* sem = new spindle::binary_semaphore(0);
-      fiber releaser(spindle::fiber_options{.worker = static_cast<int>(i % workers())},
-                     [sem] { sem->release(); });
-      if (i % 2 == 0) {
-        sem->acquire();
-      } else {
-        while (!sem->try_acquire()) spindle::this_fiber::yield();
-      }
-      delete sem;
-      releaser.join();
-    }
+    destroyed_as_soon_as_its_acquirer_returns<spindle::binary_semaphore>(workers());
   });
 }
 
@@ -276,20 +281,7 @@ TEST_P(SemaphoreTest, AWideSemaphoreLosesNoWakeWhileTimedWaitersComeAndGo) {
 }
 
 TEST_P(SemaphoreTest, AWideSemaphoreMayBeDestroyedAsSoonAsItsAcquirerReturns) {
-  spindle::run(opts(), [this] {
-    for (long i = 0; i < spindle::test::scaled(2000); ++i) {
-      auto* sem = new wide_semaphore(0);
-      fiber releaser(spindle::fiber_options{.worker = static_cast<int>(i % workers())},
-                     [sem] { sem->release(); });
-      if (i % 2 == 0) {
-        sem->acquire();
-      } else {
-        while (!sem->try_acquire()) spindle::this_fiber::yield();
-      }
-      delete sem;
-      releaser.join();
-    }
-  });
+  spindle::run(opts(), [this] { destroyed_as_soon_as_its_acquirer_returns<wide_semaphore>(workers()); });
 }
 
 TEST(SemaphoreDeathTest, DestroyingAWideSemaphoreWithAParkedAcquirerAbortsNamingIt) {
