@@ -358,11 +358,15 @@ TEST(MutexBiasTest, AFiberThatTookTheMutexBiasedMayUnlockItOnAnotherWorker) {
   spindle::run(spindle::options{.workers = 2}, [] {
     inspectable_mutex mu;
     long counter = 0;  // guarded by mu
-    fiber mover(spindle::fiber_options{.worker = 0}, [&] {
+    // Pinned while it biases the mutex, so that the bias goes to worker
+    // 0's thread (an idle worker 1 could otherwise steal it first, and
+    // the take on worker 0 below would rightly revoke that bias).
+    fiber mover(spindle::fiber_options{.worker = 0, .pinned = true}, [&] {
       take_until_biased(mu);
       ASSERT_TRUE(mu.biased());
       mu.lock();
       ++counter;
+      spindle::this_fiber::unpin();
       // Move to worker 1 while holding it: be woken by a fiber pinned
       // there (a woken fiber runs on its waker's worker), until no idle
       // worker 0 stole it back.
