@@ -284,19 +284,25 @@ TEST_P(SemaphoreTest, AWideSemaphoreMayBeDestroyedAsSoonAsItsAcquirerReturns) {
   spindle::run(opts(), [this] { destroyed_as_soon_as_its_acquirer_returns<wide_semaphore>(workers()); });
 }
 
+// Deletes a semaphore while a fiber is parked in its acquire(): a caller
+// bug the destructor reports.
+template <class Semaphore>
+void destroy_with_a_parked_acquirer() {
+  spindle::run(spindle::options{.workers = 2}, [] {
+    auto* sem = new Semaphore(0);
+    fiber acquirer(spindle::fiber_options{.worker = 0, .pinned = true},
+                   [sem] { sem->acquire(); });
+    spindle::test::await_worker_free(0);  // the acquirer has parked
+    delete sem;
+    acquirer.join();
+  });
+}
+constexpr const char* destroyed_while_waited_on =
+    "spindle: counting_semaphore 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 "
+    "waiters\\); let their acquire\\(\\) calls return first";
+
 TEST(SemaphoreDeathTest, DestroyingAWideSemaphoreWithAParkedAcquirerAbortsNamingIt) {
-  EXPECT_DEATH(
-      spindle::run(spindle::options{.workers = 2},
-                   [] {
-                     auto* sem = new wide_semaphore(0);
-                     fiber acquirer(spindle::fiber_options{.worker = 0, .pinned = true},
-                                    [sem] { sem->acquire(); });
-                     spindle::test::await_worker_free(0);  // the acquirer has parked
-                     delete sem;
-                     acquirer.join();
-                   }),
-      "spindle: counting_semaphore 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 "
-      "waiters\\)");
+  EXPECT_DEATH(destroy_with_a_parked_acquirer<wide_semaphore>(), destroyed_while_waited_on);
 }
 
 // LWG 3898: a completion that throws ends the process, as for std::barrier;
@@ -357,18 +363,8 @@ TEST(SemaphoreDeathTest, CountingALatchBelowZeroIsAClearError) {
 // as for std's; it used to leave them parked for ever, and spindle::run()
 // with them.
 TEST(SemaphoreDeathTest, DestroyingASemaphoreWithAParkedAcquirerAbortsNamingIt) {
-  EXPECT_DEATH(
-      spindle::run(spindle::options{.workers = 2},
-                   [] {
-                     auto* sem = new spindle::binary_semaphore(0);
-                     fiber acquirer(spindle::fiber_options{.worker = 0, .pinned = true},
-                                    [sem] { sem->acquire(); });
-                     spindle::test::await_worker_free(0);  // the acquirer has parked
-                     delete sem;
-                     acquirer.join();
-                   }),
-      "spindle: counting_semaphore 0x[0-9a-f]+ destroyed while fibers wait on it \\(1 "
-      "waiters\\); let their acquire\\(\\) calls return first");
+  EXPECT_DEATH(destroy_with_a_parked_acquirer<spindle::binary_semaphore>(),
+               destroyed_while_waited_on);
 }
 
 TEST(BarrierDeathTest, DestroyingABarrierWithAParkedWaiterAbortsNamingIt) {
