@@ -63,7 +63,6 @@
 #include <ev.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <new>
