@@ -20,7 +20,15 @@
 #include <chrono>
 #include <cstdint>
 
+#include "fiber/detail/control_block.h"
+
 namespace spindle::detail {
+
+// on_fiber() says whether the caller runs on a fiber: false on a plain
+// thread, a blocking-pool thread, and a worker in its own loop (libev's
+// callbacks, the netpoll). One thread-local read: the test the hook
+// layer (hook/) makes before anything else on every call it interposes.
+inline bool on_fiber() noexcept { return tls_current_fiber != nullptr; }
 
 // io_direction is the one encoding of "reading or writing" in io/ and in
 // the scheduler's descriptor waits. The values index per-direction arrays.

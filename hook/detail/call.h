@@ -1,0 +1,127 @@
+// How a hooked call that may block runs: the fiber's path (park on the
+// netpoll) and the plain thread's (straight through, and a wait in
+// poll(2) only where the hook made the file non-blocking behind the
+// caller's back). Every transfer call of io_hooks.cpp is one transfer().
+#pragma once
+
+#include <cerrno>
+#include <cstddef>
+#include <poll.h>
+#include <sys/types.h>
+
+#include "hook/detail/fd_table.h"
+#include "hook/detail/real.h"
+#include "hook/detail/real_calls.h"
+#include "hook/detail/trace.h"
+#include "sched/blocking.h"
+
+namespace spindle::hook_detail {
+
+// poll_wait() waits in poll(2), not parking: for a plain thread, and for
+// a fiber on a descriptor the netpoll cannot take. 0 when ready, EAGAIN
+// at the deadline. A signal does not end the wait (as SA_RESTART).
+int poll_wait(int fd, io_direction dir, io_time_point deadline) noexcept;
+
+// wants_all: a blocking call on a byte stream goes on until all of it is
+// done (a write, or a read with MSG_WAITALL) or an error or the deadline
+// ends it, which a non-blocking one does not.
+enum class until : bool { some, all };
+
+// transfer() runs one call that moves data (or accepts) as the blocking
+// call would have run for the caller, with `attempt(done)` the
+// non-blocking system call for what is left after `done` bytes (ssize_t,
+// -1 and errno on failure). until::some returns the first success;
+// until::all goes on to `total` bytes or the end of the stream, and a
+// failure or the deadline after some bytes returns their count. On
+// timeout (SO_RCVTIMEO, SO_SNDTIMEO) it fails with EAGAIN, as the kernel
+// does. `fiber`: the caller's on_fiber() at entry.
+template <class Attempt>
+ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::size_t total, until how,
+                 bool fiber, const void* caller, Attempt attempt) noexcept {
+  const int saved = get_errno();
+  std::size_t done = 0;
+  bool have_deadline = false;
+  io_time_point deadline{};
+  // The fiber's slow path holds an op (close() waits for it) and the
+  // direction's lock (one waiter per direction on the netpoll), taken at
+  // the first EAGAIN and held to the end.
+  bool in_op = false;
+  bool locked = false;
+  bool unparkable = false;
+  auto finish = [&](ssize_t result, int error) -> ssize_t {
+    if (locked) s->lock_of(dir).unlock();
+    if (in_op) s->leave();
+    if (result < 0 && done > 0) result = static_cast<ssize_t>(done), error = 0;
+    set_errno(result < 0 ? error : saved);
+    return result;
+  };
+  for (;;) {
+    const ssize_t r = attempt(done);
+    if (r >= 0) {
+      if (how == until::some) return finish(r, 0);  // any success (accept's descriptor 0 too)
+      if (r == 0) return finish(static_cast<ssize_t>(done), 0);  // end of stream
+      done += static_cast<std::size_t>(r);
+      if (done >= total) return finish(static_cast<ssize_t>(done), 0);
+      continue;
+    }
+    const int e = get_errno();
+    if (e != EAGAIN) return finish(-1, e);
+    if (!have_deadline) {
+      deadline = s->deadline(dir);
+      have_deadline = true;
+    }
+    int w;
+    if (!fiber || unparkable) {
+      w = poll_wait(fd, dir, deadline);
+    } else {
+      if (!in_op) {
+        if (!s->enter()) return finish(-1, EBADF);
+        in_op = true;
+      }
+      if (!locked) {
+        if (deadline == io_time_point::max()) {
+          s->lock_of(dir).lock();
+        } else if (!s->lock_of(dir).try_lock_until(deadline)) {
+          return finish(-1, EAGAIN);
+        }
+        locked = true;
+        if (s->closing()) return finish(-1, EBADF);
+        continue;  // another caller may have taken the readiness meanwhile: try again first
+      }
+      w = s->wait(fd, dir, deadline, &unparkable);
+      if (unparkable && tracing()) trace_unparked(name, fd, "the netpoll cannot watch it", caller);
+    }
+    if (w != 0) return finish(-1, w);
+  }
+}
+
+// foreign_call() runs a call on a descriptor whose file the hook must
+// not make non-blocking (a FIFO it did not see created): straight
+// through when poll(2) says it is ready now, else on the blocking pool
+// while the fiber parks.
+template <class Call>
+ssize_t foreign_call(int fd, io_direction dir, Call call) noexcept {
+  const int saved = get_errno();
+  pollfd p{fd, static_cast<short>(dir == io_direction::read ? POLLIN : POLLOUT), 0};
+  if (real::poll(&p, 1, 0) != 0) {  // ready, or an error the call itself reports
+    set_errno(saved);
+    return call();
+  }
+  set_errno(saved);
+  int error = 0;
+  ssize_t r;
+  try {
+    parked_scope parked;
+    r = spindle::blocking([&] {
+      const ssize_t x = call();
+      error = errno;
+      return x;
+    });
+  } catch (...) {  // the pool could not take it: block here
+    return call();
+  }
+  set_errno(r < 0 ? error : saved);
+  return r;
+}
+
+}  // namespace spindle::hook_detail

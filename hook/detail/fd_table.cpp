@@ -1,0 +1,286 @@
+#include "hook/detail/fd_table.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include <new>
+
+#include "fiber/this_fiber.h"
+#include "hook/detail/real_calls.h"
+#include "hook/detail/trace.h"
+
+namespace spindle::hook_detail {
+namespace {
+
+using spindle::detail::on_fiber;
+
+// Slots come in chunks of 1024 numbers; the first chunk is static, so
+// that the descriptors every process has (0, 1, 2 and the first
+// thousand) never allocate, not even in a signal handler that writes to
+// stderr. 2^16 chunks cover 2^26 descriptors, past any RLIMIT_NOFILE
+// Linux allows (fs.nr_open is at most 2^30, but 2^20 by default).
+constexpr int chunk_bits = 10;
+constexpr int chunk_size = 1 << chunk_bits;
+constexpr int chunk_count = 1 << 16;
+
+fd_slot first_chunk[chunk_size];
+constinit std::atomic<fd_slot*> chunks[chunk_count] = {};
+
+fd_slot* chunk_of(int index, bool allocate) noexcept {
+  if (index == 0) return first_chunk;
+  fd_slot* c = chunks[index].load(std::memory_order_acquire);
+  if (c != nullptr || !allocate) return c;
+  fd_slot* fresh = new (std::nothrow) fd_slot[chunk_size];
+  if (fresh == nullptr) return nullptr;
+  if (chunks[index].compare_exchange_strong(c, fresh, std::memory_order_acq_rel)) return fresh;
+  delete[] fresh;
+  return c;
+}
+
+fd_slot* slot_at(int fd, bool allocate) noexcept {
+  if (fd < 0 || fd >= chunk_size * chunk_count) return nullptr;
+  fd_slot* c = chunk_of(fd >> chunk_bits, allocate);
+  return c == nullptr ? nullptr : &c[fd & (chunk_size - 1)];
+}
+
+}  // namespace
+
+// ---- fd_table ----
+
+fd_slot* fd_table::slot(int fd) noexcept { return slot_at(fd, true); }
+fd_slot* fd_table::find(int fd) noexcept { return slot_at(fd, false); }
+
+fd_slot* fd_table::known(int fd) noexcept {
+  fd_slot* s = slot_at(fd, true);
+  if (s == nullptr) return nullptr;
+  if (fd_slot::kind_of(s->state()) == fd_kind::unknown) {
+    s->lock_setup();
+    if (fd_slot::kind_of(s->state_.load(std::memory_order_relaxed)) == fd_kind::unknown) s->probe(fd);
+    s->unlock_setup();
+  }
+  return s;
+}
+
+void fd_table::created(int fd, fd_kind kind, bool user_nonblock, bool kernel_nonblock,
+                       bool is_stream) noexcept {
+  fd_slot* s = slot_at(fd, true);
+  if (s == nullptr) return;
+  std::uint32_t state = static_cast<std::uint32_t>(kind);
+  if (user_nonblock) state |= fd_slot::user_nonblock;
+  if (kernel_nonblock) state |= fd_slot::kernel_nonblock;
+  if (is_stream) state |= fd_slot::stream;
+  s->lock_setup();
+  const bool stale = s->pd_ != nullptr;
+  s->unlock_setup();
+  // The number was closed behind the hook's back while registered: end
+  // the old registration (its waiters fail with EBADF: their file is gone).
+  if (stale) (void)s->close_and(fd, [](int) { return 0; });
+  s->lock_setup();
+  s->fill(state);
+  s->unlock_setup();
+}
+
+void fd_table::duplicated(int from, int to) noexcept {
+  fd_slot* src = fd_table::known(from);
+  fd_slot* dst = slot_at(to, true);
+  if (src == nullptr || dst == nullptr) return;
+  dst->lock_setup();
+  const bool stale = dst->pd_ != nullptr;
+  dst->unlock_setup();
+  if (stale) (void)dst->close_and(to, [](int) { return 0; });
+  dst->lock_setup();
+  dst->copy_from(*src);
+  dst->unlock_setup();
+}
+
+// ---- fd_slot ----
+
+void fd_slot::user_set_nonblock(bool on) noexcept {
+  std::uint32_t v = state_.load(std::memory_order_relaxed);
+  std::uint32_t next;
+  do {
+    next = v;
+    if (on) {
+      next |= user_nonblock | kernel_nonblock;
+    } else {
+      next &= ~user_nonblock;
+      if (!waitable(v)) next &= ~kernel_nonblock;  // the file follows the user's wish
+    }
+  } while (!state_.compare_exchange_weak(v, next, std::memory_order_acq_rel, std::memory_order_relaxed));
+}
+
+io_time_point fd_slot::deadline(io_direction dir) const noexcept {
+  const std::int64_t ns = timeout_ns_[static_cast<int>(dir)].load(std::memory_order_relaxed);
+  if (ns <= 0) return io_time_point::max();
+  return std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+}
+
+void fd_slot::make_kernel_nonblocking(int fd) noexcept {
+  const int saved = get_errno();
+  int on = 1;
+  if (real::ioctl(fd, FIONBIO, &on) == 0) state_.fetch_or(kernel_nonblock, std::memory_order_acq_rel);
+  set_errno(saved);
+}
+
+void fd_slot::fill(std::uint32_t state) noexcept {
+  timeout_ns_[0].store(0, std::memory_order_relaxed);
+  timeout_ns_[1].store(0, std::memory_order_relaxed);
+  dev_ = 0;
+  ino_ = 0;
+  state_.store(state, std::memory_order_release);
+}
+
+void fd_slot::probe(int fd) noexcept {
+  const int saved = get_errno();
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {  // not open: stays unknown, the call fails by itself
+    set_errno(saved);
+    return;
+  }
+  std::uint32_t state;
+  if (S_ISSOCK(st.st_mode)) {
+    state = static_cast<std::uint32_t>(fd_kind::socket);
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM) state |= stream;
+  } else if (S_ISFIFO(st.st_mode)) {
+    state = static_cast<std::uint32_t>(fd_kind::foreign) | stream;
+  } else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) {
+    state = static_cast<std::uint32_t>(fd_kind::file);
+  } else {
+    state = static_cast<std::uint32_t>(fd_kind::other);
+  }
+  const int flags = real::fcntl(fd, F_GETFL);
+  if (flags >= 0 && (flags & O_NONBLOCK) != 0) state |= user_nonblock | kernel_nonblock;
+  int64_t rcv = 0, snd = 0;
+  if (fd_slot::kind_of(state) == fd_kind::socket) {
+    // Timeouts set before the hook saw the socket.
+    timeval tv{};
+    socklen_t len = sizeof tv;
+    if (::getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) == 0) rcv = tv.tv_sec * 1000000000LL + tv.tv_usec * 1000LL;
+    len = sizeof tv;
+    if (::getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &len) == 0) snd = tv.tv_sec * 1000000000LL + tv.tv_usec * 1000LL;
+  }
+  fill(state);
+  timeout_ns_[0].store(rcv, std::memory_order_relaxed);
+  timeout_ns_[1].store(snd, std::memory_order_relaxed);
+  set_errno(saved);
+}
+
+void fd_slot::copy_from(const fd_slot& other) noexcept {
+  fill(other.state_.load(std::memory_order_acquire));
+  timeout_ns_[0].store(other.timeout_ns_[0].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  timeout_ns_[1].store(other.timeout_ns_[1].load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
+
+bool fd_slot::identity_matches(int fd) noexcept {
+  struct stat st;
+  return ::fstat(fd, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_;
+}
+
+int fd_slot::wait(int fd, io_direction dir, io_time_point deadline, bool* reused) noexcept {
+  const int saved = get_errno();
+  lock_setup();
+  if (ops_.load(std::memory_order_acquire) & closing_bit) {
+    unlock_setup();
+    return EBADF;
+  }
+  if (pd_ == nullptr) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      unlock_setup();
+      set_errno(saved);
+      return EBADF;
+    }
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+    pd_ = spindle::detail::netpoll_open(fd, dir == io_direction::write);
+    if (pd_ == nullptr) {  // epoll refused it: the caller waits in poll(2)
+      unlock_setup();
+      set_errno(saved);
+      *reused = true;
+      return 0;
+    }
+  } else if (!identity_matches(fd)) {
+    // Closed and reused behind the hook's back: the registration is the
+    // old file's. Never park on it; the caller waits in poll(2).
+    unlock_setup();
+    set_errno(saved);
+    *reused = true;
+    return 0;
+  }
+  spindle::detail::poll_desc* pd = pd_;
+  unlock_setup();
+  set_errno(saved);
+  parked_scope parked;
+  switch (spindle::detail::netpoll_wait(pd, dir, deadline, nullptr)) {
+    case spindle::detail::io_wait_result::ready:
+    case spindle::detail::io_wait_result::interrupted:
+      return 0;
+    case spindle::detail::io_wait_result::timed_out:
+      return EAGAIN;
+    case spindle::detail::io_wait_result::canceled:
+      return EBADF;
+  }
+  return 0;
+}
+
+bool fd_slot::enter() noexcept {
+  std::uint32_t v = ops_.load(std::memory_order_relaxed);
+  do {
+    if (v & closing_bit) return false;
+  } while (!ops_.compare_exchange_weak(v, v + 1, std::memory_order_acquire, std::memory_order_relaxed));
+  return true;
+}
+
+void fd_slot::leave() noexcept { ops_.fetch_sub(1, std::memory_order_release); }
+
+bool fd_slot::closing() const noexcept {
+  return (ops_.load(std::memory_order_acquire) & closing_bit) != 0;
+}
+
+bool fd_slot::begin_close() noexcept {
+  std::uint32_t v = ops_.load(std::memory_order_relaxed);
+  do {
+    if (v & closing_bit) return false;
+  } while (!ops_.compare_exchange_weak(v, v | closing_bit, std::memory_order_acq_rel, std::memory_order_relaxed));
+  return true;
+}
+
+void fd_slot::drain() noexcept {
+  lock_setup();
+  spindle::detail::poll_desc* pd = pd_;
+  unlock_setup();
+  if (pd != nullptr) spindle::detail::netpoll_cancel(pd);
+  // Parked calls wake with EBADF and leave at once; a call waiting for
+  // its direction's lock leaves once it has it.
+  while ((ops_.load(std::memory_order_acquire) & ~closing_bit) != 0) {
+    if (on_fiber()) {
+      spindle::this_fiber::yield();
+    } else {
+      ::sched_yield();
+    }
+  }
+}
+
+void fd_slot::reset_locked() noexcept {
+  fill(0);
+  ops_.store(0, std::memory_order_release);
+}
+
+void fd_slot::lock_setup() noexcept {
+  while (setup_.exchange(true, std::memory_order_acquire)) {
+    while (setup_.load(std::memory_order_relaxed)) {
+      if (on_fiber()) {
+        spindle::this_fiber::yield();
+      } else {
+        ::sched_yield();
+      }
+    }
+  }
+}
+
+}  // namespace spindle::hook_detail
