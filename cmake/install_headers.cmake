@@ -7,7 +7,7 @@
 # tree. Needs SPINDLE_SOURCE_DIR and SPINDLE_INCLUDE_DESTINATION.
 cmake_policy(VERSION 3.25)  # IN_LIST; a script run by install() starts with no policies
 set(installed spindle.h)
-foreach(dir fiber sched sync io)
+foreach(dir fiber sched sync io hook)
   file(GLOB_RECURSE headers RELATIVE ${SPINDLE_SOURCE_DIR} ${SPINDLE_SOURCE_DIR}/${dir}/*.h)
   foreach(h IN LISTS headers)
     if(NOT h MATCHES "/detail/")

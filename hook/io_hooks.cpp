@@ -291,6 +291,7 @@ SPINDLE_HOOK_API ssize_t sendto(int fd, const void* buf, size_t n, int flags, co
 }
 
 SPINDLE_HOOK_API ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
+  if (msg == nullptr) return real::sendmsg(fd, msg, flags);  // EFAULT
   return call("sendmsg", fd, writing, iov_total(msg->msg_iov, static_cast<int>(msg->msg_iovlen)), true,
               (flags & MSG_DONTWAIT) != 0, __builtin_return_address(0), [&](std::size_t done) -> ssize_t {
                 if (done == 0) return real::sendmsg(fd, msg, flags);

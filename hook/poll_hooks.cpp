@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <algorithm>
 #include <climits>
 #include <vector>
 
@@ -47,6 +48,62 @@ namespace {
 
 using spindle::detail::on_fiber;
 using clock = std::chrono::steady_clock;
+
+// ---- Waking a poll whose descriptor is closed ----
+//
+// A descriptor closed while a fiber polls it leaves the private epoll by
+// itself (its last reference went), so nothing would wake the poll; the
+// kernel's own poll() would wait on for its timeout. close() through the
+// hook instead kicks every fiber poll that includes the number, and the
+// poll, re-run with a zero timeout, reports POLLNVAL for it. A kick is a
+// store to the poll's shared deadline (a time long past) and an
+// interrupt: netpoll_wait() reads the shared deadline after it has
+// registered, so a kick that comes before the park is not lost.
+
+struct fiber_poll_entry {
+  const pollfd* fds;
+  nfds_t n;
+  spindle::detail::poll_desc* pd;
+  std::atomic<spindle::detail::io_deadline_rep> kick{spindle::detail::no_io_deadline};
+  fiber_poll_entry* prev = nullptr;
+  fiber_poll_entry* next = nullptr;
+};
+
+constinit std::atomic<int> polls_active{0};
+constinit std::atomic<bool> polls_lock{false};
+constinit fiber_poll_entry* polls_head = nullptr;
+
+void lock_polls() noexcept {
+  while (polls_lock.exchange(true, std::memory_order_acquire)) {
+    while (polls_lock.load(std::memory_order_relaxed)) __builtin_ia32_pause();
+  }
+}
+void unlock_polls() noexcept { polls_lock.store(false, std::memory_order_release); }
+
+class poll_registration {
+ public:
+  explicit poll_registration(fiber_poll_entry* e) noexcept : e_(e) {
+    lock_polls();
+    e_->next = polls_head;
+    if (polls_head != nullptr) polls_head->prev = e_;
+    polls_head = e_;
+    polls_active.fetch_add(1, std::memory_order_release);
+    unlock_polls();
+  }
+  ~poll_registration() {
+    lock_polls();
+    if (e_->prev != nullptr) e_->prev->next = e_->next;
+    else polls_head = e_->next;
+    if (e_->next != nullptr) e_->next->prev = e_->prev;
+    polls_active.fetch_sub(1, std::memory_order_release);
+    unlock_polls();
+  }
+  poll_registration(const poll_registration&) = delete;
+  poll_registration& operator=(const poll_registration&) = delete;
+
+ private:
+  fiber_poll_entry* const e_;
+};
 
 io_time_point deadline_after_ms(int ms) noexcept {
   return ms < 0 ? io_time_point::max() : clock::now() + std::chrono::milliseconds(ms);
@@ -114,16 +171,19 @@ int fiber_poll(pollfd* fds, nfds_t n, io_time_point deadline, const char* name, 
                       : std::max<long long>(0, std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()).count());
     return real::poll(fds, n, static_cast<int>(std::min<long long>(left, INT_MAX)));
   }
-  for (;;) {
-    const auto w = [&] {
-      parked_scope parked;
-      return spindle::detail::netpoll_wait(pd, io_direction::read, deadline, nullptr);
-    }();
+  fiber_poll_entry entry{fds, n, pd};
+  {
+    poll_registration registered(&entry);
+    // Anything that came between the first look and the registration.
     r = real::poll(fds, n, 0);
-    if (r != 0) break;
-    if (w == spindle::detail::io_wait_result::timed_out || w == spindle::detail::io_wait_result::canceled ||
-        clock::now() >= deadline) {
-      break;
+    while (r == 0) {
+      {
+        parked_scope parked;
+        (void)spindle::detail::netpoll_wait(pd, io_direction::read, deadline, &entry.kick);
+      }
+      entry.kick.store(spindle::detail::no_io_deadline, std::memory_order_relaxed);
+      r = real::poll(fds, n, 0);
+      if (r != 0 || clock::now() >= deadline) break;
     }
   }
   const int e = get_errno();
@@ -133,6 +193,24 @@ int fiber_poll(pollfd* fds, nfds_t n, io_time_point deadline, const char* name, 
   return r;
 }
 
+}  // namespace
+
+void kick_pollers(int fd) noexcept {
+  if (polls_active.load(std::memory_order_acquire) == 0) return;
+  lock_polls();
+  for (fiber_poll_entry* e = polls_head; e != nullptr; e = e->next) {
+    for (nfds_t i = 0; i < e->n; ++i) {
+      if (e->fds[i].fd != fd) continue;
+      e->kick.store(0, std::memory_order_release);
+      spindle::detail::netpoll_interrupt(e->pd, io_direction::read);
+      break;
+    }
+  }
+  unlock_polls();
+}
+
+namespace {
+
 int do_poll(pollfd* fds, nfds_t n, io_time_point deadline, const void* caller) noexcept {
   return fiber_poll(fds, n, deadline, "poll", caller);
 }
@@ -140,16 +218,23 @@ int do_poll(pollfd* fds, nfds_t n, io_time_point deadline, const void* caller) n
 // select() on top of fiber_poll(), with the kernel's mapping of poll
 // events to the three sets (fs/select.c) and its update of the timeout.
 int do_select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, io_time_point deadline, const void* caller) noexcept {
-  if (nfds < 0 || nfds > FD_SETSIZE) {
+  if (nfds < 0) {
     set_errno(EINVAL);
     return -1;
   }
+  // Bit by bit rather than FD_ISSET, which _FORTIFY_SOURCE bounds to
+  // FD_SETSIZE: the kernel takes larger sets, and so does this.
+  constexpr int bits = 8 * sizeof(__fd_mask);
+  auto isset = [](int fd, const fd_set* set) {
+    return set != nullptr && ((__FDS_BITS(set)[fd / bits] >> (fd % bits)) & 1) != 0;
+  };
+  auto set_bit = [](int fd, fd_set* set) { __FDS_BITS(set)[fd / bits] |= __fd_mask(1) << (fd % bits); };
   std::vector<pollfd> fds;
   for (int fd = 0; fd < nfds; ++fd) {
     short events = 0;
-    if (rd != nullptr && FD_ISSET(fd, rd)) events |= POLLIN;
-    if (wr != nullptr && FD_ISSET(fd, wr)) events |= POLLOUT;
-    if (ex != nullptr && FD_ISSET(fd, ex)) events |= POLLPRI;
+    if (isset(fd, rd)) events |= POLLIN;
+    if (isset(fd, wr)) events |= POLLOUT;
+    if (isset(fd, ex)) events |= POLLPRI;
     if (events != 0) fds.push_back({fd, events, 0});
   }
   const int r = fiber_poll(fds.data(), fds.size(), deadline, "select", caller);
@@ -160,14 +245,16 @@ int do_select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, io_time_point deadli
       return -1;
     }
   }
+  // The sets are cleared up to nfds only, as the kernel writes them.
+  const std::size_t words = (static_cast<std::size_t>(nfds) + bits - 1) / bits;
+  for (fd_set* set : {rd, wr, ex}) {
+    if (set != nullptr) std::fill_n(__FDS_BITS(set), words, __fd_mask(0));
+  }
   int count = 0;
-  if (rd != nullptr) FD_ZERO(rd);
-  if (wr != nullptr) FD_ZERO(wr);
-  if (ex != nullptr) FD_ZERO(ex);
   for (const pollfd& p : fds) {
-    if ((p.events & POLLIN) && (p.revents & (POLLIN | POLLHUP | POLLERR))) FD_SET(p.fd, rd), ++count;
-    if ((p.events & POLLOUT) && (p.revents & (POLLOUT | POLLERR))) FD_SET(p.fd, wr), ++count;
-    if ((p.events & POLLPRI) && (p.revents & POLLPRI)) FD_SET(p.fd, ex), ++count;
+    if ((p.events & POLLIN) && (p.revents & (POLLIN | POLLHUP | POLLERR))) set_bit(p.fd, rd), ++count;
+    if ((p.events & POLLOUT) && (p.revents & (POLLOUT | POLLERR))) set_bit(p.fd, wr), ++count;
+    if ((p.events & POLLPRI) && (p.revents & POLLPRI)) set_bit(p.fd, ex), ++count;
   }
   return count;
 }

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 clang=${CLANGXX:-clang++}
 flags=(-std=c++20 -fsyntax-only -I. -Wthread-safety -Wthread-safety-beta -Werror=thread-safety
        -Werror=thread-safety-beta -Wno-unknown-warning-option)
-sources=$(find fiber sched sync io -name '*.cpp' | sort)
+sources=$(find fiber sched sync io hook -name '*.cpp' | sort)
 umbrella=$(mktemp --suffix=.cpp)
 trap 'rm -f "$umbrella"' EXIT
 echo '#include "spindle.h"' >"$umbrella"

@@ -49,7 +49,7 @@ ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::si
   bool locked = false;
   bool unparkable = false;
   auto finish = [&](ssize_t result, int error) -> ssize_t {
-    if (locked) s->lock_of(dir).unlock();
+    if (locked) s->unlock_direction(dir);
     if (in_op) s->leave();
     if (result < 0 && done > 0) result = static_cast<ssize_t>(done), error = 0;
     set_errno(result < 0 ? error : saved);
@@ -80,8 +80,8 @@ ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::si
       }
       if (!locked) {
         if (deadline == io_time_point::max()) {
-          s->lock_of(dir).lock();
-        } else if (!s->lock_of(dir).try_lock_until(deadline)) {
+          s->lock_direction(dir);
+        } else if (!s->lock_direction_until(dir, deadline)) {
           return finish(-1, EAGAIN);
         }
         locked = true;

@@ -26,7 +26,7 @@ constexpr int chunk_bits = 10;
 constexpr int chunk_size = 1 << chunk_bits;
 constexpr int chunk_count = 1 << 16;
 
-fd_slot first_chunk[chunk_size];
+constinit fd_slot first_chunk[chunk_size];
 constinit std::atomic<fd_slot*> chunks[chunk_count] = {};
 
 fd_slot* chunk_of(int index, bool allocate) noexcept {

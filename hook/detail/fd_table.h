@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <sys/types.h>
 
+#include "fiber/thread_annotations.h"
 #include "hook/detail/real.h"
 #include "sched/io_wait.h"
 #include "sync/mutex.h"
@@ -121,12 +122,21 @@ class fd_slot {
   template <class Fn>
   int close_and(int fd, Fn fn) noexcept;
 
-  spindle::timed_mutex& lock_of(io_direction dir) noexcept {
-    return dir == io_direction::read ? read_mu_ : write_mu_;
+  // The direction's lock: one caller per direction waits on the netpoll
+  // at a time. Taken at a slow path's first EAGAIN and held to its end,
+  // which the thread-safety analysis cannot follow.
+  void lock_direction(io_direction dir) SPINDLE_NO_THREAD_SAFETY_ANALYSIS { lock_of(dir).lock(); }
+  bool lock_direction_until(io_direction dir, io_time_point deadline) SPINDLE_NO_THREAD_SAFETY_ANALYSIS {
+    return lock_of(dir).try_lock_until(deadline);
   }
+  void unlock_direction(io_direction dir) SPINDLE_NO_THREAD_SAFETY_ANALYSIS { lock_of(dir).unlock(); }
 
  private:
   static constexpr std::uint32_t closing_bit = 1u << 31;
+
+  spindle::timed_mutex& lock_of(io_direction dir) noexcept {
+    return dir == io_direction::read ? read_mu_ : write_mu_;
+  }
 
   void lock_setup() noexcept;
   void unlock_setup() noexcept { setup_.store(false, std::memory_order_release); }
@@ -181,6 +191,10 @@ class op_guard {
   const bool ok_;
 };
 
+// kick_pollers() wakes the fibers parked in a poll (select, epoll_wait)
+// that includes `fd`, which was just closed (poll_hooks.cpp).
+void kick_pollers(int fd) noexcept;
+
 // ---- The close protocol ----
 
 template <class Fn>
@@ -198,6 +212,7 @@ int fd_slot::close_and(int fd, Fn fn) noexcept {
   const int e = r < 0 ? get_errno() : saved;
   reset_locked();
   unlock_setup();
+  kick_pollers(fd);
   set_errno(e);
   return r;
 }

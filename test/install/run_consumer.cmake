@@ -32,6 +32,7 @@ step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/test/install/consumer" -B "${WORK_DIR}/b
      "-DCMAKE_PREFIX_PATH=${prefix}" -DCMAKE_BUILD_TYPE=Release)
 step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 step("${WORK_DIR}/build/consumer")
+step("${WORK_DIR}/build/hooked_consumer")
 
 # And as a subproject: add_subdirectory() of the source tree configures the
 # library only (tests, benchmarks and samples default to off there).
