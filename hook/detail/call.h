@@ -48,6 +48,7 @@ ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::si
   bool in_op = false;
   bool locked = false;
   bool unparkable = false;
+  const std::uint32_t waits_before = s->waits();
   auto finish = [&](ssize_t result, int error) -> ssize_t {
     if (locked) s->unlock_direction(dir);
     if (in_op) s->leave();
@@ -86,7 +87,9 @@ ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::si
         }
         locked = true;
         if (s->closing()) return finish(-1, EBADF);
-        continue;  // another caller may have taken the readiness meanwhile: try again first
+        // Another caller's wait may have consumed the edge of what came
+        // since the attempt failed: then try again before parking.
+        if (s->waits() != waits_before) continue;
       }
       w = s->wait(fd, dir, deadline, &unparkable);
       if (unparkable && tracing()) trace_unparked(name, fd, "the netpoll cannot watch it", caller);

@@ -216,7 +216,9 @@ int fd_slot::wait(int fd, io_direction dir, io_time_point deadline, bool* reused
   unlock_setup();
   set_errno(saved);
   parked_scope parked;
-  switch (spindle::detail::netpoll_wait(pd, dir, deadline, nullptr)) {
+  const auto result = spindle::detail::netpoll_wait(pd, dir, deadline, nullptr);
+  waits_.fetch_add(1, std::memory_order_release);
+  switch (result) {
     case spindle::detail::io_wait_result::ready:
     case spindle::detail::io_wait_result::interrupted:
       return 0;

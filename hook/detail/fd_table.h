@@ -110,6 +110,13 @@ class fd_slot {
   // caller holds an op and the direction's lock.
   int wait(int fd, io_direction dir, io_time_point deadline, bool* unparkable) noexcept;
 
+  // waits() counts the netpoll waits that have returned. A slow path
+  // that finds it unchanged since before its failed attempt knows that
+  // no wait consumed a readiness edge meanwhile, so the edge of anything
+  // that arrived since is still there for its own wait: it may park
+  // without trying the call once more.
+  std::uint32_t waits() const noexcept { return waits_.load(std::memory_order_acquire); }
+
   // Ops: a slow path holds one while it may park.
   bool enter() noexcept;
   void leave() noexcept;
@@ -148,6 +155,7 @@ class fd_slot {
   std::atomic<std::uint32_t> state_{0};
   std::atomic<std::uint32_t> ops_{0};
   std::atomic<bool> setup_{false};
+  std::atomic<std::uint32_t> waits_{0};
   std::atomic<std::int64_t> timeout_ns_[2] = {0, 0};
   // Guarded by setup_ (written), stable while an op is held (read).
   spindle::detail::poll_desc* pd_ = nullptr;

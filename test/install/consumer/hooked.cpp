@@ -1,11 +1,13 @@
 // Links spindle::hook from an installed Spindle: a fiber's blocking recv()
-// on a socket parks it, so that the fiber that sends, on the same single
-// worker, gets to run.
+// on a socket parks it, so that the rest of the program, on the same
+// single worker, goes on and sends it what it waits for. Without the hook
+// the recv() would hold the worker, and this program would hang.
 #include <hook/hook.h>
 #include <spindle.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 
 int main() {
@@ -17,10 +19,14 @@ int main() {
   spindle::run(spindle::options{.workers = 1}, [&got] {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return;
-    spindle::fiber reader([&] { (void)::recv(sv[0], &got, 1, 0); });
-    spindle::fiber writer([&] { (void)::send(sv[1], "x", 1, 0); });
+    std::atomic<bool> started{false};
+    spindle::fiber reader([&] {
+      started = true;  // then, on this one worker, nothing else runs until recv() parks
+      (void)::recv(sv[0], &got, 1, 0);
+    });
+    while (!started) spindle::this_fiber::yield();
+    (void)::send(sv[1], "x", 1, 0);
     reader.join();
-    writer.join();
     ::close(sv[0]);
     ::close(sv[1]);
   });
