@@ -10,7 +10,8 @@
 # Usage: scripts/test.sh            (from anywhere; builds under build/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh clang
+# clang for the analysis below; the rest for the hook's tests of real libraries and servers.
+scripts/install-deps.sh clang pkg-config libhiredis-dev redis-server libpq-dev postgresql libcurl4-openssl-dev python3
 
 echo "=== clang thread-safety analysis ==="
 scripts/check-thread-safety.sh
