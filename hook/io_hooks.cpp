@@ -27,31 +27,32 @@ using spindle::detail::on_fiber;
 constexpr io_direction reading = io_direction::read;
 constexpr io_direction writing = io_direction::write;
 
-// call() is the one dispatch of every transfer call. `nonblocking`: the
-// call itself asked not to wait (MSG_DONTWAIT).
+// plain_rest() is the rare part of a plain thread's call: its first
+// attempt said EAGAIN, or wrote only part of a stream write. Only where
+// the hook made the file non-blocking for a fiber does the caller, who
+// expects it to block, need the wait (or the rest of the write) the
+// kernel no longer does.
 template <class Attempt>
-ssize_t call(const char* name, int fd, io_direction dir, std::size_t total, bool all_on_stream,
-             bool nonblocking, const void* caller, Attempt attempt) noexcept {
-  if (!on_fiber()) {
-    // A plain thread: straight through. Only where the hook made the file
-    // non-blocking for a fiber does the caller, who expects it to block,
-    // need the wait (or the rest of a write) the kernel no longer does.
-    const ssize_t r = attempt(0);
-    if (nonblocking) return r;
-    const bool partial = r > 0 && static_cast<std::size_t>(r) < total;
-    if (!(r < 0 && get_errno() == EAGAIN) && !(partial && all_on_stream)) return r;
-    fd_slot* s = fd_table::find(fd);
-    if (s == nullptr) return r;
-    const std::uint32_t st = s->state();
-    if (!(st & fd_slot::kernel_nonblock) || (st & fd_slot::user_nonblock)) return r;
-    const until how = all_on_stream && (st & fd_slot::stream) ? until::all : until::some;
-    if (r < 0) return transfer(name, fd, s, dir, total, how, false, caller, attempt);
-    if (how == until::some) return r;
-    const std::size_t first = static_cast<std::size_t>(r);
-    const ssize_t rest = transfer(name, fd, s, dir, total - first, how, false, caller,
-                                  [&](std::size_t done) { return attempt(first + done); });
-    return rest < 0 ? static_cast<ssize_t>(first) : static_cast<ssize_t>(first) + rest;
-  }
+[[gnu::noinline]] ssize_t plain_rest(const char* name, int fd, io_direction dir, std::size_t total,
+                                     bool all_on_stream, const void* caller, ssize_t r, Attempt attempt) noexcept {
+  fd_slot* s = fd_table::find(fd);
+  if (s == nullptr) return r;
+  const std::uint32_t st = s->state();
+  if (!(st & fd_slot::kernel_nonblock) || (st & fd_slot::user_nonblock)) return r;
+  const until how = all_on_stream && (st & fd_slot::stream) ? until::all : until::some;
+  if (r < 0) return transfer(name, fd, s, dir, total, how, false, caller, attempt);
+  if (how == until::some) return r;
+  const std::size_t first = static_cast<std::size_t>(r);
+  const ssize_t rest = transfer(name, fd, s, dir, total - first, how, false, caller,
+                                [&](std::size_t done) { return attempt(first + done); });
+  return rest < 0 ? static_cast<ssize_t>(first) : static_cast<ssize_t>(first) + rest;
+}
+
+// fiber_call() is a fiber's call, by what the descriptor is.
+template <class Attempt>
+inline ssize_t fiber_call(const char* name, int fd, io_direction dir, std::size_t total,
+                                     bool all_on_stream, bool nonblocking, const void* caller,
+                                     Attempt attempt) noexcept {
   fd_slot* s = fd_table::known(fd);
   if (s == nullptr) return attempt(0);
   const std::uint32_t st = s->state();
@@ -75,6 +76,66 @@ ssize_t call(const char* name, int fd, io_direction dir, std::size_t total, bool
       break;
   }
   return attempt(0);
+}
+
+// call() is the one dispatch of every transfer call. `nonblocking`: the
+// call itself asked not to wait (MSG_DONTWAIT). A plain thread's call
+// goes straight through: one thread-local test, the real call, and a
+// look at its result.
+// hidden_nonblock() says whether the hook made `fd`'s file non-blocking
+// behind the user's back (a fiber waited on it) while the user wants it
+// blocking: a plain thread's call on it then needs plain_call(). One look
+// at the slot, no system call; every other plain thread's call goes
+// straight to libc.
+inline bool hidden_nonblock(int fd) noexcept {
+  const fd_slot* s = fd_table::find(fd);
+  return s != nullptr && (s->state() & (fd_slot::kernel_nonblock | fd_slot::user_nonblock)) == fd_slot::kernel_nonblock &&
+         fd_slot::waitable(s->state());
+}
+
+// plain_call() is a plain thread's call on such a descriptor: straight
+// through, then the wait or the rest of the write that the kernel, with
+// the file non-blocking, no longer does.
+template <class Attempt>
+inline ssize_t plain_call(const char* name, int fd, io_direction dir, std::size_t total,
+                                     bool all_on_stream, const void* caller, Attempt attempt) noexcept {
+  const ssize_t r = attempt(0);
+  if (r >= 0 ? !all_on_stream || static_cast<std::size_t>(r) >= total : errno != EAGAIN) return r;
+  return plain_rest(name, fd, dir, total, all_on_stream, caller, r, attempt);
+}
+
+// On a fiber, a call on a regular file, or on a descriptor the user made
+// non-blocking, goes straight through too: one look at the slot.
+inline bool passes_on_fiber(int fd, bool nonblocking) noexcept {
+  const fd_slot* s = fd_table::find(fd);
+  if (s == nullptr) return false;
+  const std::uint32_t st = s->state();
+  switch (fd_slot::kind_of(st)) {
+    case fd_kind::file:
+      return true;
+    case fd_kind::socket:
+    case fd_kind::pipe:
+    case fd_kind::foreign:
+      return nonblocking || (st & fd_slot::user_nonblock) != 0;
+    default:
+      return false;  // unknown (probe it), other (the trace may report it)
+  }
+}
+
+// passes_through() says whether a call on `fd` goes straight to libc,
+// which is what nearly every plain thread's call does. Inline, with the
+// real call a tail call; everything else is slow_call(), out of line.
+inline bool passes_through(int fd, bool nonblocking) noexcept {
+  if (!on_fiber()) [[likely]] return nonblocking || !hidden_nonblock(fd);
+  return passes_on_fiber(fd, nonblocking);
+}
+
+template <class Attempt>
+inline ssize_t slow_call(const char* name, int fd, io_direction dir, std::size_t total,
+                                    bool all_on_stream, bool nonblocking, const void* caller,
+                                    Attempt attempt) noexcept {
+  if (!on_fiber()) return plain_call(name, fd, dir, total, all_on_stream, caller, attempt);
+  return fiber_call(name, fd, dir, total, all_on_stream, nonblocking, caller, attempt);
 }
 
 std::size_t iov_total(const iovec* iov, int count) noexcept {
@@ -109,9 +170,9 @@ int do_accept(const char* name, int fd, sockaddr* addr, socklen_t* len, int flag
   const std::uint32_t lst = listener != nullptr ? listener->state() : 0;
   const bool user_nb = (flags & SOCK_NONBLOCK) != 0;
   const int kernel_flags = fiber ? (flags | SOCK_NONBLOCK) : flags;
-  const ssize_t r = call(name, fd, reading, 1, false, false, caller, [&](std::size_t) -> ssize_t {
-    return real::accept4(fd, addr, len, kernel_flags);
-  });
+  auto attempt = [&](std::size_t) -> ssize_t { return real::accept4(fd, addr, len, kernel_flags); };
+  const ssize_t r = passes_through(fd, false) ? attempt(0)
+                                              : slow_call(name, fd, reading, 1, false, false, caller, attempt);
   if (r >= 0) {
     fd_table::created(static_cast<int>(r), fd_kind::socket, user_nb, (kernel_flags & SOCK_NONBLOCK) != 0,
                       listener == nullptr || (lst & fd_slot::stream) != 0);
@@ -177,6 +238,79 @@ int do_connect(int fd, const sockaddr* addr, socklen_t len, const void* caller) 
   }
 }
 
+// The slow paths of the transfer hooks below, out of line so that the
+// hooks themselves need no stack frame on the way straight through.
+[[gnu::noinline]] ssize_t read_slow(int fd, void* buf, size_t n, const void* caller) noexcept {
+  return slow_call("read", fd, reading, n, false, false, caller,
+              [=](std::size_t) { return real::read(fd, buf, n); });
+}
+
+[[gnu::noinline]] ssize_t readv_slow(int fd, const iovec* iov, int count, const void* caller) noexcept {
+  return slow_call("readv", fd, reading, iov_total(iov, count), false, false, caller,
+              [=](std::size_t) { return real::readv(fd, iov, count); });
+}
+
+[[gnu::noinline]] ssize_t recv_slow(int fd, void* buf, size_t n, int flags, const void* caller) noexcept {
+  return slow_call("recv", fd, reading, n, (flags & MSG_WAITALL) != 0, (flags & MSG_DONTWAIT) != 0,
+              caller, [=](std::size_t done) {
+                return real::recv(fd, static_cast<char*>(buf) + done, n - done, flags);
+              });
+}
+
+[[gnu::noinline]] ssize_t recvfrom_slow(int fd, void* buf, size_t n, int flags, sockaddr* addr, socklen_t* len, const void* caller) noexcept {
+  return slow_call("recvfrom", fd, reading, n, (flags & MSG_WAITALL) != 0, (flags & MSG_DONTWAIT) != 0,
+              caller, [=](std::size_t done) {
+                return real::recvfrom(fd, static_cast<char*>(buf) + done, n - done, flags, addr, len);
+              });
+}
+
+[[gnu::noinline]] ssize_t recvmsg_slow(int fd, msghdr* msg, int flags, const void* caller) noexcept {
+  return slow_call("recvmsg", fd, reading, 0, false, (flags & MSG_DONTWAIT) != 0, caller,
+              [=](std::size_t) { return real::recvmsg(fd, msg, flags); });
+}
+
+[[gnu::noinline]] ssize_t write_slow(int fd, const void* buf, size_t n, const void* caller) noexcept {
+  return slow_call("write", fd, writing, n, true, false, caller, [=](std::size_t done) {
+    return real::write(fd, static_cast<const char*>(buf) + done, n - done);
+  });
+}
+
+[[gnu::noinline]] ssize_t writev_slow(int fd, const iovec* iov, int count, const void* caller) noexcept {
+  return slow_call("writev", fd, writing, iov_total(iov, count), true, false, caller,
+              [=](std::size_t done) -> ssize_t {
+                if (done == 0) return real::writev(fd, iov, count);
+                const std::vector<iovec> rest = iov_after(iov, count, done);
+                return real::writev(fd, rest.data(), static_cast<int>(rest.size()));
+              });
+}
+
+[[gnu::noinline]] ssize_t send_slow(int fd, const void* buf, size_t n, int flags, const void* caller) noexcept {
+  return slow_call("send", fd, writing, n, true, (flags & MSG_DONTWAIT) != 0, caller,
+              [=](std::size_t done) { return real::send(fd, static_cast<const char*>(buf) + done, n - done, flags); });
+}
+
+[[gnu::noinline]] ssize_t sendto_slow(int fd, const void* buf, size_t n, int flags, const sockaddr* addr, socklen_t len, const void* caller) noexcept {
+  return slow_call("sendto", fd, writing, n, true, (flags & MSG_DONTWAIT) != 0, caller,
+              [=](std::size_t done) {
+                return real::sendto(fd, static_cast<const char*>(buf) + done, n - done, flags, addr, len);
+              });
+}
+
+[[gnu::noinline]] ssize_t sendmsg_slow(int fd, const msghdr* msg, int flags, const void* caller) noexcept {
+  return slow_call("sendmsg", fd, writing, iov_total(msg->msg_iov, static_cast<int>(msg->msg_iovlen)), true,
+              (flags & MSG_DONTWAIT) != 0, caller, [=](std::size_t done) -> ssize_t {
+                if (done == 0) return real::sendmsg(fd, msg, flags);
+                // The rest of the bytes; ancillary data went with the first part.
+                std::vector<iovec> rest = iov_after(msg->msg_iov, static_cast<int>(msg->msg_iovlen), done);
+                msghdr m = *msg;
+                m.msg_iov = rest.data();
+                m.msg_iovlen = rest.size();
+                m.msg_control = nullptr;
+                m.msg_controllen = 0;
+                return real::sendmsg(fd, &m, flags);
+              });
+}
+
 }  // namespace
 }  // namespace spindle::hook_detail
 
@@ -233,77 +367,56 @@ SPINDLE_HOOK_API int connect(int fd, const sockaddr* addr, socklen_t len) {
 // ---- Reading ----
 
 SPINDLE_HOOK_API ssize_t read(int fd, void* buf, size_t n) {
-  return call("read", fd, reading, n, false, false, __builtin_return_address(0),
-              [&](std::size_t) { return real::read(fd, buf, n); });
+  if (passes_through(fd, false)) [[likely]] return real::read(fd, buf, n);
+  return read_slow(fd, buf, n, __builtin_return_address(0));
 }
 
 SPINDLE_HOOK_API ssize_t readv(int fd, const iovec* iov, int count) {
-  return call("readv", fd, reading, iov_total(iov, count), false, false, __builtin_return_address(0),
-              [&](std::size_t) { return real::readv(fd, iov, count); });
+  if (passes_through(fd, false)) [[likely]] return real::readv(fd, iov, count);
+  return readv_slow(fd, iov, count, __builtin_return_address(0));
 }
 
 SPINDLE_HOOK_API ssize_t recv(int fd, void* buf, size_t n, int flags) {
-  return call("recv", fd, reading, n, (flags & MSG_WAITALL) != 0, (flags & MSG_DONTWAIT) != 0,
-              __builtin_return_address(0), [&](std::size_t done) {
-                return real::recv(fd, static_cast<char*>(buf) + done, n - done, flags);
-              });
+  if (passes_through(fd, (flags & MSG_DONTWAIT) != 0)) [[likely]] return real::recv(fd, buf, n, flags);
+  return recv_slow(fd, buf, n, flags, __builtin_return_address(0));
 }
 
 SPINDLE_HOOK_API ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* addr, socklen_t* len) {
-  return call("recvfrom", fd, reading, n, (flags & MSG_WAITALL) != 0, (flags & MSG_DONTWAIT) != 0,
-              __builtin_return_address(0), [&](std::size_t done) {
-                return real::recvfrom(fd, static_cast<char*>(buf) + done, n - done, flags, addr, len);
-              });
+  if (passes_through(fd, (flags & MSG_DONTWAIT) != 0)) [[likely]] return real::recvfrom(fd, buf, n, flags, addr, len);
+  return recvfrom_slow(fd, buf, n, flags, addr, len, __builtin_return_address(0));
 }
 
 SPINDLE_HOOK_API ssize_t recvmsg(int fd, msghdr* msg, int flags) {
-  return call("recvmsg", fd, reading, 0, false, (flags & MSG_DONTWAIT) != 0, __builtin_return_address(0),
-              [&](std::size_t) { return real::recvmsg(fd, msg, flags); });
+  if (passes_through(fd, (flags & MSG_DONTWAIT) != 0)) [[likely]] return real::recvmsg(fd, msg, flags);
+  return recvmsg_slow(fd, msg, flags, __builtin_return_address(0));
 }
 
 // ---- Writing: on a byte stream, a blocking write goes on until all is written ----
 
 SPINDLE_HOOK_API ssize_t write(int fd, const void* buf, size_t n) {
-  return call("write", fd, writing, n, true, false, __builtin_return_address(0), [&](std::size_t done) {
-    return real::write(fd, static_cast<const char*>(buf) + done, n - done);
-  });
+  if (passes_through(fd, false)) [[likely]] return real::write(fd, buf, n);
+  return write_slow(fd, buf, n, __builtin_return_address(0));
 }
 
 SPINDLE_HOOK_API ssize_t writev(int fd, const iovec* iov, int count) {
-  return call("writev", fd, writing, iov_total(iov, count), true, false, __builtin_return_address(0),
-              [&](std::size_t done) -> ssize_t {
-                if (done == 0) return real::writev(fd, iov, count);
-                const std::vector<iovec> rest = iov_after(iov, count, done);
-                return real::writev(fd, rest.data(), static_cast<int>(rest.size()));
-              });
+  if (passes_through(fd, false)) [[likely]] return real::writev(fd, iov, count);
+  return writev_slow(fd, iov, count, __builtin_return_address(0));
 }
 
 SPINDLE_HOOK_API ssize_t send(int fd, const void* buf, size_t n, int flags) {
-  return call("send", fd, writing, n, true, (flags & MSG_DONTWAIT) != 0, __builtin_return_address(0),
-              [&](std::size_t done) { return real::send(fd, static_cast<const char*>(buf) + done, n - done, flags); });
+  if (passes_through(fd, (flags & MSG_DONTWAIT) != 0)) [[likely]] return real::send(fd, buf, n, flags);
+  return send_slow(fd, buf, n, flags, __builtin_return_address(0));
 }
 
 SPINDLE_HOOK_API ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* addr, socklen_t len) {
-  return call("sendto", fd, writing, n, true, (flags & MSG_DONTWAIT) != 0, __builtin_return_address(0),
-              [&](std::size_t done) {
-                return real::sendto(fd, static_cast<const char*>(buf) + done, n - done, flags, addr, len);
-              });
+  if (passes_through(fd, (flags & MSG_DONTWAIT) != 0)) [[likely]] return real::sendto(fd, buf, n, flags, addr, len);
+  return sendto_slow(fd, buf, n, flags, addr, len, __builtin_return_address(0));
 }
 
 SPINDLE_HOOK_API ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
   if (msg == nullptr) return real::sendmsg(fd, msg, flags);  // EFAULT
-  return call("sendmsg", fd, writing, iov_total(msg->msg_iov, static_cast<int>(msg->msg_iovlen)), true,
-              (flags & MSG_DONTWAIT) != 0, __builtin_return_address(0), [&](std::size_t done) -> ssize_t {
-                if (done == 0) return real::sendmsg(fd, msg, flags);
-                // The rest of the bytes; ancillary data went with the first part.
-                std::vector<iovec> rest = iov_after(msg->msg_iov, static_cast<int>(msg->msg_iovlen), done);
-                msghdr m = *msg;
-                m.msg_iov = rest.data();
-                m.msg_iovlen = rest.size();
-                m.msg_control = nullptr;
-                m.msg_controllen = 0;
-                return real::sendmsg(fd, &m, flags);
-              });
+  if (passes_through(fd, (flags & MSG_DONTWAIT) != 0)) [[likely]] return real::sendmsg(fd, msg, flags);
+  return sendmsg_slow(fd, msg, flags, __builtin_return_address(0));
 }
 
 // ---- _FORTIFY_SOURCE: the checks glibc's would make, then the hooked call ----

@@ -27,19 +27,15 @@ int poll_wait(int fd, io_direction dir, io_time_point deadline) noexcept;
 // ends it, which a non-blocking one does not.
 enum class until : bool { some, all };
 
-// transfer() runs one call that moves data (or accepts) as the blocking
-// call would have run for the caller, with `attempt(done)` the
-// non-blocking system call for what is left after `done` bytes (ssize_t,
-// -1 and errno on failure). until::some returns the first success;
-// until::all goes on to `total` bytes or the end of the stream, and a
-// failure or the deadline after some bytes returns their count. On
-// timeout (SO_RCVTIMEO, SO_SNDTIMEO) it fails with EAGAIN, as the kernel
-// does. `fiber`: the caller's on_fiber() at entry.
+// transfer_rest() is the part of transfer() after a first attempt that
+// failed with EAGAIN (`first` < 0) or moved `first` bytes of an
+// until::all transfer. `saved` is errno before the call.
 template <class Attempt>
-ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::size_t total, until how,
-                 bool fiber, const void* caller, Attempt attempt) noexcept {
-  const int saved = get_errno();
-  std::size_t done = 0;
+[[gnu::noinline]] ssize_t transfer_rest(const char* name, int fd, fd_slot* s, io_direction dir, std::size_t total,
+                                        until how, bool fiber, const void* caller, int saved, ssize_t first,
+                                        std::uint32_t waits_before, Attempt attempt) noexcept {
+  std::size_t done = first > 0 ? static_cast<std::size_t>(first) : 0;
+  bool failed = first < 0;  // the last attempt said EAGAIN
   bool have_deadline = false;
   io_time_point deadline{};
   // The fiber's slow path holds an op (close() waits for it) and the
@@ -48,7 +44,6 @@ ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::si
   bool in_op = false;
   bool locked = false;
   bool unparkable = false;
-  const std::uint32_t waits_before = s->waits();
   auto finish = [&](ssize_t result, int error) -> ssize_t {
     if (locked) s->unlock_direction(dir);
     if (in_op) s->leave();
@@ -57,16 +52,19 @@ ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::si
     return result;
   };
   for (;;) {
-    const ssize_t r = attempt(done);
-    if (r >= 0) {
-      if (how == until::some) return finish(r, 0);  // any success (accept's descriptor 0 too)
-      if (r == 0) return finish(static_cast<ssize_t>(done), 0);  // end of stream
-      done += static_cast<std::size_t>(r);
-      if (done >= total) return finish(static_cast<ssize_t>(done), 0);
-      continue;
+    if (!failed) {
+      const ssize_t r = attempt(done);
+      if (r >= 0) {
+        if (how == until::some) return finish(r, 0);  // any success (accept's descriptor 0 too)
+        if (r == 0) return finish(static_cast<ssize_t>(done), 0);  // end of stream
+        done += static_cast<std::size_t>(r);
+        if (done >= total) return finish(static_cast<ssize_t>(done), 0);
+        continue;
+      }
+      const int e = get_errno();
+      if (e != EAGAIN) return finish(-1, e);
     }
-    const int e = get_errno();
-    if (e != EAGAIN) return finish(-1, e);
+    failed = false;
     if (!have_deadline) {
       deadline = s->deadline(dir);
       have_deadline = true;
@@ -96,6 +94,30 @@ ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::si
     }
     if (w != 0) return finish(-1, w);
   }
+}
+
+// transfer() runs one call that moves data (or accepts) as the blocking
+// call would have run for the caller, with `attempt(done)` the
+// non-blocking system call for what is left after `done` bytes (ssize_t,
+// -1 and errno on failure). until::some returns the first success;
+// until::all goes on to `total` bytes or the end of the stream, and a
+// failure or the deadline after some bytes returns their count. On
+// timeout (SO_RCVTIMEO, SO_SNDTIMEO) it fails with EAGAIN, as the kernel
+// does. errno is as it was if the call succeeds. `fiber`: the caller's
+// on_fiber() at entry. The first attempt is inline; what follows a
+// failed or short one is transfer_rest().
+template <class Attempt>
+inline ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::size_t total, until how,
+                        bool fiber, const void* caller, Attempt attempt) noexcept {
+  const int saved = errno;  // read before anything parks
+  const std::uint32_t waits_before = s->waits();
+  const ssize_t r = attempt(0);
+  if (r >= 0) {
+    if (how == until::some || r == 0 || static_cast<std::size_t>(r) >= total) return r;
+  } else if (errno != EAGAIN) {
+    return r;
+  }
+  return transfer_rest(name, fd, s, dir, total, how, fiber, caller, saved, r, waits_before, attempt);
 }
 
 // foreign_call() runs a call on a descriptor whose file the hook must

@@ -14,59 +14,41 @@
 
 namespace spindle::hook_detail {
 namespace {
-
 using spindle::detail::on_fiber;
-
-// Slots come in chunks of 1024 numbers; the first chunk is static, so
-// that the descriptors every process has (0, 1, 2 and the first
-// thousand) never allocate, not even in a signal handler that writes to
-// stderr. 2^16 chunks cover 2^26 descriptors, past any RLIMIT_NOFILE
-// Linux allows (fs.nr_open is at most 2^30, but 2^20 by default).
-constexpr int chunk_bits = 10;
-constexpr int chunk_size = 1 << chunk_bits;
-constexpr int chunk_count = 1 << 16;
-
-constinit fd_slot first_chunk[chunk_size];
-constinit std::atomic<fd_slot*> chunks[chunk_count] = {};
-
-fd_slot* chunk_of(int index, bool allocate) noexcept {
-  if (index == 0) return first_chunk;
-  fd_slot* c = chunks[index].load(std::memory_order_acquire);
-  if (c != nullptr || !allocate) return c;
-  fd_slot* fresh = new (std::nothrow) fd_slot[chunk_size];
-  if (fresh == nullptr) return nullptr;
-  if (chunks[index].compare_exchange_strong(c, fresh, std::memory_order_acq_rel)) return fresh;
-  delete[] fresh;
-  return c;
-}
-
-fd_slot* slot_at(int fd, bool allocate) noexcept {
-  if (fd < 0 || fd >= chunk_size * chunk_count) return nullptr;
-  fd_slot* c = chunk_of(fd >> chunk_bits, allocate);
-  return c == nullptr ? nullptr : &c[fd & (chunk_size - 1)];
-}
-
 }  // namespace
 
 // ---- fd_table ----
 
-fd_slot* fd_table::slot(int fd) noexcept { return slot_at(fd, true); }
-fd_slot* fd_table::find(int fd) noexcept { return slot_at(fd, false); }
+constinit fd_slot fd_table::first_chunk[chunk_size];
+constinit std::atomic<fd_slot*> fd_table::chunks[chunk_count] = {};
 
-fd_slot* fd_table::known(int fd) noexcept {
-  fd_slot* s = slot_at(fd, true);
-  if (s == nullptr) return nullptr;
-  if (fd_slot::kind_of(s->state()) == fd_kind::unknown) {
-    s->lock_setup();
-    if (fd_slot::kind_of(s->state_.load(std::memory_order_relaxed)) == fd_kind::unknown) s->probe(fd);
-    s->unlock_setup();
+fd_slot* fd_table::slot(int fd) noexcept {
+  if (fd_slot* s = find(fd)) return s;
+  if (fd < 0 || fd >= chunk_size * chunk_count) return nullptr;
+  std::atomic<fd_slot*>& chunk = chunks[fd >> chunk_bits];
+  fd_slot* fresh = new (std::nothrow) fd_slot[chunk_size];
+  if (fresh == nullptr) return nullptr;
+  fd_slot* c = nullptr;
+  if (!chunk.compare_exchange_strong(c, fresh, std::memory_order_acq_rel)) {
+    delete[] fresh;  // another thread's came first
+  } else {
+    c = fresh;
   }
+  return &c[fd & (chunk_size - 1)];
+}
+
+fd_slot* fd_table::probe(int fd) noexcept {
+  fd_slot* s = slot(fd);
+  if (s == nullptr) return nullptr;
+  s->lock_setup();
+  if (fd_slot::kind_of(s->state_.load(std::memory_order_relaxed)) == fd_kind::unknown) s->probe(fd);
+  s->unlock_setup();
   return s;
 }
 
 void fd_table::created(int fd, fd_kind kind, bool user_nonblock, bool kernel_nonblock,
                        bool is_stream) noexcept {
-  fd_slot* s = slot_at(fd, true);
+  fd_slot* s = slot(fd);
   if (s == nullptr) return;
   std::uint32_t state = static_cast<std::uint32_t>(kind);
   if (user_nonblock) state |= fd_slot::user_nonblock;
@@ -85,7 +67,7 @@ void fd_table::created(int fd, fd_kind kind, bool user_nonblock, bool kernel_non
 
 void fd_table::duplicated(int from, int to) noexcept {
   fd_slot* src = fd_table::known(from);
-  fd_slot* dst = slot_at(to, true);
+  fd_slot* dst = slot(to);
   if (src == nullptr || dst == nullptr) return;
   dst->lock_setup();
   const bool stale = dst->pd_ != nullptr;

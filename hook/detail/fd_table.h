@@ -169,18 +169,41 @@ class fd_slot {
 
 class fd_table {
  public:
+  // Slots come in chunks of 1024 numbers; the first chunk is static, so
+  // that the descriptors every process has (0, 1, 2 and the first
+  // thousand) never allocate, not even in a signal handler that writes
+  // to stderr. 2^16 chunks cover 2^26 descriptors, past any
+  // RLIMIT_NOFILE Linux allows by default (fs.nr_open is 2^20).
+  static constexpr int chunk_bits = 10;
+  static constexpr int chunk_size = 1 << chunk_bits;
+  static constexpr int chunk_count = 1 << 16;
+
   // The slot of `fd`, allocating its chunk; nullptr for a negative or
   // absurd number (the real call then fails with EBADF).
   static fd_slot* slot(int fd) noexcept;
   // The slot of `fd` if its chunk exists; never allocates.
-  static fd_slot* find(int fd) noexcept;
+  static fd_slot* find(int fd) noexcept {
+    if (static_cast<unsigned>(fd) < static_cast<unsigned>(chunk_size)) return &first_chunk[fd];
+    if (fd < 0 || fd >= chunk_size * chunk_count) return nullptr;
+    fd_slot* c = chunks[fd >> chunk_bits].load(std::memory_order_acquire);
+    return c == nullptr ? nullptr : &c[fd & (chunk_size - 1)];
+  }
   // The slot of `fd`, probed if the hook has not seen it yet.
-  static fd_slot* known(int fd) noexcept;
+  static fd_slot* known(int fd) noexcept {
+    fd_slot* s = find(fd);
+    if (s != nullptr && fd_slot::kind_of(s->state()) != fd_kind::unknown) [[likely]] return s;
+    return probe(fd);
+  }
   // created() fills in the slot of a descriptor a hooked call just made.
   static void created(int fd, fd_kind kind, bool user_nonblock, bool kernel_nonblock,
                       bool is_stream) noexcept;
   // duplicated() fills `to` as a copy of `from` (dup, dup2, dup3, F_DUPFD).
   static void duplicated(int from, int to) noexcept;
+
+ private:
+  static fd_slot* probe(int fd) noexcept;
+  static fd_slot first_chunk[chunk_size];
+  static std::atomic<fd_slot*> chunks[chunk_count];
 };
 
 // An op held for a scope.

@@ -22,18 +22,29 @@ class real_fn {
   explicit constexpr real_fn(const char* name) noexcept : name_(name) {}
   F* get() noexcept {
     F* f = fn_.load(std::memory_order_acquire);
-    if (f == nullptr) {
-      f = reinterpret_cast<F*>(resolve_next(name_));
-      fn_.store(f, std::memory_order_release);
-    }
-    return f;
+    return f != nullptr ? f : resolve();
   }
+  // The call: a tail call once resolved, so that a hook that passes a
+  // call straight through needs no stack frame of its own.
+  // (Not noexcept: a noexcept caller of a function that is not would
+  // need a landing pad, and no tail call.)
   template <class... Args>
-  auto operator()(Args... args) noexcept {
-    return get()(args...);
+  auto operator()(Args... args) {
+    if (F* f = fn_.load(std::memory_order_acquire)) [[likely]] return f(args...);
+    return resolve_and_call(args...);
   }
 
  private:
+  [[gnu::noinline]] F* resolve() noexcept {
+    F* f = reinterpret_cast<F*>(resolve_next(name_));
+    fn_.store(f, std::memory_order_release);
+    return f;
+  }
+  template <class... Args>
+  [[gnu::noinline]] auto resolve_and_call(Args... args) {
+    return resolve()(args...);
+  }
+
   const char* const name_;
   std::atomic<F*> fn_{nullptr};
 };
