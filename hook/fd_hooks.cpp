@@ -33,7 +33,9 @@ int do_fcntl(int fd, int cmd, unsigned long arg, bool wide) noexcept {
       if (r < 0) return r;
       fd_slot* s = fd_table::find(fd);
       if (s != nullptr && fd_slot::waitable(s->state()) && hidden_nonblock(s->state())) {
-        return r & ~O_NONBLOCK;
+        // Hide the hook's O_NONBLOCK, if this is still the file it set it on.
+        if (s->still_same_file(fd)) return r & ~O_NONBLOCK;
+        fd_table::forget(fd);
       }
       return r;
     }
@@ -43,9 +45,11 @@ int do_fcntl(int fd, int cmd, unsigned long arg, bool wide) noexcept {
       const bool known = fd_slot::kind_of(st) != fd_kind::unknown;
       unsigned long kernel_arg = arg;
       // Keep a socket's or pipe's file non-blocking under a fiber's waits.
-      if (known && fd_slot::waitable(st) && (st & fd_slot::kernel_nonblock)) kernel_arg |= O_NONBLOCK;
+      if (known && fd_slot::waitable(st) && (st & fd_slot::hook_nonblock)) kernel_arg |= O_NONBLOCK;
       const int r = real_call(kernel_arg);
-      if (r == 0 && known) s->user_set_nonblock((arg & O_NONBLOCK) != 0);
+      if (r == 0 && known) {
+        fd_table::for_each_sharing(fd, [&](fd_slot& o) { o.user_set_nonblock((arg & O_NONBLOCK) != 0); });
+      }
       return r;
     }
     case F_DUPFD:
@@ -105,15 +109,15 @@ SPINDLE_HOOK_API int ioctl(int fd, unsigned long request, ...) noexcept {
     const std::uint32_t st = s != nullptr ? s->state() : 0;
     if (fd_slot::kind_of(st) != fd_kind::unknown) {
       const bool on = *static_cast<const int*>(arg) != 0;
-      if (!on && fd_slot::waitable(st) && (st & fd_slot::kernel_nonblock)) {
+      if (!on && fd_slot::waitable(st) && (st & fd_slot::hook_nonblock)) {
         // Blocking mode, as far as the user can tell; the file stays
         // non-blocking under the hook. Still fail as the kernel would.
         if (real::fcntl(fd, F_GETFD) < 0) return -1;
-        s->user_set_nonblock(false);
+        fd_table::for_each_sharing(fd, [](fd_slot& o) { o.user_set_nonblock(false); });
         return 0;
       }
       const int r = real::ioctl(fd, request, arg);
-      if (r == 0) s->user_set_nonblock(on);
+      if (r == 0) fd_table::for_each_sharing(fd, [&](fd_slot& o) { o.user_set_nonblock(on); });
       return r;
     }
   }
@@ -124,10 +128,12 @@ SPINDLE_HOOK_API int setsockopt(int fd, int level, int name, const void* value, 
   const int r = real::setsockopt(fd, level, name, value, len);
   if (r == 0 && level == SOL_SOCKET && value != nullptr && len >= sizeof(timeval) &&
       (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
-    if (fd_slot* s = fd_table::known(fd)) {
+    if (fd_table::known(fd) != nullptr) {
       const timeval& tv = *static_cast<const timeval*>(value);
-      s->set_timeout(name == SO_RCVTIMEO ? io_direction::read : io_direction::write,
-                     tv.tv_sec * 1000000000LL + tv.tv_usec * 1000LL);
+      // Zero is no timeout; Linux takes a negative one as "at once".
+      const std::int64_t ns = tv.tv_sec < 0 ? 1 : tv.tv_sec * 1000000000LL + tv.tv_usec * 1000LL;
+      const io_direction dir = name == SO_RCVTIMEO ? io_direction::read : io_direction::write;
+      fd_table::for_each_sharing(fd, [&](fd_slot& o) { o.set_timeout(dir, ns); });
     }
   }
   return r;
@@ -151,6 +157,8 @@ SPINDLE_HOOK_API int dup2(int from, int to) noexcept {
 }
 
 SPINDLE_HOOK_API int dup3(int from, int to, int flags) noexcept {
-  if (from == to) return real::dup3(from, to, flags);  // EINVAL
+  // EINVAL for the same descriptor or flags other than O_CLOEXEC, before
+  // anything happens to `to`, as the kernel's.
+  if (from == to || (flags & ~O_CLOEXEC) != 0) return real::dup3(from, to, flags);
   return dup_over(from, to, [from, flags](int t) { return real::dup3(from, t, flags); });
 }

@@ -9,10 +9,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <vector>
 
+#include "fiber/this_fiber.h"
 #include "hook/detail/call.h"
 #include "hook/detail/fd_table.h"
 #include "hook/detail/real_calls.h"
@@ -34,54 +37,58 @@ constexpr io_direction writing = io_direction::write;
 // kernel no longer does.
 template <class Attempt>
 [[gnu::noinline]] ssize_t plain_rest(const char* name, int fd, io_direction dir, std::size_t total,
-                                     bool all_on_stream, const void* caller, ssize_t r, Attempt attempt) noexcept {
+                                     bool all_on_stream, const void* caller, int saved, ssize_t r,
+                                     Attempt attempt) noexcept {
   fd_slot* s = fd_table::find(fd);
   if (s == nullptr) return r;
   const std::uint32_t st = s->state();
   if (!(st & fd_slot::kernel_nonblock) || (st & fd_slot::user_nonblock)) return r;
   const until how = all_on_stream && (st & fd_slot::stream) ? until::all : until::some;
-  if (r < 0) return transfer(name, fd, s, dir, total, how, false, caller, attempt);
-  if (how == until::some) return r;
-  const std::size_t first = static_cast<std::size_t>(r);
-  const ssize_t rest = transfer(name, fd, s, dir, total - first, how, false, caller,
-                                [&](std::size_t done) { return attempt(first + done); });
-  return rest < 0 ? static_cast<ssize_t>(first) : static_cast<ssize_t>(first) + rest;
+  if (r >= 0 && how == until::some) return r;
+  const ssize_t rest = transfer_rest(name, fd, s, dir, total, how, false, caller, saved, r, s->waits(), attempt);
+  if (rest != stale_slot) return rest;
+  fd_table::forget(fd);  // not the file the slot remembers: the result as the kernel gave it
+  if (r < 0) set_errno(EAGAIN);
+  return r;
 }
 
 // fiber_call() is a fiber's call, by what the descriptor is.
 template <class Attempt>
-inline ssize_t fiber_call(const char* name, int fd, io_direction dir, std::size_t total,
-                                     bool all_on_stream, bool nonblocking, const void* caller,
-                                     Attempt attempt) noexcept {
-  fd_slot* s = fd_table::known(fd);
-  if (s == nullptr) return attempt(0);
-  const std::uint32_t st = s->state();
-  switch (fd_slot::kind_of(st)) {
-    case fd_kind::socket:
-    case fd_kind::pipe:
-      if (nonblocking || (st & fd_slot::user_nonblock)) return attempt(0);
-      if (!(st & fd_slot::kernel_nonblock)) s->make_kernel_nonblocking(fd);
-      return transfer(name, fd, s, dir, total, all_on_stream && (st & fd_slot::stream) ? until::all : until::some,
-                      true, caller, attempt);
-    case fd_kind::foreign:
-      if (nonblocking || (st & fd_slot::user_nonblock)) return attempt(0);
-      return foreign_call(fd, dir, [&] { return attempt(0); });
-    case fd_kind::other:
-      if (!nonblocking && !(st & fd_slot::user_nonblock) && tracing()) {
-        trace_unparked(name, fd, "not a socket or pipe (a tty or character device?)", caller);
+inline ssize_t fiber_call(const char* name, int fd, io_direction dir, std::size_t total, bool all_on_stream,
+                          bool nonblocking, const void* caller, Attempt attempt) noexcept {
+  for (bool again = true;; again = false) {
+    fd_slot* s = fd_table::known(fd);
+    if (s == nullptr) return attempt(0);
+    const std::uint32_t st = s->state();
+    switch (fd_slot::kind_of(st)) {
+      case fd_kind::socket:
+      case fd_kind::pipe: {
+        if (nonblocking || (st & fd_slot::user_nonblock)) return attempt(0);
+        if (!(st & fd_slot::kernel_nonblock)) s->make_kernel_nonblocking(fd);
+        const ssize_t r = transfer(name, fd, s, dir, total,
+                                   all_on_stream && (st & fd_slot::stream) ? until::all : until::some, true,
+                                   caller, attempt);
+        if (r != stale_slot) return r;
+        fd_table::forget(fd);  // reused behind the hook's back: probe it and start again
+        if (!again) return attempt(0);
+        continue;
       }
-      return attempt(0);
-    case fd_kind::unknown:
-    case fd_kind::file:
-      break;
+      case fd_kind::foreign:
+        if (nonblocking || (st & fd_slot::user_nonblock)) return attempt(0);
+        return foreign_call(fd, dir, total, [&] { return attempt(0); });
+      case fd_kind::other:
+        if (!nonblocking && !(st & fd_slot::user_nonblock) && tracing()) {
+          trace_unparked(name, fd, "not a socket or pipe (a tty or character device?)", caller);
+        }
+        return attempt(0);
+      case fd_kind::unknown:
+      case fd_kind::file:
+        break;
+    }
+    return attempt(0);
   }
-  return attempt(0);
 }
 
-// call() is the one dispatch of every transfer call. `nonblocking`: the
-// call itself asked not to wait (MSG_DONTWAIT). A plain thread's call
-// goes straight through: one thread-local test, the real call, and a
-// look at its result.
 // hidden_nonblock() says whether the hook made `fd`'s file non-blocking
 // behind the user's back (a fiber waited on it) while the user wants it
 // blocking: a plain thread's call on it then needs plain_call(). One look
@@ -99,9 +106,10 @@ inline bool hidden_nonblock(int fd) noexcept {
 template <class Attempt>
 inline ssize_t plain_call(const char* name, int fd, io_direction dir, std::size_t total,
                                      bool all_on_stream, const void* caller, Attempt attempt) noexcept {
+  const int saved = errno;
   const ssize_t r = attempt(0);
   if (r >= 0 ? !all_on_stream || static_cast<std::size_t>(r) >= total : errno != EAGAIN) return r;
-  return plain_rest(name, fd, dir, total, all_on_stream, caller, r, attempt);
+  return plain_rest(name, fd, dir, total, all_on_stream, caller, saved, r, attempt);
 }
 
 // On a fiber, a call on a regular file, or on a descriptor the user made
@@ -166,7 +174,9 @@ bool is_stream_type(int type) noexcept { return (type & 0xf) == SOCK_STREAM; }
 // it is the one that most likely uses it).
 int do_accept(const char* name, int fd, sockaddr* addr, socklen_t* len, int flags, const void* caller) noexcept {
   const bool fiber = on_fiber();
-  fd_slot* listener = fiber ? fd_table::known(fd) : fd_table::find(fd);
+  // The new socket is the listener's kind: probe a listener the hook has
+  // not seen (inherited, as with systemd's socket activation).
+  fd_slot* listener = fd_table::known(fd);
   const std::uint32_t lst = listener != nullptr ? listener->state() : 0;
   const bool user_nb = (flags & SOCK_NONBLOCK) != 0;
   const int kernel_flags = fiber ? (flags | SOCK_NONBLOCK) : flags;
@@ -202,6 +212,36 @@ int do_connect(int fd, const sockaddr* addr, socklen_t len, const void* caller) 
   if (!(st & fd_slot::kernel_nonblock) || (st & fd_slot::user_nonblock)) return r;
   if (fiber && !fd_slot::managed(st)) return r;
   const io_time_point deadline = s->deadline(writing);
+  if (e == EAGAIN) {
+    // An AF_UNIX listener's backlog is full. Nothing on the connecting
+    // socket says when there is room (it polls writable throughout), so
+    // try again after a sleep that doubles from 100 us to 10 ms (a
+    // fiber's sleep parks), until SO_SNDTIMEO, as the kernel's wait does.
+    auto pause = std::chrono::microseconds(100);
+    for (;;) {
+      if (deadline != io_time_point::max() && std::chrono::steady_clock::now() + pause >= deadline) {
+        set_errno(EAGAIN);
+        return -1;
+      }
+      if (fiber) {
+        try {
+          parked_scope parked;
+          spindle::this_fiber::sleep_for(pause);
+        } catch (...) {
+        }
+      } else {
+        const timespec ts{0, static_cast<long>(std::chrono::nanoseconds(pause).count())};
+        (void)real::nanosleep(&ts, nullptr);
+      }
+      pause = std::min(pause * 2, std::chrono::microseconds(10000));
+      r = real::connect(fd, addr, len);
+      if (r == 0) {
+        set_errno(saved);
+        return 0;
+      }
+      if (get_errno() != EAGAIN) return r;
+    }
+  }
   for (;;) {
     // Wait for writability through the transfer path (op, lock, park or
     // poll), with an attempt that reports readiness only.
@@ -211,20 +251,15 @@ int do_connect(int fd, const sockaddr* addr, socklen_t len, const void* caller) 
       set_errno(EAGAIN);
       return -1;
     });
+    if (w == stale_slot) {  // reused behind the hook's back: as the kernel said
+      fd_table::forget(fd);
+      set_errno(e);
+      return -1;
+    }
     if (w < 0) {
       e = get_errno();
       set_errno(e == EAGAIN ? EINPROGRESS : e);  // timed out: the kernel's answer
       return -1;
-    }
-    if (e == EAGAIN) {  // AF_UNIX: try again now that there may be room
-      r = real::connect(fd, addr, len);
-      if (r == 0) {
-        set_errno(saved);
-        return 0;
-      }
-      e = get_errno();
-      if (e == EAGAIN && std::chrono::steady_clock::now() < deadline) continue;
-      return r;
     }
     int err = 0;
     socklen_t elen = sizeof err;
@@ -265,8 +300,18 @@ int do_connect(int fd, const sockaddr* addr, socklen_t len, const void* caller) 
 }
 
 [[gnu::noinline]] ssize_t recvmsg_slow(int fd, msghdr* msg, int flags, const void* caller) noexcept {
-  return slow_call("recvmsg", fd, reading, 0, false, (flags & MSG_DONTWAIT) != 0, caller,
-              [=](std::size_t) { return real::recvmsg(fd, msg, flags); });
+  // MSG_WAITALL on a stream: the rest of the bytes into the rest of the
+  // buffers (ancillary data and flags are the first part's).
+  const std::size_t total = iov_total(msg->msg_iov, static_cast<int>(msg->msg_iovlen));
+  return slow_call("recvmsg", fd, reading, total, (flags & MSG_WAITALL) != 0, (flags & MSG_DONTWAIT) != 0, caller,
+                   [=](std::size_t done) -> ssize_t {
+                     if (done == 0) return real::recvmsg(fd, msg, flags);
+                     std::vector<iovec> rest = iov_after(msg->msg_iov, static_cast<int>(msg->msg_iovlen), done);
+                     msghdr m{};
+                     m.msg_iov = rest.data();
+                     m.msg_iovlen = rest.size();
+                     return real::recvmsg(fd, &m, flags);
+                   });
 }
 
 [[gnu::noinline]] ssize_t write_slow(int fd, const void* buf, size_t n, const void* caller) noexcept {
@@ -387,6 +432,7 @@ SPINDLE_HOOK_API ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockad
 }
 
 SPINDLE_HOOK_API ssize_t recvmsg(int fd, msghdr* msg, int flags) {
+  if (msg == nullptr) return real::recvmsg(fd, msg, flags);  // EFAULT
   if (passes_through(fd, (flags & MSG_DONTWAIT) != 0)) [[likely]] return real::recvmsg(fd, msg, flags);
   return recvmsg_slow(fd, msg, flags, __builtin_return_address(0));
 }

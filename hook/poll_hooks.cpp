@@ -195,6 +195,11 @@ int fiber_poll(pollfd* fds, nfds_t n, io_time_point deadline, const char* name, 
 
 }  // namespace
 
+void wait_ready(int fd, io_direction dir) noexcept {
+  pollfd p{fd, static_cast<short>(dir == io_direction::read ? POLLIN : POLLOUT), 0};
+  (void)fiber_poll(&p, 1, io_time_point::max(), dir == io_direction::read ? "read" : "write", nullptr);
+}
+
 void kick_pollers(int fd) noexcept {
   if (polls_active.load(std::memory_order_acquire) == 0) return;
   lock_polls();

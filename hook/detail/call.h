@@ -5,8 +5,10 @@
 #pragma once
 
 #include <cerrno>
+#include <climits>
 #include <cstddef>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "hook/detail/fd_table.h"
@@ -26,6 +28,11 @@ int poll_wait(int fd, io_direction dir, io_time_point deadline) noexcept;
 // done (a write, or a read with MSG_WAITALL) or an error or the deadline
 // ends it, which a non-blocking one does not.
 enum class until : bool { some, all };
+
+// What transfer() returns, errno untouched, when the descriptor turned
+// out not to be the file its slot was filled for: the caller forgets the
+// slot (fd_table::forget()) and dispatches the call afresh.
+inline constexpr ssize_t stale_slot = -2;
 
 // transfer_rest() is the part of transfer() after a first attempt that
 // failed with EAGAIN (`first` < 0) or moved `first` bytes of an
@@ -66,6 +73,11 @@ template <class Attempt>
     }
     failed = false;
     if (!have_deadline) {
+      // The first wait of this call: is the slot still this file's?
+      if (!s->still_same_file(fd)) {
+        set_errno(saved);
+        return stale_slot;
+      }
       deadline = s->deadline(dir);
       have_deadline = true;
     }
@@ -93,6 +105,15 @@ template <class Attempt>
       if (unparkable && tracing()) trace_unparked(name, fd, "the netpoll cannot watch it", caller);
     }
     if (w != 0) return finish(-1, w);
+    if (dir == io_direction::write && total > 0 && fd_slot::kind_of(s->state()) == fd_kind::socket) {
+      // A send that waited for room gets the error that ended the wait
+      // (the peer reset the connection), as the kernel's blocking send
+      // does, rather than what a new send would say first (EPIPE).
+      // (connect() waits with total 0 and reads SO_ERROR itself.)
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) return finish(-1, err);
+    }
   }
 }
 
@@ -120,19 +141,25 @@ inline ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, 
   return transfer_rest(name, fd, s, dir, total, how, fiber, caller, saved, r, waits_before, attempt);
 }
 
+// wait_ready() parks the calling fiber until `fd` is ready in `dir` (or
+// hung up, or closed: the call that follows reports it), the way poll()
+// does on a fiber (poll_hooks.cpp), level-triggered and registering
+// nothing that outlives the wait.
+void wait_ready(int fd, io_direction dir) noexcept;
+
 // foreign_call() runs a call on a descriptor whose file the hook must
-// not make non-blocking (a FIFO it did not see created): straight
-// through when poll(2) says it is ready now, else on the blocking pool
-// while the fiber parks.
+// not make non-blocking (a FIFO it did not see created): it waits until
+// poll says the descriptor is ready, then calls. A read then returns what
+// is there; a write of up to PIPE_BUF bytes fits in the room POLLOUT
+// promises (a page). A larger write could block for more room: it runs
+// on the blocking pool while the fiber parks.
 template <class Call>
-ssize_t foreign_call(int fd, io_direction dir, Call call) noexcept {
-  const int saved = get_errno();
-  pollfd p{fd, static_cast<short>(dir == io_direction::read ? POLLIN : POLLOUT), 0};
-  if (real::poll(&p, 1, 0) != 0) {  // ready, or an error the call itself reports
-    set_errno(saved);
+ssize_t foreign_call(int fd, io_direction dir, std::size_t total, Call call) noexcept {
+  if (dir == io_direction::read || total <= PIPE_BUF) {
+    wait_ready(fd, dir);
     return call();
   }
-  set_errno(saved);
+  const int saved = get_errno();
   int error = 0;
   ssize_t r;
   try {

@@ -53,6 +53,7 @@ void fd_table::created(int fd, fd_kind kind, bool user_nonblock, bool kernel_non
   std::uint32_t state = static_cast<std::uint32_t>(kind);
   if (user_nonblock) state |= fd_slot::user_nonblock;
   if (kernel_nonblock) state |= fd_slot::kernel_nonblock;
+  if (kernel_nonblock && !user_nonblock) state |= fd_slot::hook_nonblock;
   if (is_stream) state |= fd_slot::stream;
   s->lock_setup();
   const bool stale = s->pd_ != nullptr;
@@ -60,9 +61,18 @@ void fd_table::created(int fd, fd_kind kind, bool user_nonblock, bool kernel_non
   // The number was closed behind the hook's back while registered: end
   // the old registration (its waiters fail with EBADF: their file is gone).
   if (stale) (void)s->close_and(fd, [](int) { return 0; });
+  struct stat st;
+  const int saved = get_errno();
+  const bool have_identity = ::fstat(fd, &st) == 0;
+  set_errno(saved);
   s->lock_setup();
   s->fill(state);
+  if (have_identity) s->set_identity(st);
   s->unlock_setup();
+}
+
+void fd_table::forget(int fd) noexcept {
+  if (fd_slot* s = find(fd)) (void)s->close_and(fd, [](int) { return 0; });
 }
 
 void fd_table::duplicated(int from, int to) noexcept {
@@ -75,7 +85,9 @@ void fd_table::duplicated(int from, int to) noexcept {
   if (stale) (void)dst->close_and(to, [](int) { return 0; });
   dst->lock_setup();
   dst->copy_from(*src);
+  dst->state_.fetch_or(fd_slot::has_dups, std::memory_order_acq_rel);
   dst->unlock_setup();
+  src->state_.fetch_or(fd_slot::has_dups, std::memory_order_acq_rel);
 }
 
 // ---- fd_slot ----
@@ -89,7 +101,9 @@ void fd_slot::user_set_nonblock(bool on) noexcept {
       next |= user_nonblock | kernel_nonblock;
     } else {
       next &= ~user_nonblock;
-      if (!waitable(v)) next &= ~kernel_nonblock;  // the file follows the user's wish
+      // The file follows the user's wish, unless the hook keeps it
+      // non-blocking under a fiber's waits.
+      if (!waitable(v) || !(v & hook_nonblock)) next &= ~kernel_nonblock;
     }
   } while (!state_.compare_exchange_weak(v, next, std::memory_order_acq_rel, std::memory_order_relaxed));
 }
@@ -103,15 +117,15 @@ io_time_point fd_slot::deadline(io_direction dir) const noexcept {
 void fd_slot::make_kernel_nonblocking(int fd) noexcept {
   const int saved = get_errno();
   int on = 1;
-  if (real::ioctl(fd, FIONBIO, &on) == 0) state_.fetch_or(kernel_nonblock, std::memory_order_acq_rel);
+  if (real::ioctl(fd, FIONBIO, &on) == 0) state_.fetch_or(kernel_nonblock | hook_nonblock, std::memory_order_acq_rel);
   set_errno(saved);
 }
 
 void fd_slot::fill(std::uint32_t state) noexcept {
   timeout_ns_[0].store(0, std::memory_order_relaxed);
   timeout_ns_[1].store(0, std::memory_order_relaxed);
-  dev_ = 0;
-  ino_ = 0;
+  dev_.store(0, std::memory_order_relaxed);
+  ino_.store(0, std::memory_order_relaxed);
   state_.store(state, std::memory_order_release);
 }
 
@@ -147,6 +161,7 @@ void fd_slot::probe(int fd) noexcept {
     if (::getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &len) == 0) snd = tv.tv_sec * 1000000000LL + tv.tv_usec * 1000LL;
   }
   fill(state);
+  set_identity(st);
   timeout_ns_[0].store(rcv, std::memory_order_relaxed);
   timeout_ns_[1].store(snd, std::memory_order_relaxed);
   set_errno(saved);
@@ -154,13 +169,30 @@ void fd_slot::probe(int fd) noexcept {
 
 void fd_slot::copy_from(const fd_slot& other) noexcept {
   fill(other.state_.load(std::memory_order_acquire));
+  dev_.store(other.dev_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  ino_.store(other.ino_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   timeout_ns_[0].store(other.timeout_ns_[0].load(std::memory_order_relaxed), std::memory_order_relaxed);
   timeout_ns_[1].store(other.timeout_ns_[1].load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
-bool fd_slot::identity_matches(int fd) noexcept {
+void fd_slot::set_identity(const struct stat& st) noexcept {
+  dev_.store(st.st_dev, std::memory_order_relaxed);
+  ino_.store(st.st_ino, std::memory_order_relaxed);
+}
+
+bool fd_slot::still_same_file(int fd) noexcept {
+  const int saved = get_errno();
   struct stat st;
-  return ::fstat(fd, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_;
+  if (::fstat(fd, &st) != 0) {  // closed: the call that follows says so
+    set_errno(saved);
+    return true;
+  }
+  set_errno(saved);
+  if (dev_.load(std::memory_order_relaxed) == 0 && ino_.load(std::memory_order_relaxed) == 0) {
+    set_identity(st);  // not known yet: take it now
+    return true;
+  }
+  return st.st_dev == dev_.load(std::memory_order_relaxed) && st.st_ino == ino_.load(std::memory_order_relaxed);
 }
 
 int fd_slot::wait(int fd, io_direction dir, io_time_point deadline, bool* reused) noexcept {
@@ -171,14 +203,6 @@ int fd_slot::wait(int fd, io_direction dir, io_time_point deadline, bool* reused
     return EBADF;
   }
   if (pd_ == nullptr) {
-    struct stat st;
-    if (::fstat(fd, &st) != 0) {
-      unlock_setup();
-      set_errno(saved);
-      return EBADF;
-    }
-    dev_ = st.st_dev;
-    ino_ = st.st_ino;
     pd_ = spindle::detail::netpoll_open(fd, dir == io_direction::write);
     if (pd_ == nullptr) {  // epoll refused it: the caller waits in poll(2)
       unlock_setup();
@@ -186,13 +210,6 @@ int fd_slot::wait(int fd, io_direction dir, io_time_point deadline, bool* reused
       *reused = true;
       return 0;
     }
-  } else if (!identity_matches(fd)) {
-    // Closed and reused behind the hook's back: the registration is the
-    // old file's. Never park on it; the caller waits in poll(2).
-    unlock_setup();
-    set_errno(saved);
-    *reused = true;
-    return 0;
   }
   spindle::detail::poll_desc* pd = pd_;
   unlock_setup();

@@ -40,6 +40,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "fiber/thread_annotations.h"
@@ -63,7 +64,9 @@ class fd_slot {
   // The bits of state(); one relaxed load tells a call what to do.
   static constexpr std::uint32_t kind_mask = 0x7;
   static constexpr std::uint32_t user_nonblock = 1u << 3;    // the user asked for O_NONBLOCK
-  static constexpr std::uint32_t kernel_nonblock = 1u << 4;  // the hook set O_NONBLOCK
+  static constexpr std::uint32_t kernel_nonblock = 1u << 4;  // the file is O_NONBLOCK
+  static constexpr std::uint32_t hook_nonblock = 1u << 6;    // ... because the hook made it so
+  static constexpr std::uint32_t has_dups = 1u << 7;         // dup'd: other numbers share the file
   static constexpr std::uint32_t stream = 1u << 5;           // a byte stream (writes go on until done)
 
   static fd_kind kind_of(std::uint32_t s) noexcept { return static_cast<fd_kind>(s & kind_mask); }
@@ -117,6 +120,12 @@ class fd_slot {
   // without trying the call once more.
   std::uint32_t waits() const noexcept { return waits_.load(std::memory_order_acquire); }
 
+  // still_same_file() says whether `fd` is still the file the slot was
+  // filled for (one fstat): a slow path asks before it first waits, so
+  // that a number closed and reused behind the hook's back (a raw
+  // syscall, stdio's fclose) never parks on what the slot remembers.
+  bool still_same_file(int fd) noexcept;
+
   // Ops: a slow path holds one while it may park.
   bool enter() noexcept;
   void leave() noexcept;
@@ -150,7 +159,7 @@ class fd_slot {
   bool begin_close() noexcept;
   void drain() noexcept;
   void reset_locked() noexcept;
-  bool identity_matches(int fd) noexcept;
+  void set_identity(const struct stat& st) noexcept;
 
   std::atomic<std::uint32_t> state_{0};
   std::atomic<std::uint32_t> ops_{0};
@@ -159,8 +168,9 @@ class fd_slot {
   std::atomic<std::int64_t> timeout_ns_[2] = {0, 0};
   // Guarded by setup_ (written), stable while an op is held (read).
   spindle::detail::poll_desc* pd_ = nullptr;
-  dev_t dev_ = 0;
-  ino_t ino_ = 0;
+  // The file's identity, taken when the slot is filled (0, 0: not known).
+  std::atomic<dev_t> dev_{0};
+  std::atomic<ino_t> ino_{0};
   spindle::timed_mutex read_mu_;
   spindle::timed_mutex write_mu_;
 
@@ -199,6 +209,16 @@ class fd_table {
                       bool is_stream) noexcept;
   // duplicated() fills `to` as a copy of `from` (dup, dup2, dup3, F_DUPFD).
   static void duplicated(int from, int to) noexcept;
+  // forget() empties the slot of a number found closed and reused behind
+  // the hook's back (calls parked on its old registration fail with
+  // EBADF); the next call probes it afresh.
+  static void forget(int fd) noexcept;
+  // for_each_sharing(fd, fn) calls fn(slot) for `fd`'s slot and, if it
+  // was dup'd, for every other slot of the same open file: O_NONBLOCK and
+  // the socket timeouts belong to the file, which dups share. Scans the
+  // table, but only for a descriptor that was dup'd.
+  template <class Fn>
+  static void for_each_sharing(int fd, Fn fn) noexcept;
 
  private:
   static fd_slot* probe(int fd) noexcept;
@@ -225,6 +245,25 @@ class op_guard {
 // kick_pollers() wakes the fibers parked in a poll (select, epoll_wait)
 // that includes `fd`, which was just closed (poll_hooks.cpp).
 void kick_pollers(int fd) noexcept;
+
+template <class Fn>
+void fd_table::for_each_sharing(int fd, Fn fn) noexcept {
+  fd_slot* s = find(fd);
+  if (s == nullptr) return;
+  fn(*s);
+  if (!(s->state() & fd_slot::has_dups)) return;
+  const dev_t dev = s->dev_.load(std::memory_order_relaxed);
+  const ino_t ino = s->ino_.load(std::memory_order_relaxed);
+  for (int c = 0; c < chunk_count; ++c) {
+    fd_slot* chunk = c == 0 ? first_chunk : chunks[c].load(std::memory_order_acquire);
+    if (chunk == nullptr) continue;
+    for (int i = 0; i < chunk_size; ++i) {
+      fd_slot& o = chunk[i];
+      if (&o == s || !(o.state() & fd_slot::has_dups)) continue;
+      if (o.dev_.load(std::memory_order_relaxed) == dev && o.ino_.load(std::memory_order_relaxed) == ino) fn(o);
+    }
+  }
+}
 
 // ---- The close protocol ----
 

