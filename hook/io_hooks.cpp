@@ -64,7 +64,14 @@ inline ssize_t fiber_call(const char* name, int fd, io_direction dir, std::size_
       case fd_kind::socket:
       case fd_kind::pipe: {
         if (nonblocking || (st & fd_slot::user_nonblock)) return attempt(0);
-        if (!(st & fd_slot::kernel_nonblock)) s->make_kernel_nonblocking(fd);
+        if (!(st & fd_slot::kernel_nonblock)) {
+          // Before the hook changes the file: is it the one the slot is for?
+          if (again && !s->still_same_file(fd)) {
+            fd_table::forget(fd);
+            continue;
+          }
+          s->make_kernel_nonblocking(fd);
+        }
         const ssize_t r = transfer(name, fd, s, dir, total,
                                    all_on_stream && (st & fd_slot::stream) ? until::all : until::some, true,
                                    caller, attempt);
@@ -199,7 +206,14 @@ int do_connect(int fd, const sockaddr* addr, socklen_t len, const void* caller) 
   fd_slot* s = fiber ? fd_table::known(fd) : nullptr;
   if (fiber && s != nullptr) {
     const std::uint32_t st = s->state();
-    if (fd_slot::managed(st) && !(st & fd_slot::kernel_nonblock)) s->make_kernel_nonblocking(fd);
+    if (fd_slot::managed(st) && !(st & fd_slot::kernel_nonblock)) {
+      if (s->still_same_file(fd)) {
+        s->make_kernel_nonblocking(fd);
+      } else {
+        fd_table::forget(fd);
+        s = fd_table::known(fd);
+      }
+    }
   }
   const int saved = get_errno();
   int r = real::connect(fd, addr, len);
