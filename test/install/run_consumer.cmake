@@ -38,3 +38,15 @@ step("${WORK_DIR}/build/hooked_consumer")
 # library only (tests, benchmarks and samples default to off there).
 step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/test/install/subproject" -B "${WORK_DIR}/subproject"
      "-DSPINDLE_SOURCE=${SOURCE_DIR}" -G Ninja)
+
+# And LD_PRELOAD: a program linked with the shared libspindle.so alone
+# finishes only if the preloaded hook parks its blocking recv().
+step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/test/install/preload" -B "${WORK_DIR}/preload"
+     "-DSPINDLE_SOURCE=${SOURCE_DIR}" -DCMAKE_BUILD_TYPE=Release -G Ninja)
+step(${CMAKE_COMMAND} --build "${WORK_DIR}/preload" --target preloaded)
+file(READ "${WORK_DIR}/preload/hook_path.txt" hook_path)
+execute_process(COMMAND ${CMAKE_COMMAND} -E env "LD_PRELOAD=${hook_path}" "${WORK_DIR}/preload/preloaded"
+                RESULT_VARIABLE rc TIMEOUT 120)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "the preloaded hook did not park the fiber's recv() (${rc})")
+endif()

@@ -2,8 +2,12 @@
 // on a socket parks it, so that the rest of the program, on the same
 // single worker, goes on and sends it what it waits for. Without the hook
 // the recv() would hold the worker, and this program would hang.
-#include <hook/hook.h>
+// test/install/preload builds it with SPINDLE_PRELOADED: linked with
+// libspindle.so alone, and run with LD_PRELOAD=libspindle_hook.so.
 #include <spindle.h>
+#ifndef SPINDLE_PRELOADED
+#include <hook/hook.h>
+#endif
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,10 +15,12 @@
 #include <cstdio>
 
 int main() {
+#ifndef SPINDLE_PRELOADED
   if (!spindle::hook::linked()) {
     std::printf("hooked_consumer: the hook is not linked\n");
     return 1;
   }
+#endif
   char got = 0;
   spindle::run(spindle::options{.workers = 1}, [&got] {
     int sv[2];
