@@ -24,7 +24,7 @@ namespace spindle::hook_detail {
 // at the deadline. A signal does not end the wait (as SA_RESTART).
 int poll_wait(int fd, io_direction dir, io_time_point deadline) noexcept;
 
-// wants_all: a blocking call on a byte stream goes on until all of it is
+// until: a blocking call on a byte stream goes on until all of it is
 // done (a write, or a read with MSG_WAITALL) or an error or the deadline
 // ends it, which a non-blocking one does not.
 enum class until : bool { some, all };
@@ -125,7 +125,8 @@ template <class Attempt>
 // failure or the deadline after some bytes returns their count. On
 // timeout (SO_RCVTIMEO, SO_SNDTIMEO) it fails with EAGAIN, as the kernel
 // does. errno is as it was if the call succeeds. `fiber`: the caller's
-// on_fiber() at entry. The first attempt is inline; what follows a
+// on_fiber() at entry; stale_slot when the descriptor is not the file
+// its slot was filled for. The first attempt is inline; what follows a
 // failed or short one is transfer_rest().
 template <class Attempt>
 inline ssize_t transfer(const char* name, int fd, fd_slot* s, io_direction dir, std::size_t total, until how,

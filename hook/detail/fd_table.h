@@ -19,10 +19,14 @@
 //     instead, so the non-blocking file never shows through.
 //   - foreign: a FIFO the hook did not see created (inherited, or a
 //     shell's pipe): its file may be shared with another process, whose
-//     view of O_NONBLOCK must not change, so a call that would block runs
-//     on the blocking pool while the fiber parks.
-//   - other: anything else (a regular file, a tty, an eventfd): the call
-//     passes straight through.
+//     view of O_NONBLOCK must not change, so the fiber parks until poll
+//     says it is ready, then calls (call.h, foreign_call()).
+//   - file, other: anything else (a regular file, a tty, an eventfd): the
+//     call passes straight through.
+//
+// O_NONBLOCK and the socket timeouts belong to the open file, which dups
+// share: a slot that was dup'd is marked, and setting them through one
+// number sets them in every marked slot of the same file.
 //
 // Close protocol (io/detail/fd_state.h's, after Go's fdMutex): a call
 // that parks holds an `op` for the whole of its slow path. close() marks
@@ -30,10 +34,11 @@
 // and fail with EBADF), waits for the last op to leave, unregisters, and
 // only then closes the descriptor, under the slot's setup lock, so that a
 // new descriptor of the same number is filled in after the old one is
-// gone. A slot remembers the identity (device, inode) of the file it
-// registered, and a slow path checks it before parking, so that a number
-// closed and reused behind the hook's back (a raw syscall) is probed
-// afresh instead of parking on the old registration.
+// gone. A slot remembers the identity (device, inode) of the file it was
+// filled for, and a call checks it before its first wait and before the
+// hook first makes the file non-blocking, so that a number closed and
+// reused behind the hook's back (a raw syscall, stdio's fclose) is
+// probed afresh instead of parking on the old file's registration.
 #pragma once
 
 #include <atomic>
