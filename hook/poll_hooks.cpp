@@ -75,7 +75,11 @@ constinit fiber_poll_entry* polls_head = nullptr;
 
 void lock_polls() noexcept {
   while (polls_lock.exchange(true, std::memory_order_acquire)) {
-    while (polls_lock.load(std::memory_order_relaxed)) __builtin_ia32_pause();
+    while (polls_lock.load(std::memory_order_relaxed)) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
   }
 }
 void unlock_polls() noexcept { polls_lock.store(false, std::memory_order_release); }
