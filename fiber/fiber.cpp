@@ -41,7 +41,10 @@ void fiber::join() {
     throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
                             "spindle::fiber::join: a fiber cannot join itself");
   }
-  detail::join(cb_);
+  if (!detail::join(cb_, /*cancellable=*/true)) {
+    throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                            "spindle::fiber::join: stop was requested on the joining fiber");
+  }
   // The finishing fiber wrote exception_ before publishing joiner_finished,
   // and join() observed that (acquire).
   std::exception_ptr e = std::move(cb_->exception_);

@@ -77,15 +77,20 @@ class fiber {
   template <class F, class... Args>
     requires(!std::is_same_v<std::remove_cvref_t<F>, fiber> &&
              !std::is_same_v<std::remove_cvref_t<F>, fiber_options>)
-  explicit fiber(F&& f, Args&&... args)
-      : fiber(fiber_options{}, std::forward<F>(f), std::forward<Args>(args)...) {}
-
-  // The same, with a name and a stack size.
-  template <class F, class... Args>
-  fiber(const fiber_options& options, F&& f, Args&&... args) {
+  [[gnu::noinline]] explicit fiber(F&& f, Args&&... args) {
     static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
                   "spindle::fiber arguments must be invocable after conversion to rvalues");
-    cb_ = detail::start_fiber(options, true, std::forward<F>(f), std::forward<Args>(args)...);
+    cb_ = detail::start_fiber(fiber_options{}, true, __builtin_return_address(0),
+                              std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+  // The same, with a name, a stack size, a stop token...
+  template <class F, class... Args>
+  [[gnu::noinline]] fiber(const fiber_options& options, F&& f, Args&&... args) {
+    static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
+                  "spindle::fiber arguments must be invocable after conversion to rvalues");
+    cb_ = detail::start_fiber(options, true, __builtin_return_address(0), std::forward<F>(f),
+                              std::forward<Args>(args)...);
   }
 
   // Calls std::terminate() if joinable(), as std::thread does.
@@ -142,18 +147,20 @@ struct fiber_id_maker {
 // fiber. Throws as fiber's constructor does. Any thread.
 template <class F, class... Args>
   requires(!std::is_same_v<std::remove_cvref_t<F>, fiber_options>)
-void go(F&& f, Args&&... args) {
+[[gnu::noinline]] void go(F&& f, Args&&... args) {
   static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
                 "spindle::go arguments must be invocable after conversion to rvalues");
-  (void)detail::start_fiber(fiber_options{}, false, std::forward<F>(f), std::forward<Args>(args)...);
+  (void)detail::start_fiber(fiber_options{}, false, __builtin_return_address(0),
+                            std::forward<F>(f), std::forward<Args>(args)...);
 }
 
-// The same, with a name and a stack size.
+// The same, with a name, a stack size, a stop token...
 template <class F, class... Args>
-void go(const fiber_options& options, F&& f, Args&&... args) {
+[[gnu::noinline]] void go(const fiber_options& options, F&& f, Args&&... args) {
   static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
                 "spindle::go arguments must be invocable after conversion to rvalues");
-  (void)detail::start_fiber(options, false, std::forward<F>(f), std::forward<Args>(args)...);
+  (void)detail::start_fiber(options, false, __builtin_return_address(0), std::forward<F>(f),
+                            std::forward<Args>(args)...);
 }
 
 inline bool operator==(fiber::id a, fiber::id b) noexcept { return a.value() == b.value(); }

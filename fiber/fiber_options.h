@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <stop_token>
 #include <string_view>
 
 namespace spindle {
@@ -29,6 +30,13 @@ struct fiber_options {
   // behaviour: the process ends with a message naming the fiber. A
   // detached fiber's escaping exception always ends the process.
   bool terminate_on_exception = false;
+  // A stop token the fiber's waits observe: once stop is requested on it,
+  // every cancellable blocking call the fiber makes (sleeps, socket calls,
+  // channel operations, joins, future waits, blocking() calls...; see
+  // docs/operability.md) returns at once with errc::operation_canceled.
+  // Empty (the default): the fiber is not cancellable. spindle::jthread
+  // passes its own.
+  std::stop_token stop_token = {};
 };
 
 }  // namespace spindle

@@ -54,6 +54,28 @@ void park(control_block* self) noexcept;
 // succeed any more).
 bool park_until(control_block* self, std::chrono::steady_clock::time_point deadline) noexcept;
 
+// Cancellation. A fiber may observe a stop token (control_block::stop_:
+// spindle::jthread's, or fiber_options::stop_token). A wait made with
+// cancel_point::yes then also ends, as if its deadline had passed, when
+// stop is requested on that token (at once if it already was): the park
+// returns false, and the caller, seeing stop_requested(self), reports
+// operation_canceled instead of a timeout. Only waits whose callers
+// handle a false return may be cancel points; time_point::max() is a
+// deadline that never passes. A stop and a wake that race give one of the
+// two results, never both. On a plain thread cancel_point::yes changes
+// nothing.
+enum class cancel_point : bool { no, yes };
+bool park_until(control_block* self, std::chrono::steady_clock::time_point deadline,
+                cancel_point cp) noexcept;
+// Whether waits of `self` can be cancelled (a fiber with a stop token that
+// can be stopped), and whether stop was requested.
+inline bool cancellable(const control_block* self) noexcept {
+  return !self->is_thread_ && self->stop_.stop_possible();
+}
+inline bool stop_requested(const control_block* self) noexcept {
+  return !self->is_thread_ && self->stop_.stop_requested();
+}
+
 // park_commit() is park() without prepare_park(), for waits whose every
 // waker finds the waiter in a place the waiter registers in under a lock
 // (a channel's queues): the waiter registers while it holds that lock,
@@ -88,7 +110,8 @@ void park_end(void* from_ctx) noexcept;
 // park_commit_until() is park_commit() with a deadline: true when
 // unparked, false when the deadline passed first.
 bool park_commit_until(control_block* self, std::chrono::steady_clock::time_point deadline,
-                       void (*commit)(void*), void* arg) noexcept;
+                       void (*commit)(void*), void* arg,
+                       cancel_point cp = cancel_point::no) noexcept;
 
 // parallel_workers() tells whether the caller is a fiber of a runtime with
 // more than one worker (so another fiber may be running at this moment),
@@ -111,6 +134,45 @@ bool unpark(control_block* waiter) noexcept;
 // there): the transition to runnable is a plain store, not a
 // compare-and-swap. Always wakes it.
 void unpark_sole(control_block* waiter) noexcept;
+
+// note_wait() records what `self` is about to park on, for the fiber dump
+// and the deadlock check (sched/debug.h): the reason, the object's
+// address, and a number that goes with it (a descriptor, a fiber id, a
+// count of channels). Call it just before the park, after any other wait
+// that could come first; a park that follows no note_wait() shows as
+// "unknown" (the park functions clear the reason once the fiber
+// resumes). Costs a few stores; a plain thread's call does nothing.
+void note_wait_fiber(control_block* self, wait_reason reason, const void* object,
+                     std::int64_t arg) noexcept;
+inline void note_wait(control_block* self, wait_reason reason, const void* object,
+                      std::int64_t arg = 0) noexcept {
+  if (!self->is_thread_) note_wait_fiber(self, reason, object, arg);
+}
+
+// outer_wait names the waits made inside its scope by an outer reason (a
+// future is a condition variable inside, but a dump should say "future").
+// On a plain thread it does nothing.
+class outer_wait {
+ public:
+  outer_wait(wait_reason reason, const void* object) noexcept : self_(tls_current_fiber) {
+    if (self_ != nullptr && self_->outer_reason_ == wait_reason::none) {
+      self_->outer_reason_ = reason;
+      self_->outer_object_ = object;
+    } else {
+      self_ = nullptr;  // nested: the outermost names it
+    }
+  }
+  ~outer_wait() {
+    // Not self_->...: the fiber may have moved to another thread, but the
+    // control block is the same one.
+    if (self_ != nullptr) self_->outer_reason_ = wait_reason::none;
+  }
+  outer_wait(const outer_wait&) = delete;
+  outer_wait& operator=(const outer_wait&) = delete;
+
+ private:
+  control_block* self_;
+};
 
 // Where a woken fiber goes in its new worker's queues.
 enum class wake_order : bool {

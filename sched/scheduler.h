@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <stdexcept>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -29,6 +31,41 @@ struct runtime_options {
   // ...and at most this many calls queued for them; callers beyond that
   // park (in order) until there is room.
   std::size_t blocking_queue = 1024;
+
+  // ---- Diagnostics (docs/operability.md) ----
+  // What run() does when every fiber is parked on Spindle's own
+  // synchronization and nothing can ever wake one (see deadlock_error).
+  enum class deadlock_action : std::uint8_t {
+    // Print "spindle: all fibers are asleep: deadlock" and the fiber dump
+    // to stderr, and end the process with status 2 (as Go does).
+    exit,
+    // Make run() throw deadlock_error (with the dump in what()), leaving
+    // the deadlocked fibers parked for ever (their memory is not freed).
+    throw_error,
+  };
+  deadlock_action on_deadlock = deadlock_action::exit;
+  // A signal (such as SIGQUIT) on which the fiber dump is written to
+  // stderr, the process going on; 0: none. The environment variable
+  // SPINDLE_DUMP_SIGNAL (a number or a name: "SIGQUIT", "QUIT") sets it
+  // for programs that do not.
+  int dump_signal = 0;
+  // Warn once per fiber on stderr, naming it, when a fiber runs this long
+  // without switching (hogging its worker); 0: never. The environment
+  // variable SPINDLE_LONG_RUN_WARNING_MS sets it too.
+  std::chrono::milliseconds long_run_warning{0};
+};
+
+// deadlock_error is what run() throws, with
+// runtime_options::deadlock_action::throw_error, when all fibers are
+// asleep: every live fiber is parked on a mutex, condition variable,
+// channel, select, join, semaphore, latch, barrier, call_once, future or
+// wait_group, and nothing outside the fibers can wake one (no timer, no
+// descriptor watched, no blocking call in flight, no signal watcher, and
+// no thread of the process other than the runtime's own). what() holds
+// the message and the fiber dump.
+class deadlock_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 // The name runtime_options had first; the same type.

@@ -28,6 +28,7 @@ void sleep_until(std::chrono::steady_clock::time_point deadline) {
   // Only the timer knows about this park, so park_until() returns on the
   // deadline; loop in case the timer's clock rounding woke us a hair early.
   while (std::chrono::steady_clock::now() < deadline) {
+    detail::note_wait(self, detail::wait_reason::sleep, nullptr);
     detail::prepare_park(self);
     (void)detail::park_until(self, deadline);
   }

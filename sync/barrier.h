@@ -71,6 +71,7 @@ class barrier {
     return arrival_token(phase);
   }
   void wait(arrival_token&& token) const {
+    detail::outer_wait reason(detail::wait_reason::barrier, this);
     detail::lock_holder lock(mu_);
     while (phase_ == token.phase_) cv_.wait(lock);
   }

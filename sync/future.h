@@ -117,10 +117,12 @@ class future_state {
   }
   void wait() {
     run_deferred();
+    detail::outer_wait reason(detail::wait_reason::future, this);
     lock_holder lock(mu_);
     while (!ready_) cv_.wait(lock);
   }
   future_status wait_until(std::chrono::steady_clock::time_point deadline) {
+    detail::outer_wait reason(detail::wait_reason::future, this);
     lock_holder lock(mu_);
     if (deferred_ != nullptr) return future_status::deferred;
     while (!ready_) {

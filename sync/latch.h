@@ -43,7 +43,8 @@ class latch {
   void wait() const noexcept {
     while (!try_wait()) {
       (void)detail::park_on(
-          this, [this] { return count_.load(std::memory_order_relaxed) != 0; }, nullptr);
+          this, [this] { return count_.load(std::memory_order_relaxed) != 0; }, nullptr,
+          detail::wait_reason::latch);
     }
   }
   void arrive_and_wait(std::ptrdiff_t n = 1) noexcept {

@@ -17,7 +17,8 @@ bool once_flag::begin() noexcept {
     }
     // running: wait for the outcome.
     (void)detail::park_on(
-        &state_, [this] { return state_.load(std::memory_order_relaxed) == running; }, nullptr);
+        &state_, [this] { return state_.load(std::memory_order_relaxed) == running; }, nullptr,
+        detail::wait_reason::once);
   }
 }
 

@@ -145,6 +145,7 @@ int select_once(select_case* const* cases, int n,
     nodes = nodes_storage.get();
   }
   control_block* self = current_waiter();
+  note_wait(self, wait_reason::select, cases, n);
   prepare_park(self);
   for (int i = 0; i < n; ++i) {
     channel_waiter& w = nodes[i];

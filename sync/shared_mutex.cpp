@@ -61,6 +61,7 @@ bool shared_mutex::wait_in(detail::wait_list& list,
                            bool writer) noexcept {
   detail::wait_node node;
   node.waiter = detail::current_waiter();
+  detail::note_wait(node.waiter, detail::wait_reason::shared_mutex, this, writer ? 0 : 1);
   detail::prepare_park(node.waiter);
   list.push_back(&node);
   lock_.unlock();

@@ -35,7 +35,7 @@ void wait_group::wait() noexcept {
     // then the add() that zeroes it sees us and wakes us under this lock.
     if (state_.compare_exchange_strong(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
       detail::queue_node node;
-      waiters_.wait(node);  // releases the lock; returns once woken
+      waiters_.wait(node, detail::wait_reason::wait_group);  // releases the lock; returns once woken
       return;
     }
     waiters_.lock().unlock();

@@ -48,15 +48,49 @@ struct thread_fls {
 
 control_block::~control_block() = default;
 
+extern std::atomic<int> g_inspectors;  // inspect.cpp
+void wait_for_inspectors() noexcept;
+
 void control_block::destroy() noexcept {
+  // An inspector may have read this block's address from its stack's
+  // header and not yet tried for a reference (fiber/detail/inspect.h).
+  if (g_inspectors.load(std::memory_order_seq_cst) != 0) [[unlikely]] wait_for_inspectors();
   const stack s = stack_;
   this->~control_block();  // virtual: the fiber_record's destructor
   release_stack(s);
 }
 
+const char* wait_reason_name(wait_reason r) noexcept {
+  switch (r) {
+    case wait_reason::none: return "unknown";
+    case wait_reason::mutex: return "mutex";
+    case wait_reason::shared_mutex: return "shared_mutex";
+    case wait_reason::condition_variable: return "condition_variable";
+    case wait_reason::semaphore: return "semaphore";
+    case wait_reason::latch: return "latch";
+    case wait_reason::barrier: return "barrier";
+    case wait_reason::once: return "call_once";
+    case wait_reason::future: return "future";
+    case wait_reason::wait_group: return "wait_group";
+    case wait_reason::channel_send: return "channel send";
+    case wait_reason::channel_recv: return "channel recv";
+    case wait_reason::select: return "select";
+    case wait_reason::join: return "join";
+    case wait_reason::sleep: return "sleep";
+    case wait_reason::fd_read: return "read";
+    case wait_reason::fd_write: return "write";
+    case wait_reason::blocking_call: return "blocking call";
+    case wait_reason::blocking_queue: return "blocking pool queue";
+    case wait_reason::signal: return "signal";
+    case wait_reason::fd_close: return "close";
+    case wait_reason::count_: break;
+  }
+  return "unknown";
+}
+
 void* record_address(const stack& s, std::size_t size, std::size_t align) noexcept {
   if (align < 64) align = 64;  // own cache line(s) for the control block
-  auto top = reinterpret_cast<std::uintptr_t>(s.top());
+  auto top = reinterpret_cast<std::uintptr_t>(s.top()) - stack_header_size;
   return reinterpret_cast<void*>((top - size) & ~(static_cast<std::uintptr_t>(align) - 1));
 }
 

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,47 @@ struct loop_wait {
   void (*cancel)(loop_wait* self) noexcept;
 };
 
+// What a parked fiber waits on, for the fiber dump, the deadlock check and
+// the statistics (sched/debug.h). Each wait records its reason just
+// before it parks (sched/park.h's note_wait()). The first group is
+// Spindle's own synchronization: nothing but another fiber (or a plain
+// thread) can end such a wait; the deadlock check counts on that.
+enum class wait_reason : std::uint8_t {
+  none,  // not parked, or parked by a wait that records no reason
+  // ---- Synchronization (only another fiber or thread ends the wait) ----
+  mutex,
+  shared_mutex,
+  condition_variable,
+  semaphore,
+  latch,
+  barrier,
+  once,
+  future,
+  wait_group,
+  channel_send,
+  channel_recv,
+  select,
+  join,
+  // ---- Outside events (a timer, the kernel, the blocking pool) ----
+  sleep,
+  fd_read,
+  fd_write,
+  blocking_call,
+  blocking_queue,
+  signal,
+  fd_close,
+  count_,
+};
+
+// Whether a fiber parked for `r` can only be woken by another fiber or
+// thread (true) or also by a timer, the kernel or the blocking pool.
+constexpr bool is_sync_wait(wait_reason r) noexcept {
+  return r >= wait_reason::mutex && r <= wait_reason::join;
+}
+
+// The words the dump uses for a reason ("mutex", "channel recv", ...).
+const char* wait_reason_name(wait_reason r) noexcept;
+
 // One fiber-local value: the object and how to destroy it.
 struct fls_slot {
   void* value = nullptr;
@@ -90,6 +132,8 @@ class control_block {
   void release() noexcept {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy();
   }
+  // For for_each_fiber() (fiber/detail/inspect.h) only.
+  std::atomic<int>& refs_for_inspection() noexcept { return refs_; }
 
   // Runs and frees the fiber-local values, repeating while destructors
   // create new ones (at most a few rounds, as POSIX does for thread keys).
@@ -144,6 +188,31 @@ class control_block {
   // fiber_options::terminate_on_exception (immutable after spawn).
   bool terminate_on_exception_ = false;
 
+  // ---- Diagnostics: what it waits on, where it came from ----
+  // Written by the fiber as it parks (note_wait() in sched/park.h), read
+  // by the dump from any thread: atomics, relaxed. wait_seq_ changes at
+  // every park, so that a reader can tell that a fiber it saw parked
+  // stayed parked (and its stack unchanged) while it looked.
+  std::atomic<std::uint32_t> wait_seq_{0};
+  std::atomic<wait_reason> wait_reason_{wait_reason::none};
+  // A reason set by an outer wait (a future over its condition variable):
+  // inner waits keep it instead of their own. The fiber's own field.
+  wait_reason outer_reason_ = wait_reason::none;
+  const void* outer_object_ = nullptr;
+  std::atomic<const void*> wait_object_{nullptr};
+  // A number that goes with the reason: a descriptor, a fiber id, a count.
+  std::atomic<std::int64_t> wait_arg_{0};
+  // The wait's deadline and its start, as steady_clock counts (0: none).
+  // The start is the worker's last clock reading (within ~100 us of the
+  // truth while it switches; see note_wait()).
+  std::atomic<std::int64_t> wait_deadline_{0};
+  std::atomic<std::int64_t> wait_since_{0};
+  // Where it was spawned: the return address of the spawning call.
+  const void* spawn_site_ = nullptr;
+  // The stop token the fiber's waits observe (fiber_options::stop_token,
+  // spindle::jthread): empty when it has none.
+  std::stop_token stop_;
+
   // ---- Fiber-local storage; touched only by the fiber itself ----
   std::vector<fls_slot> fls_;
 
@@ -175,8 +244,32 @@ inline control_block* const joiner_finished = reinterpret_cast<control_block*>(2
 extern thread_local constinit control_block* tls_current_fiber
     __attribute__((tls_model("initial-exec")));
 
-// Where a control block of `size` bytes goes at the top of stack `s`.
+// Where a control block of `size` bytes goes at the top of stack `s`,
+// below the stack's header.
 void* record_address(const stack& s, std::size_t size, std::size_t align) noexcept;
+
+// The header at the very top of every fiber stack: which fiber, if any,
+// lives on it. Stacks are never unmapped (fiber/detail/stack.h), so any
+// thread may read the header of any stack ever mapped; this is how the
+// dump, the deadlock check and gdb find every fiber without a list that
+// spawn and exit would have to lock (Go's allgs works the same way).
+struct stack_header {
+  // The fiber, from its start until it finishes (then nullptr again).
+  std::atomic<control_block*> live{nullptr};
+};
+inline constexpr std::size_t stack_header_size = 64;
+inline stack_header* header_of(const stack& s) noexcept {
+  return reinterpret_cast<stack_header*>(s.top() - stack_header_size);
+}
+
+// publish_live() shows a fiber that is about to start to inspectors;
+// retire_live() hides it again as it finishes (before the atomic
+// exchange on joiner_ that ends a fiber, which orders the two for an
+// inspector; see inspect.cpp).
+void publish_live(control_block* cb) noexcept;
+inline void retire_live(control_block* cb) noexcept {
+  header_of(cb->stack_)->live.store(nullptr, std::memory_order_relaxed);
+}
 
 // A fresh fiber id; ids are never reused.
 std::uint64_t next_fiber_id() noexcept;

@@ -31,8 +31,10 @@ stack allocate_fiber_stack(std::size_t size);
 void spawn(control_block* cb, const fiber_options& options, bool joinable);
 
 // join() waits until `cb` has finished: parks a fiber, blocks a plain
-// thread. The caller holds a joinable reference. Any thread.
-void join(control_block* cb) noexcept;
+// thread. The caller holds a joinable reference. Any thread. With
+// `cancellable`, a stop request on the calling fiber's stop token ends the
+// wait: false then, and `cb` has not finished (or its end was not seen).
+bool join(control_block* cb, bool cancellable = false) noexcept;
 
 // report_uncaught() prints the uncaught exception of a detached fiber and
 // calls std::terminate().
@@ -42,10 +44,19 @@ void join(control_block* cb) noexcept;
 // in which case it returns the caller's reference (else nullptr). On a
 // throw nothing is leaked. The body of spindle::fiber's constructor and
 // of spindle::go.
+//
+// Those are noinline, so that __builtin_return_address(0) in them is the
+// spawning call in the caller's code: what the dump names as the place a
+// fiber was spawned, at the cost of one call (spawn+join measured within
+// noise: docs/benchmarks.md).
+// `site` is where it was spawned from (the spawning call's return
+// address), for the fiber dump.
 template <class F, class... Args>
-control_block* start_fiber(const fiber_options& options, bool joinable, F&& f, Args&&... args) {
+control_block* start_fiber(const fiber_options& options, bool joinable, const void* site, F&& f,
+                           Args&&... args) {
   control_block* cb = make_record(allocate_fiber_stack(options.stack_size), std::forward<F>(f),
                                   std::forward<Args>(args)...);
+  cb->spawn_site_ = site;
   try {
     spawn(cb, options, joinable);
   } catch (...) {

@@ -116,6 +116,37 @@ void register_with_valgrind(stack& s) noexcept {
 #endif
 }
 
+// Every stack mapped and not unmapped, for inspectors (mapped_stacks()) and
+// gdb (docs/operability.md): stacks are never unmapped in normal operation,
+// so the list only grows.
+os_mutex g_stacks_mu;
+}  // namespace
+// Not in the anonymous namespace, so that gdb finds it by name.
+std::vector<stack>* g_stack_list SPINDLE_GUARDED_BY(g_stacks_mu) = nullptr;
+namespace {
+
+void record_mapping(const stack& s) noexcept {
+  lock_holder lock(g_stacks_mu);
+  try {
+    if (g_stack_list == nullptr) g_stack_list = new std::vector<stack>;  // never freed: used at exit
+    g_stack_list->push_back(s);
+  } catch (...) {
+    // Out of memory for the list: the stack works, inspectors miss it.
+  }
+}
+
+void forget_mapping(const stack& s) noexcept {
+  lock_holder lock(g_stacks_mu);
+  if (g_stack_list == nullptr) return;
+  for (auto it = g_stack_list->begin(); it != g_stack_list->end(); ++it) {
+    if (it->base == s.base) {
+      *it = g_stack_list->back();
+      g_stack_list->pop_back();
+      return;
+    }
+  }
+}
+
 // Maps a fresh stack of `mapping_size` bytes (guard included).
 stack map_stack(std::size_t mapping_size) {
   global_pool& g = pool();
@@ -160,6 +191,7 @@ stack map_stack(std::size_t mapping_size) {
   }
   register_with_valgrind(s);
   g.mapped.fetch_add(1, std::memory_order_relaxed);
+  record_mapping(s);
   return s;
 }
 
@@ -173,6 +205,7 @@ void unmap_stack(const stack& s) noexcept {
     pool().mprotect_in_use.fetch_sub(1, std::memory_order_relaxed);
   }
   pool().mapped.fetch_sub(1, std::memory_order_relaxed);
+  forget_mapping(s);
   ::munmap(s.base, s.mapping_size);
 }
 
@@ -351,6 +384,12 @@ guard_kind preferred_guard() noexcept { return pool().preferred; }
 std::size_t mprotect_guard_budget() noexcept { return pool().mprotect_budget; }
 std::size_t mprotect_guards_in_use() noexcept {
   return pool().mprotect_in_use.load(std::memory_order_relaxed);
+}
+
+std::vector<stack> mapped_stacks() {
+  lock_holder lock(g_stacks_mu);
+  if (g_stack_list == nullptr) return {};
+  return *g_stack_list;
 }
 
 stack_stats get_stack_stats() noexcept {

@@ -30,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace spindle::detail {
 
@@ -77,6 +78,10 @@ stack allocate_stack(std::size_t size);
 
 // release_stack() gives a stack back to the pool. Any thread.
 void release_stack(const stack& s) noexcept;
+
+// mapped_stacks() lists every stack mapped (and, outside tests that reset
+// the guard policy, never unmapped): fibers' and pooled ones. Any thread.
+std::vector<stack> mapped_stacks();
 
 // canary_intact() tells whether an unguarded stack's canary is untouched;
 // always true for guarded stacks.

@@ -107,6 +107,7 @@ void fd_state::close(std::error_code& ec) noexcept {
   std::lock_guard lock(close_mu_);
   if (closed_.load(std::memory_order_acquire)) return;
   control_block* self = current_waiter();
+  note_wait(self, wait_reason::fd_close, this, fd_);
   prepare_park(self);
   closer_.store(self, std::memory_order_release);
   const std::uint32_t before = ops_.fetch_or(closing_bit, std::memory_order_acq_rel);

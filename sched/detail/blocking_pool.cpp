@@ -276,6 +276,7 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
   state& s = *s_;
   control_block* self = current_waiter();
   c.waiter = self;
+  note_wait(self, wait_reason::blocking_call, &c);
   prepare_park(self);
   bool start = false;
   {

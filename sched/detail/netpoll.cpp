@@ -214,6 +214,8 @@ poll_desc::result poll_desc::wait(io_direction dir, time_point deadline,
       return result::ready;  // the retried operation reports what is wrong
     }
   }
+  note_wait(self, dir == io_direction::read ? wait_reason::fd_read : wait_reason::fd_write, this,
+            fd_);
   prepare_park(self);
   waiter_[i].store(self, std::memory_order_relaxed);
   // Read under the lock, after registering: a deadline changed from now on

@@ -50,6 +50,30 @@ control_block* current_waiter() noexcept {
   return &this_thread_waiter();
 }
 
+void note_wait_fiber(control_block* self, wait_reason reason, const void* object,
+                     std::int64_t arg) noexcept {
+  if (self->outer_reason_ != wait_reason::none) {
+    reason = self->outer_reason_;
+    object = self->outer_object_;
+    arg = 0;
+  }
+  self->wait_seq_.store(self->wait_seq_.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
+  self->wait_reason_.store(reason, std::memory_order_relaxed);
+  self->wait_object_.store(object, std::memory_order_relaxed);
+  self->wait_arg_.store(arg, std::memory_order_relaxed);
+  self->wait_deadline_.store(0, std::memory_order_relaxed);
+  self->wait_since_.store(self->worker_->last_clock().time_since_epoch().count(),
+                          std::memory_order_relaxed);
+}
+
+namespace {
+// After a park: the fiber runs again, and waits for nothing.
+inline void clear_wait(control_block* self) noexcept {
+  self->wait_reason_.store(wait_reason::none, std::memory_order_relaxed);
+}
+}  // namespace
+
 void prepare_park(control_block* self) noexcept {
   self->state_.store(fiber_state::parking, std::memory_order_relaxed);
 }
@@ -71,9 +95,15 @@ void park(control_block* self) noexcept {
     return;
   }
   self->worker_->park();
+  clear_wait(self);
 }
 
 bool park_until(control_block* self, std::chrono::steady_clock::time_point deadline) noexcept {
+  return park_until(self, deadline, cancel_point::no);
+}
+
+bool park_until(control_block* self, std::chrono::steady_clock::time_point deadline,
+                cancel_point cp) noexcept {
   if (self->is_thread_) {
     auto* t = static_cast<thread_waiter*>(self);
     std::unique_lock lock(t->mu_);
@@ -89,7 +119,9 @@ bool park_until(control_block* self, std::chrono::steady_clock::time_point deadl
     t->state_.store(fiber_state::running, std::memory_order_relaxed);
     return true;
   }
-  return self->worker_->park_until(deadline);
+  const bool woken = self->worker_->park_until(deadline, cp == cancel_point::yes);
+  clear_wait(self);
+  return woken;
 }
 
 void park_commit(control_block* self, void (*commit)(void*), void* arg) noexcept {
@@ -100,16 +132,20 @@ void park_commit(control_block* self, void (*commit)(void*), void* arg) noexcept
     return;
   }
   self->worker_->park_commit(commit, arg);
+  clear_wait(self);
 }
 
 bool park_commit_until(control_block* self, std::chrono::steady_clock::time_point deadline,
-                       void (*commit)(void*), void* arg) noexcept {
+                       void (*commit)(void*), void* arg, cancel_point cp) noexcept {
   if (self->is_thread_) {
     prepare_park(self);
     commit(arg);
     return park_until(self, deadline);
   }
-  return self->worker_->park_commit_until(deadline, commit, arg);
+  const bool woken =
+      self->worker_->park_commit_until(deadline, commit, arg, cp == cancel_point::yes);
+  clear_wait(self);
+  return woken;
 }
 
 switch_target park_commit_begin(control_block* self, void (*commit)(void*), void* arg) noexcept {
@@ -128,7 +164,9 @@ switch_target park_commit_begin(control_block* self, void (*commit)(void*), void
 }
 
 void park_end(void* from_ctx) noexcept {
-  tls_current_fiber->worker_->after_switch_inline(from_ctx);
+  control_block* self = tls_current_fiber;
+  self->worker_->after_switch_inline(from_ctx);
+  clear_wait(self);
 }
 
 void unpark_sole(control_block* cb) noexcept {

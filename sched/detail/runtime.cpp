@@ -76,6 +76,8 @@ void install_fork_handlers() noexcept {
   cb->run();
   if (cb->exception_ && cb->terminate_on_exception_) [[unlikely]] report_uncaught(cb);  // std::thread's rule
   cb->destroy_fiber_locals();
+  // Hidden from inspectors before the exchange below (inspect.h).
+  retire_live(cb);
   // Hand the result over: exactly one of us and the joiner (or detach())
   // sees the other's mark in joiner_.
   control_block* joiner = cb->joiner_.exchange(joiner_finished, std::memory_order_acq_rel);
@@ -105,6 +107,7 @@ void start_fiber(worker& target, control_block* cb, const fiber_options& o, bool
   cb->id_ = next_fiber_id();
   cb->pinned_ = o.pinned ? 1 : 0;
   cb->terminate_on_exception_ = o.terminate_on_exception;
+  if (o.stop_token.stop_possible()) cb->stop_ = o.stop_token;
   // The context's stack ends just below the control block.
   char* sp = reinterpret_cast<char*>(cb);
   cb->ctx_ = make_context(sp, static_cast<std::size_t>(sp - cb->stack_.limit()), &fiber_entry);
@@ -116,6 +119,7 @@ void start_fiber(worker& target, control_block* cb, const fiber_options& o, bool
   }
   cb->worker_ = &target;
   cb->state_.store(fiber_state::runnable, std::memory_order_relaxed);
+  publish_live(cb);  // for inspectors (fiber/detail/inspect.h)
   if (local) {
     target.enqueue_spawned(cb);
     // New work: if a worker sleeps while none looks for work, wake one (Go
@@ -310,20 +314,40 @@ void spawn(control_block* cb, const fiber_options& o, bool joinable) {
   start_fiber(target, cb, o, joinable, false);
 }
 
-void join(control_block* cb) noexcept {
-  if (cb->joiner_.load(std::memory_order_acquire) == joiner_finished) return;  // fast path
+bool join(control_block* cb, bool cancellable) noexcept {
+  if (cb->joiner_.load(std::memory_order_acquire) == joiner_finished) return true;  // fast path
   control_block* self = current_waiter();
+  note_wait(self, wait_reason::join, cb, static_cast<std::int64_t>(cb->id_));
   prepare_park(self);
   control_block* expected = nullptr;
-  if (cb->joiner_.compare_exchange_strong(expected, self, std::memory_order_acq_rel,
-                                          std::memory_order_acquire)) {
-    park(self);  // the finishing fiber unparks us
-    // Pair with the finisher's exchange (release) so that exception_ and
-    // everything the fiber did is visible.
-    (void)cb->joiner_.load(std::memory_order_acquire);
-  } else {
+  if (!cb->joiner_.compare_exchange_strong(expected, self, std::memory_order_acq_rel,
+                                           std::memory_order_acquire)) {
     cancel_park(self);  // it finished meanwhile (expected == joiner_finished)
+    return true;
   }
+  if (cancellable && detail::cancellable(self)) [[unlikely]] {
+    if (!park_until(self, std::chrono::steady_clock::time_point::max(), cancel_point::yes)) {
+      // Stopped. Withdraw, unless the fiber finished first: then its
+      // exchange saw us (its unpark lost to the stop) and the join is done.
+      expected = self;
+      if (cb->joiner_.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel,
+                                              std::memory_order_acquire)) {
+        return false;
+      }
+    }
+  } else {
+    park(self);  // the finishing fiber unparks us
+  }
+  // Pair with the finisher's exchange (release) so that exception_ and
+  // everything the fiber did is visible.
+  (void)cb->joiner_.load(std::memory_order_acquire);
+  return true;
+}
+
+void with_runtimes(void (*fn)(runtime& rt, void* arg), void* arg) {
+  lock_holder lock(g_runtime_mu);
+  if (g_runtime != nullptr) fn(*g_runtime, arg);
+  if (g_default != nullptr && g_default != g_runtime) fn(*g_default, arg);
 }
 
 bool run_active() noexcept {

@@ -129,4 +129,10 @@ class runtime {
   std::atomic<int> idle_count_{0};
 };
 
+// with_runtimes() calls fn(rt, arg) for each runtime alive (run()'s, then
+// the default one), holding the lock that keeps them alive and that plain
+// threads take to spawn: for diagnostics (the dump, the statistics). fn
+// must not spawn, start a runtime, or wait for a fiber. Any thread.
+void with_runtimes(void (*fn)(runtime& rt, void* arg), void* arg);
+
 }  // namespace spindle::detail

@@ -3,8 +3,14 @@
 namespace spindle::detail {
 
 bool timer_heap::add(timer_node* n) noexcept {
-  n->fired = false;
   lock();
+  const bool first = insert(n);
+  unlock();
+  return first;
+}
+
+bool timer_heap::insert(timer_node* n) noexcept {
+  n->fired = false;
   // Out of memory here ends the process (noexcept), as it does in libev.
   heap_.push_back(n);
   const auto i = static_cast<std::uint32_t>(heap_.size() - 1);
@@ -12,7 +18,6 @@ bool timer_heap::add(timer_node* n) noexcept {
   sift_up(i);
   const bool first = n->index == 0;
   if (first) publish_earliest();
-  unlock();
   return first;
 }
 

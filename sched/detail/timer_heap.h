@@ -40,8 +40,12 @@ struct timer_node {
   // lock.
   std::uint32_t index = npos;
   // The timer fired and its firer claimed the fiber (the wake was the
-  // timeout's). Written under the heap's lock.
+  // timeout's, or a stop request's). Written under the heap's lock.
   bool fired = false;
+  // A stop request cancelled the wait (see worker::park_commit_until):
+  // the node fires at once if it is in the heap, and instead of going in
+  // if it is not there yet. Written under the heap's lock.
+  bool cancelled = false;
 };
 
 class timer_heap {
@@ -58,6 +62,36 @@ class timer_heap {
   // remove() takes `n` out if it is still in (a no-op once fired). Any
   // thread; the node's fiber calls it before its node goes away.
   void remove(timer_node* n) noexcept;
+
+  // For a wait that a stop request may cancel. add_or_fire() is add(),
+  // except that a node already cancelled is not added: fire(n) is called
+  // instead, under the lock; returns whether it became the earliest.
+  // cancel() marks the node cancelled and, if it is in the heap, takes it
+  // out and calls fire(n) under the lock. Any thread.
+  template <class Fire>
+  bool add_or_fire(timer_node* n, Fire&& fire) noexcept {
+    lock();
+    bool first = false;
+    if (n->cancelled) {
+      fire(n);
+    } else {
+      first = insert(n);
+    }
+    unlock();
+    return first;
+  }
+  template <class Fire>
+  void cancel(timer_node* n, Fire&& fire) noexcept {
+    lock();
+    n->cancelled = true;
+    if (n->index != timer_node::npos) {
+      const bool was_first = n->index == 0;
+      erase_at(n->index);
+      if (was_first) publish_earliest();
+      fire(n);
+    }
+    unlock();
+  }
   // The earliest deadline (time_since_epoch().count()), `none` when empty.
   // A hint, read without the lock; seq_cst, for the handshake with a worker
   // about to sleep without a timeout (see worker::loop).
@@ -85,6 +119,7 @@ class timer_heap {
   // takes its node out.
   void lock() noexcept SPINDLE_ACQUIRE(lock_) { lock_.lock(); }
   void unlock() noexcept SPINDLE_RELEASE(lock_) { lock_.unlock(); }
+  bool insert(timer_node* n) noexcept SPINDLE_REQUIRES(lock_);
   void erase_at(std::uint32_t i) noexcept SPINDLE_REQUIRES(lock_);
   void sift_up(std::uint32_t i) noexcept SPINDLE_REQUIRES(lock_);
   void sift_down(std::uint32_t i) noexcept SPINDLE_REQUIRES(lock_);

@@ -66,6 +66,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <new>
+#include <optional>
+#include <stop_token>
 #include <system_error>
 #include <thread>
 
@@ -630,22 +632,53 @@ void worker::park_commit(void (*commit)(void*), void* arg) noexcept {
   switch_to(self, next != nullptr ? next : loop_cb_, switch_action::park_commit);
 }
 
-bool worker::park_until(std::chrono::steady_clock::time_point deadline) noexcept {
-  return park_commit_until(deadline, nullptr, nullptr);
+bool worker::park_until(std::chrono::steady_clock::time_point deadline, bool cancellable) noexcept {
+  return park_commit_until(deadline, nullptr, nullptr, cancellable);
 }
 
+namespace {
+// A stop request on a cancellable wait's fiber: the wait's node fires now
+// (timer_heap::cancel), from whichever thread requested the stop.
+struct stop_canceller {
+  timer_heap* heap;
+  timer_node* node;
+  void operator()() const noexcept {
+    control_block* wake = nullptr;
+    heap->cancel(node, [&wake](timer_node* n) { wake = claim_cancelled(n); });
+    if (wake != nullptr) make_runnable(wake, wake_order::next);
+  }
+};
+}  // namespace
+
 bool worker::park_commit_until(std::chrono::steady_clock::time_point deadline,
-                               void (*commit)(void*), void* arg) noexcept {
+                               void (*commit)(void*), void* arg, bool cancellable) noexcept {
+  control_block* self = current_;
   timer_node node;
   node.when = deadline;
-  node.cb = current_;
+  node.cb = self;
+  self->wait_deadline_.store(
+      deadline == std::chrono::steady_clock::time_point::max() ? 0
+                                                               : deadline.time_since_epoch().count(),
+      std::memory_order_relaxed);
   // This worker's heap; any worker may run it. Kept in a local: once we
   // resume, `this` may be another thread's worker.
   timer_heap* heap = &timers_;
+  // Declared after the node, so destroyed before it: the destructor waits
+  // for a callback running on another thread, which uses the node.
+  std::optional<std::stop_callback<stop_canceller>> on_stop;
+  if (cancellable && self->stop_.stop_possible()) [[unlikely]] {
+    // If stop was requested already, this runs the callback here: the node
+    // is marked cancelled and fires as it would go in the heap.
+    on_stop.emplace(self->stop_, stop_canceller{heap, &node});
+  }
   if (commit == nullptr) {
     // `parking` already (prepare_park): a firer that comes before the
     // switch is done leaves the enqueueing to the switch (claim::parking).
-    if (heap->add(&node)) rt_.timer_added(deadline.time_since_epoch().count());
+    control_block* wake = nullptr;
+    if (heap->add_or_fire(&node, [&wake](timer_node* n) { wake = claim_cancelled(n); })) {
+      rt_.timer_added(deadline.time_since_epoch().count());
+    }
+    SPINDLE_ASSERT(wake == nullptr);  // still parking: the switch enqueues it
     park();
   } else {
     // Still `running`: a firer now would find nothing to claim. The switch

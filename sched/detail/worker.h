@@ -65,7 +65,8 @@ class worker {
   inline control_block* yield_begin() noexcept;
   // Suspends the current fiber, which prepare_park() made `parking`.
   void park() noexcept;
-  bool park_until(std::chrono::steady_clock::time_point deadline) noexcept;
+  bool park_until(std::chrono::steady_clock::time_point deadline,
+                  bool cancellable = false) noexcept;
   // park() for a fiber still `running`, running commit(arg) once it has
   // switched out (sched/park.h's park_commit()); with a deadline, false
   // when that came first.
@@ -74,7 +75,7 @@ class worker {
   // itself, inline (as yield_begin()): returns the context to switch to.
   inline control_block* park_commit_begin(void (*commit)(void*), void* arg) noexcept;
   bool park_commit_until(std::chrono::steady_clock::time_point deadline, void (*commit)(void*),
-                         void* arg) noexcept;
+                         void* arg, bool cancellable = false) noexcept;
   // Wakes the fibers whose sockets the netpoll reports ready, as many as
   // the ring has room for; returns how many. From the worker's loop (a
   // libev callback, or poll_network_directly()).
@@ -111,6 +112,9 @@ class worker {
   void after_fork_in_child() noexcept;
 
   runtime& rt() const noexcept { return rt_; }
+  // When the worker last read the clock (at most ~100 us ago while it
+  // switches; older while one fiber computes). On the worker's thread.
+  std::chrono::steady_clock::time_point last_clock() const noexcept { return last_poll_; }
   unsigned index() const noexcept { return index_; }
   struct ev_loop* ev() const noexcept { return loop_; }
 

@@ -72,6 +72,16 @@ inline claim try_claim(control_block* cb) noexcept {
   }
 }
 
+// The firer of a cancelled wait's node (see timer_heap::cancel), under the
+// heap's lock: claims the fiber as a timer would; returns it if the caller
+// must enqueue it (after letting go of the lock).
+inline control_block* claim_cancelled(timer_node* n) noexcept {
+  const claim c = try_claim(n->cb);
+  if (c == claim::none) return nullptr;  // woken by someone else first
+  n->fired = true;
+  return c == claim::parked ? n->cb : nullptr;
+}
+
 // make_runnable() enqueues a fiber whose transition to runnable the caller
 // won. With wake_order::next, a fiber woken by a fiber on this worker runs
 // as soon as the waker blocks (see worker::enqueue). Any thread.
@@ -266,9 +276,15 @@ inline void worker::after_switch_inline(void* from_ctx) noexcept {
       // the commit: wakers find the fiber only after it, and by then the
       // fiber may have run and left, node and all. (A timer due at once
       // may resume the fiber elsewhere before the commit has run; it then
-      // waits for whatever the commit releases, briefly.)
+      // waits for whatever the commit releases, briefly.) A wait that a
+      // stop request cancelled before it got here fires instead.
       pending_timer_ = nullptr;
-      if (timers_.add(t)) rt_.timer_added(t->when.time_since_epoch().count());
+      const auto when = t->when.time_since_epoch().count();  // *t may go once added
+      control_block* wake = nullptr;
+      if (timers_.add_or_fire(t, [&wake](timer_node* n) { wake = claim_cancelled(n); })) {
+        rt_.timer_added(when);
+      }
+      if (wake != nullptr) make_runnable(wake, wake_order::queued);
     }
     pending_commit_(pending_commit_arg_);
     return;

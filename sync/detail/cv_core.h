@@ -24,7 +24,7 @@ class cv_core {
   void wait(Lock& lock) SPINDLE_NO_THREAD_SAFETY_ANALYSIS {
     queue_node node;
     waiters_.lock().lock();
-    waiters_.enqueue(node);
+    waiters_.enqueue(node, wait_reason::condition_variable);
     lock.unlock();
     waiters_.park_enqueued(node);
     lock.lock();
@@ -35,7 +35,7 @@ class cv_core {
       SPINDLE_NO_THREAD_SAFETY_ANALYSIS {
     queue_node node;
     waiters_.lock().lock();
-    waiters_.enqueue(node);
+    waiters_.enqueue(node, wait_reason::condition_variable);
     lock.unlock();
     const bool woken = waiters_.park_enqueued_until(node, deadline);
     lock.lock();

@@ -77,7 +77,8 @@ bool lock_word::acquire_slow(const std::chrono::steady_clock::time_point* deadli
     // Park only while the word still says "locked, contended", checked
     // under the parking lot's lock that release_slow() wakes under.
     const park_result r = park_on(
-        this, [this] { return state_.load(std::memory_order_relaxed) == 2; }, deadline);
+        this, [this] { return state_.load(std::memory_order_relaxed) == 2; }, deadline,
+        wait_reason::mutex);
     if (r == park_result::timeout) return false;
     // Woken, or released meanwhile: try again, staying "contended" since
     // others may still wait.
@@ -157,7 +158,8 @@ bool lock_word::revoke_bias(const std::chrono::steady_clock::time_point* deadlin
     }
     // Checked under the parking lot's lock that its release wakes under.
     const park_result r = park_on(
-        this, [this] { return biased_held_.load(std::memory_order_relaxed) != 0; }, deadline);
+        this, [this] { return biased_held_.load(std::memory_order_relaxed) != 0; }, deadline,
+        wait_reason::mutex);
     if (r == park_result::timeout) {
       release_word();
       return false;

@@ -52,7 +52,8 @@ parking_bucket& parking_bucket_for(const void* key) noexcept;
 // condition again.
 template <class Condition>
 park_result park_on(const void* key, Condition still_wait,
-                    const std::chrono::steady_clock::time_point* deadline) noexcept {
+                    const std::chrono::steady_clock::time_point* deadline,
+                    wait_reason reason) noexcept {
   parking_bucket& b = parking_bucket_for(key);
   b.lock.lock();
   if (!still_wait()) {
@@ -62,6 +63,7 @@ park_result park_on(const void* key, Condition still_wait,
   wait_node node;
   node.key = key;
   node.waiter = current_waiter();
+  note_wait(node.waiter, reason, key);
   prepare_park(node.waiter);
   b.list.push_back(&node);
   b.lock.unlock();

@@ -61,7 +61,7 @@ class semaphore_core {
       }
       const park_result r = park_on(
           this, [this] { return (state_.load(std::memory_order_relaxed) & count_mask) == 0; },
-          deadline);
+          deadline, wait_reason::semaphore);
       state_.fetch_sub(one_waiter, std::memory_order_relaxed);
       if (r == park_result::timeout) return try_acquire();
     }
@@ -142,7 +142,7 @@ class wide_semaphore_core {
             // park, set it again.
             return state_.load(std::memory_order_seq_cst) == waiters_bit;
           },
-          deadline);
+          deadline, wait_reason::semaphore);
       if (r == park_result::timeout) {
         acquired = try_acquire();
         break;

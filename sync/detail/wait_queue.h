@@ -180,8 +180,9 @@ class wait_queue {
   // in between whatever must happen after it is registered, such as
   // releasing the mutex of a condition variable). `node` must outlive the
   // wait (put it on the caller's stack).
-  void enqueue(queue_node& node) noexcept SPINDLE_RELEASE(lock_) {
+  void enqueue(queue_node& node, wait_reason reason) noexcept SPINDLE_RELEASE(lock_) {
     node.waiter = current_waiter();
+    note_wait(node.waiter, reason, this);
     prepare_park(node.waiter);
     list_.push_back(&node);
     lock_.unlock();
@@ -212,16 +213,16 @@ class wait_queue {
 
   // wait() parks the caller, which holds lock(), until woken; returns with
   // the lock released.
-  void wait(queue_node& node) noexcept SPINDLE_RELEASE(lock_) {
-    enqueue(node);
+  void wait(queue_node& node, wait_reason reason) noexcept SPINDLE_RELEASE(lock_) {
+    enqueue(node, reason);
     park_enqueued(node);
   }
 
   // wait_until() is wait() with a deadline: true when woken, false on
   // timeout.
-  bool wait_until(queue_node& node, std::chrono::steady_clock::time_point deadline) noexcept
-      SPINDLE_RELEASE(lock_) {
-    enqueue(node);
+  bool wait_until(queue_node& node, std::chrono::steady_clock::time_point deadline,
+                  wait_reason reason) noexcept SPINDLE_RELEASE(lock_) {
+    enqueue(node, reason);
     return park_enqueued_until(node, deadline);
   }
 
