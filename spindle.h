@@ -19,6 +19,7 @@
 #include "io/udp.h"
 #include "io/dns.h"
 #include "sched/blocking.h"
+#include "sched/debug.h"
 #include "sched/scheduler.h"
 #include "sync/barrier.h"
 #include "sync/channel.h"
