@@ -8,6 +8,7 @@
 #include "fiber/fiber.h"
 #include "fiber/fiber_local.h"
 #include "fiber/fiber_options.h"
+#include "fiber/jthread.h"
 #include "fiber/this_fiber.h"
 #include "io/address.h"
 #include "io/conn.h"

@@ -4,6 +4,7 @@
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <iosfwd>
 #include <string_view>
@@ -18,6 +19,7 @@ namespace spindle {
 
 namespace detail {
 struct fiber_id_maker;
+struct fiber_factory;
 }  // namespace detail
 
 // A fiber is a stackful green thread: it runs a function on its own stack
@@ -130,10 +132,36 @@ class fiber {
   static unsigned hardware_concurrency() noexcept;
 
  private:
+  friend struct detail::fiber_factory;
   detail::control_block* cb_ = nullptr;
 };
 
 inline void swap(fiber& a, fiber& b) noexcept { a.swap(b); }
+
+namespace detail {
+// fiber_factory is the way in for spindle::jthread (fiber/jthread.h),
+// which is a fiber handle with a stop source: it spawns with the site its
+// own noinline constructor saw, and its destructor joins without a cancel
+// point. Not for users.
+struct fiber_factory {
+  template <class F, class... Args>
+  static fiber make(const fiber_options& options, const void* site, F&& f, Args&&... args) {
+    fiber result;
+    result.cb_ = start_fiber(options, true, site, std::forward<F>(f), std::forward<Args>(args)...);
+    return result;
+  }
+  // join_uncancellable() is fiber::join() that no stop request on the
+  // calling fiber's token ends (for a destructor). `f` must be joinable
+  // and not the calling fiber.
+  static void join_uncancellable(fiber& f) {
+    (void)join(f.cb_, /*cancellable=*/false);
+    std::exception_ptr e = std::move(f.cb_->exception_);
+    std::exchange(f.cb_, nullptr)->release();
+    if (e) std::rethrow_exception(e);
+  }
+  static control_block* block_of(const fiber& f) noexcept { return f.cb_; }
+};
+}  // namespace detail
 
 namespace detail {
 // fiber_id_maker makes the id of a fiber's number (sched/ knows the numbers).

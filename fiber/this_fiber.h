@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <stop_token>
 #include <string_view>
 
 #include "fiber/detail/inline_switch.h"
@@ -24,6 +25,13 @@ void yield_end(void* from_ctx) noexcept;
 // The whole yield, out of line (where the switch cannot be inline, and in
 // sanitizer builds of the library, whose yield_begin() calls it).
 void yield_slow() noexcept;
+}  // namespace spindle::detail
+
+namespace spindle::detail {
+// this_fiber::sleep_until() without the cancel point: sleeps to the
+// deadline even on a stopped fiber (for the hook's libc sleeps, whose
+// callers would loop on an early return).
+void sleep_until_uncancellable(std::chrono::steady_clock::time_point deadline);
 }  // namespace spindle::detail
 
 namespace spindle::this_fiber {
@@ -57,10 +65,32 @@ inline void yield() noexcept {
 #endif
 }
 
+// ---- Cancellation ----
+//
+// A fiber may observe a stop token: a spindle::jthread's fiber observes its
+// own, a plain fiber the one given in fiber_options::stop_token. Once stop
+// is requested on it, the blocking calls Spindle makes for the fiber are
+// cancellation points: each returns promptly with its failure form
+// (errc::operation_canceled, or what its header says), and a call that
+// would not have to wait still goes through. mutex lock() is not one (as
+// in std), nor are wait_group, latch, barrier and semaphore waits, which
+// have no failure form.
+
+// get_stop_token() is the stop token the calling fiber observes: empty
+// (stop_possible() false) for a fiber without one and on a plain thread.
+// Any thread.
+std::stop_token get_stop_token() noexcept;
+
+// stop_requested() tells whether stop was requested on that token (false
+// for a fiber without one, and on a plain thread). Any thread.
+bool stop_requested() noexcept;
+
 // sleep_until() parks the calling fiber until `deadline` has passed; it
-// never returns early. A deadline in the past returns at once (without
-// yielding). On a plain thread it is std::this_thread::sleep_until(). Any
-// thread.
+// returns early only when stop is requested on the stop token the fiber
+// observes (at once if it was already; a cancellation point, see above,
+// whose failure form is the early return: check stop_requested()). A
+// deadline in the past returns at once (without yielding). On a plain
+// thread it is std::this_thread::sleep_until(). Any thread.
 void sleep_until(std::chrono::steady_clock::time_point deadline);
 
 // On another clock, it returns only once that clock says `deadline` has
@@ -71,12 +101,13 @@ template <class Clock, class Duration>
 void sleep_until(const std::chrono::time_point<Clock, Duration>& deadline) {
   (void)detail::until_on_clock(deadline, [](detail::steady_time d) {
     sleep_until(d);
-    return false;
+    return stop_requested();  // stopped: do not sleep again
   });
 }
 
-// sleep_for() parks the calling fiber for at least `duration`; a duration
-// too long to add to now sleeps for ever. Any thread.
+// sleep_for() parks the calling fiber for at least `duration` (or until a
+// stop request, as sleep_until()); a duration too long to add to now
+// sleeps for ever. Any thread.
 template <class Rep, class Period>
 void sleep_for(const std::chrono::duration<Rep, Period>& duration) {
   if (duration <= duration.zero()) return;

@@ -240,7 +240,7 @@ int do_connect(int fd, const sockaddr* addr, socklen_t len, const void* caller) 
       if (fiber) {
         try {
           parked_scope parked;
-          spindle::this_fiber::sleep_for(pause);
+          spindle::detail::sleep_until_uncancellable(std::chrono::steady_clock::now() + pause);
         } catch (...) {
         }
       } else {

@@ -132,7 +132,7 @@ void sleep_until_deadline(io_time_point deadline) noexcept {
   if (deadline == io_time_point::max()) deadline = clock::now() + std::chrono::hours(24 * 365 * 100);
   try {
     parked_scope parked;
-    spindle::this_fiber::sleep_until(deadline);
+    spindle::detail::sleep_until_uncancellable(deadline);
   } catch (...) {
   }
 }

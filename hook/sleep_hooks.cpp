@@ -27,7 +27,7 @@ bool valid(const timespec* ts) noexcept {
 void park_for(std::chrono::nanoseconds d) noexcept {
   try {
     parked_scope parked;
-    spindle::this_fiber::sleep_for(d);
+    spindle::detail::sleep_until_uncancellable(spindle::detail::steady_after(d));
   } catch (...) {
   }
 }

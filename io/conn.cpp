@@ -384,7 +384,7 @@ void wait_fd(int fd, io_direction dir, deadline d, std::error_code& ec) noexcept
     return;
   }
   for (bool waiting = true; waiting;) {
-    switch (detail::netpoll_wait(pd, dir, d.when(), nullptr)) {
+    switch (detail::netpoll_wait(pd, dir, d.when(), nullptr, /*cancellable=*/true)) {
       case detail::io_wait_result::ready:
         waiting = false;
         break;
@@ -392,7 +392,7 @@ void wait_fd(int fd, io_direction dir, deadline d, std::error_code& ec) noexcept
         ec = std::make_error_code(std::errc::timed_out);
         waiting = false;
         break;
-      case detail::io_wait_result::canceled:  // nobody cancels it; for completeness
+      case detail::io_wait_result::canceled:  // the calling fiber's stop token was stopped
         ec = std::make_error_code(std::errc::operation_canceled);
         waiting = false;
         break;

@@ -42,6 +42,17 @@ enum class shutdown_type { read, write, both };
 // fiber or thread wakes the calls parked on the connection with
 // std::errc::operation_canceled before the descriptor is closed.
 //
+// Cancellation: every call that waits (read_some, write_all, ..., dial's
+// connect, wait_readable/wait_writable below) is a cancellation point for
+// a fiber that observes a stop token (spindle::jthread's, or
+// fiber_options::stop_token): once stop is requested, a call that would
+// wait fails with std::errc::operation_canceled (io_error, or the
+// std::error_code& form, with the bytes moved before it), at once if stop
+// was requested already. A call that can go through without waiting still
+// does. The connection stays open and usable: a readiness that raced with
+// the stop is kept for the next call. (The name lookup of dial() runs on
+// the blocking pool: see spindle::blocking() for how a stop ends it.)
+//
 // Errors: each call throws io_error (a std::system_error that also says
 // how many bytes moved before the failure), or, in its std::error_code&
 // form, sets the code and returns the bytes moved. A deadline gives
@@ -148,7 +159,9 @@ connection dial(const address& to, deadline d, std::error_code& ec) noexcept;
 // it failed with otherwise (too_many_files_open, say). Closing `fd` while
 // a call waits on it does not end the wait: it goes on, on the file `fd`
 // referred to (which stays open until the wait ends), until that file is
-// ready or the deadline passes. Fibers and plain threads alike.
+// ready or the deadline passes. On a fiber that observes a stop token, a
+// stop request ends the wait with operation_canceled (see "Cancellation"
+// at connection). Fibers and plain threads alike.
 void wait_readable(int fd, deadline d = {});
 void wait_readable(int fd, deadline d, std::error_code& ec) noexcept;
 void wait_writable(int fd, deadline d = {});

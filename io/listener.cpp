@@ -80,6 +80,12 @@ connection listener::accept(deadline d, std::error_code& ec) noexcept {
     detail::accept_backoffs.fetch_add(1, std::memory_order_relaxed);
     const auto wake = std::min(d.when(), now + backoff);
     this_fiber::sleep_until(wake);
+    // A stop request ends the sleep early; it is a cancellation point as
+    // the wait for readiness is (retrying at once would spin).
+    if (this_fiber::stop_requested()) {
+      ec = std::make_error_code(std::errc::operation_canceled);
+      return {};
+    }
     backoff = std::min(backoff * 2, longest_backoff);
   }
 }

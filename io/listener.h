@@ -35,7 +35,10 @@ struct listen_options {
 // to 100 ms between attempts, within its deadline) and resumes accepting
 // once descriptors are free again. Connections it returns have TCP_NODELAY
 // set. close() from any fiber or thread wakes a parked accept() with
-// std::errc::operation_canceled. A Unix-domain listener removes its
+// std::errc::operation_canceled; so does a stop request on the token of
+// a cancellable fiber parked in accept() (or backing off in it), as for
+// connection's calls (io/conn.h, "Cancellation"). A Unix-domain listener
+// removes its
 // socket file when closed. Errors as for connection (io_error, or the
 // std::error_code& forms). is_open(), native_handle(), close() and
 // local_address() are basic_socket's (io/socket.h).

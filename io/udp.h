@@ -17,8 +17,9 @@ namespace spindle {
 
 // udp_socket sends and receives datagrams. recv_from() parks the calling
 // fiber until a datagram arrives; send_to() parks only while the socket's
-// send buffer is full. Deadlines, close() under a parked call, and errors
-// work as for connection (io/conn.h).
+// send buffer is full. Deadlines, close() under a parked call,
+// cancellation by a stop request, and errors work as for connection
+// (io/conn.h).
 //
 //   spindle::udp_socket s = spindle::udp_socket::bind("127.0.0.1:0");
 //   spindle::address from;

@@ -34,12 +34,25 @@ namespace spindle {
 // options::blocking_queue calls; callers beyond that park until there is
 // room. Called on a plain thread (not a fiber), blocking() just calls
 // f(args...).
+//
+// Cancellation: on a fiber that observes a stop token (spindle::jthread's,
+// fiber_options::stop_token), a stop request while the call waits for a
+// pool thread (or for room in the queue) takes it back, never started, and
+// blocking() throws std::system_error with std::errc::operation_canceled
+// (at once if stop was requested already). Once the call runs, it borrows
+// the caller's frame (f and args are not copied, and typically capture
+// locals by reference), so it cannot be left behind: blocking() waits for
+// it and returns its result; the next cancellation point sees the stop.
+// For a call that a stop abandons while it runs, use blocking_until() or
+// blocking_for(), which own copies (a deadline of time_point::max() is
+// none).
 template <class F, class... Args>
 auto blocking(F&& f, Args&&... args) -> std::invoke_result_t<F, Args...> {
   detail::blocking_pool* pool = detail::current_blocking_pool();
   if (pool == nullptr) return std::invoke(std::forward<F>(f), std::forward<Args>(args)...);
   detail::borrowed_call<F, Args...> call(std::forward<F>(f), std::forward<Args>(args)...);
-  (void)pool->run(call);  // no deadline: always done
+  // No deadline: done, or canceled before it started.
+  if (pool->run(call) != detail::call_result::done) detail::throw_blocking_canceled();
   return call.result.take();
 }
 
@@ -50,6 +63,12 @@ auto blocking(F&& f, Args&&... args) -> std::invoke_result_t<F, Args...> {
 // std::errc::timed_out at the deadline. Because the call may outlive the
 // caller's wait, f and args are copied (decayed, as std::thread does);
 // anything they refer to must outlive the call itself, not just the wait.
+//
+// Cancellation: on a fiber that observes a stop token, a stop request ends
+// the wait as the deadline does (a call not started never starts; a
+// running one finishes in the background, its result dropped), but the
+// caller gets std::system_error with std::errc::operation_canceled, not
+// timed_out.
 template <class Clock, class Duration, class F, class... Args>
 auto blocking_until(const std::chrono::time_point<Clock, Duration>& deadline, F&& f, Args&&... args) {
   return detail::blocking_with_deadline(spindle::deadline(deadline).when(), std::forward<F>(f),

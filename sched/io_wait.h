@@ -43,7 +43,8 @@ constexpr int direction_index(io_direction d) noexcept { return static_cast<int>
 enum class io_wait_result : std::uint8_t {
   ready,        // an edge (level) came: retry the operation
   timed_out,    // the deadline passed first
-  canceled,     // the descriptor is being closed (netpoll_cancel())
+  canceled,     // the descriptor is being closed (netpoll_cancel()), or the
+                // waiting fiber's stop token was stopped (a cancellable wait)
   interrupted,  // netpoll_interrupt(): re-read the deadline and wait again
 };
 
@@ -72,8 +73,15 @@ void netpoll_close(poll_desc* pd) noexcept;
 // between the EAGAIN and the wait), until the earlier of `deadline` and
 // `*shared_deadline` (may be null; re-read after netpoll_interrupt()),
 // or until netpoll_cancel(). At most one waiter per direction.
+// With `cancellable`, the wait of a fiber that observes a stop token
+// (fiber_options::stop_token, spindle::jthread) is a cancellation point:
+// a stop request ends it with `canceled` (at once if stop was requested
+// already), and an edge that races with the stop is either reported
+// (ready) or kept for the next wait, never lost. io/'s socket calls pass
+// true; the hook layer does not (a C library is not ready for ECANCELED).
 io_wait_result netpoll_wait(poll_desc* pd, io_direction dir, io_time_point deadline,
-                            const std::atomic<io_deadline_rep>* shared_deadline) noexcept;
+                            const std::atomic<io_deadline_rep>* shared_deadline,
+                            bool cancellable = false) noexcept;
 // netpoll_cancel() wakes both waiters with `canceled`; every later wait
 // returns it at once. For close(). Any thread.
 void netpoll_cancel(poll_desc* pd) noexcept;

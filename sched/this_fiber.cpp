@@ -12,6 +12,9 @@
 
 namespace spindle::this_fiber {
 
+// detail::sleep_until_uncancellable()'s body (fiber/this_fiber.h).
+void sleep_until_no_cancel(std::chrono::steady_clock::time_point deadline);
+
 fiber::id get_id() noexcept { return detail::fiber_id_maker::make(detail::current_id()); }
 
 std::string_view get_name() noexcept {
@@ -19,19 +22,43 @@ std::string_view get_name() noexcept {
   return {};
 }
 
-void sleep_until(std::chrono::steady_clock::time_point deadline) {
+namespace {
+void sleep_to(std::chrono::steady_clock::time_point deadline, detail::cancel_point cp) {
   detail::control_block* self = detail::tls_current_fiber;
   if (self == nullptr) {
     std::this_thread::sleep_until(deadline);
     return;
   }
   // Only the timer knows about this park, so park_until() returns on the
-  // deadline; loop in case the timer's clock rounding woke us a hair early.
+  // deadline (or, as a cancel point, on a stop request); loop in case the
+  // timer's clock rounding woke us a hair early. A stopped fiber's park
+  // returns false at once, so the loop ends there rather than spin.
   while (std::chrono::steady_clock::now() < deadline) {
     detail::note_wait(self, detail::wait_reason::sleep, nullptr);
     detail::prepare_park(self);
-    (void)detail::park_until(self, deadline);
+    (void)detail::park_until(self, deadline, cp);
+    if (cp == detail::cancel_point::yes && detail::stop_requested(self)) [[unlikely]] return;
   }
+}
+}  // namespace
+
+void sleep_until(std::chrono::steady_clock::time_point deadline) {
+  sleep_to(deadline, detail::cancel_point::yes);
+}
+
+void sleep_until_no_cancel(std::chrono::steady_clock::time_point deadline) {
+  sleep_to(deadline, detail::cancel_point::no);
+}
+
+
+std::stop_token get_stop_token() noexcept {
+  if (const detail::control_block* self = detail::tls_current_fiber) return self->stop_;
+  return {};
+}
+
+bool stop_requested() noexcept {
+  const detail::control_block* self = detail::tls_current_fiber;
+  return self != nullptr && self->stop_.stop_requested();
 }
 
 namespace {
@@ -75,3 +102,9 @@ int worker_index() noexcept {
 }
 
 }  // namespace spindle::this_fiber
+
+namespace spindle::detail {
+void sleep_until_uncancellable(std::chrono::steady_clock::time_point deadline) {
+  this_fiber::sleep_until_no_cancel(deadline);
+}
+}  // namespace spindle::detail

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # clang for the analysis below; the rest for the hook's tests of real libraries and servers.
-scripts/install-deps.sh clang pkg-config libhiredis-dev redis-server libpq-dev postgresql libcurl4-openssl-dev python3
+scripts/install-deps.sh clang pkg-config libdw-dev libhiredis-dev redis-server libpq-dev postgresql libcurl4-openssl-dev python3 gdb
 
 echo "=== clang thread-safety analysis ==="
 scripts/check-thread-safety.sh

@@ -10,6 +10,8 @@
 #include <new>
 #include <optional>
 #include <stdexcept>
+#include <string>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 
@@ -27,6 +29,7 @@ enum class channel_status {
   full,     // try_send: no room and no receiver now
   closed,   // the channel is closed (recv: and drained)
   timeout,  // the deadline passed first
+  canceled,  // stop was requested on the calling fiber's stop token (see channel)
 };
 
 // channel_closed is thrown by send() on a closed channel and by close() on
@@ -50,6 +53,19 @@ class channel_closed : public std::logic_error {
 // Sending on a closed channel throws channel_closed, as Go panics; so
 // does closing twice. Everything a sender did before send() is visible to
 // the receiver after recv(). Any fiber or thread.
+//
+// Cancellation: for a fiber that observes a stop token (spindle::jthread's,
+// fiber_options::stop_token), send(), recv() and their timed forms are
+// cancellation points. Once stop is requested, an operation that would
+// wait does not (or stops waiting): send() and recv() throw
+// std::system_error with std::errc::operation_canceled (recv()'s
+// std::nullopt keeps meaning "closed and drained"), send_until/send_for
+// and recv_until/recv_for return channel_status::canceled. An operation
+// that can go through without waiting still does. A stop that races with
+// the other side's hand-off gives one of the two outcomes: the value went
+// through (success), or the operation was canceled and the value did not
+// move (a canceled send's value is still the caller's; a value meant for
+// a canceled receiver goes to another receiver or the buffer).
 //
 // Destruction: a channel may be destroyed once no fiber or thread is in a
 // call on it (send, recv, close, select, ...). A fiber whose send() or
@@ -88,10 +104,14 @@ class channel : private detail::channel_base {
   }
 
   // send() waits until the value is taken (unbuffered) or buffered.
+  // Throws channel_closed, or std::system_error (operation_canceled) when
+  // canceled (see "Cancellation").
   void send(T value) {
-    if (send_impl(value, nullptr, true) == channel_status::closed) {
+    const channel_status st = send_impl(value, nullptr, true);
+    if (st == channel_status::closed) {
       throw channel_closed("spindle::channel::send: the channel is closed");
     }
+    if (st == channel_status::canceled) [[unlikely]] throw_canceled("spindle::channel::send");
   }
   // try_send() never waits: success, full, or closed (and then the value
   // is left in `value`).
@@ -109,9 +129,13 @@ class channel : private detail::channel_base {
   }
 
   // recv() waits for a value; std::nullopt once closed and drained.
+  // Throws std::system_error (operation_canceled) when canceled (see
+  // "Cancellation").
   std::optional<T> recv() {
     std::optional<T> out;
-    (void)recv_impl(out, nullptr, true);
+    if (recv_impl(out, nullptr, true) == channel_status::canceled) [[unlikely]] {
+      throw_canceled("spindle::channel::recv");
+    }
     return out;
   }
   // try_recv() never waits: success (value in `out`), empty, or closed.
@@ -277,15 +301,25 @@ class channel : private detail::channel_base {
       detail::channel_waiter w;
       w.payload = payload;
       w.waiter = detail::current_waiter();
-      w.sole = deadline == nullptr;
+      detail::note_wait(w.waiter,
+                        list == &channel::senders_ ? detail::wait_reason::channel_send
+                                                     : detail::wait_reason::channel_recv,
+                        this);
+      // A fiber that observes a stop token parks with a cancel point, and
+      // so not as `sole` (a stop request may end its park too). One branch
+      // for the others.
+      const bool cancellable = detail::cancellable(w.waiter);
+      w.sole = deadline == nullptr && !cancellable;
       (this->*list).push_back(&w);
-      if (!park_unlocking(w, deadline)) {
+      if (!park_unlocking(w, deadline, cancellable)) {
         // Nobody can claim us any more; a waker that popped us first (and
-        // whose unpark failed) looks at w only while it holds the lock.
+        // whose unpark failed) looks at w only while it holds the lock,
+        // and moved nothing (the value is still ours, or went elsewhere).
         lock_.lock();
         if (w.queued) (this->*list).remove(&w);
         lock_.unlock();
-        return channel_status::timeout;
+        return cancellable && detail::stop_requested(w.waiter) ? channel_status::canceled
+                                                               : channel_status::timeout;
       }
       switch (w.wait_released()) {
         case detail::channel_waiter::state::done:
@@ -296,6 +330,11 @@ class channel : private detail::channel_base {
           continue;
       }
     }
+  }
+
+  [[noreturn, gnu::cold]] static void throw_canceled(const char* what) {
+    throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                            std::string(what) + ": stop was requested on the calling fiber");
   }
 
   // ---- The ring (under lock_) ----

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <stop_token>
 
 #include "fiber/clock.h"
 #include "sync/detail/at_exit.h"
@@ -17,6 +18,22 @@ namespace spindle {
 // unlock(): spindle::timed_mutex, spindle::recursive_mutex held once,
 // std::unique_lock<...> of those, std::shared_lock), as
 // std::condition_variable_any does.
+//
+// The stop_token overloads of wait(), wait_until() and wait_for() are
+// std's ([thread.condvarany.intwait]): for the duration of the call the
+// waiter is also woken by a stop request on `stoken` (one that comes
+// after its last look at stop_requested() included: it is not lost), and
+// the call returns pred() once stop was requested (at once, without
+// waiting, if it already was), true as soon as pred() holds, and for the
+// timed forms pred() at the deadline. Any stop token works, the calling
+// fiber's own (this_fiber::get_stop_token(), a jthread's) or another, on
+// fibers and plain threads alike. A stop wakes only the waiters whose
+// token it is; other waiters see no spurious wake-up.
+//
+//   spindle::jthread worker([&](std::stop_token st) {
+//     std::unique_lock lock(mu);
+//     while (cv.wait(lock, st, [&] { return !jobs.empty(); })) run(pop(jobs), lock);
+//   });  // its destructor requests stop: the wait returns false
 //
 // Destruction: as condition_variable's (below).
 class condition_variable_any {
@@ -61,6 +78,32 @@ class condition_variable_any {
   template <class Lock, class Rep, class Period, class Predicate>
   bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout, Predicate pred) {
     return wait_until(lock, detail::steady_after(timeout), std::move(pred));
+  }
+
+  // ---- Interruptible waits (std's stop_token overloads) ----
+  template <class Lock, class Predicate>
+  bool wait(Lock& lock, std::stop_token stoken, Predicate pred) {
+    while (!stoken.stop_requested()) {
+      if (pred()) return true;
+      (void)core_.wait_until(lock, std::chrono::steady_clock::time_point::max(), stoken);
+    }
+    return pred();
+  }
+  template <class Lock, class Clock, class Duration, class Predicate>
+  bool wait_until(Lock& lock, std::stop_token stoken,
+                  const std::chrono::time_point<Clock, Duration>& abs_time, Predicate pred) {
+    while (!stoken.stop_requested()) {
+      if (pred()) return true;
+      if (detail::cv_wait_until(core_, lock, abs_time, stoken) == std::cv_status::timeout) {
+        return pred();
+      }
+    }
+    return pred();
+  }
+  template <class Lock, class Rep, class Period, class Predicate>
+  bool wait_for(Lock& lock, std::stop_token stoken, const std::chrono::duration<Rep, Period>& rel_time,
+                Predicate pred) {
+    return wait_until(lock, std::move(stoken), detail::steady_after(rel_time), std::move(pred));
   }
 
  private:

@@ -9,6 +9,7 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <system_error>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -115,7 +116,25 @@ class future_state {
     ready_ = true;
     cv_.notify_all();
   }
+  // wait() and wait_until() are cancellation points for a fiber that
+  // observes a stop token: they throw std::system_error
+  // (operation_canceled) once stop is requested while not ready. A ready
+  // state never throws.
   void wait() {
+    run_deferred();
+    detail::outer_wait reason(detail::wait_reason::future, this);
+    lock_holder lock(mu_);
+    if (control_block* self = tls_current_fiber; self != nullptr && cancellable(self)) [[unlikely]] {
+      if (!cv_.wait(lock, self->stop_, [this]() SPINDLE_NO_THREAD_SAFETY_ANALYSIS { return ready_; })) {
+        throw_canceled();
+      }
+      return;
+    }
+    while (!ready_) cv_.wait(lock);
+  }
+  // wait_uncancellable() is wait() that no stop request ends (for the
+  // destructor of an async() call's last future, which must not throw).
+  void wait_uncancellable() {
     run_deferred();
     detail::outer_wait reason(detail::wait_reason::future, this);
     lock_holder lock(mu_);
@@ -125,6 +144,14 @@ class future_state {
     detail::outer_wait reason(detail::wait_reason::future, this);
     lock_holder lock(mu_);
     if (deferred_ != nullptr) return future_status::deferred;
+    if (control_block* self = tls_current_fiber; self != nullptr && cancellable(self)) [[unlikely]] {
+      if (cv_.wait_until(lock, self->stop_, deadline,
+                         [this]() SPINDLE_NO_THREAD_SAFETY_ANALYSIS { return ready_; })) {
+        return future_status::ready;
+      }
+      if (self->stop_.stop_requested()) throw_canceled();
+      return future_status::timeout;
+    }
     while (!ready_) {
       if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
         return ready_ ? future_status::ready : future_status::timeout;
@@ -146,7 +173,7 @@ class future_state {
   // drop_handle() as each goes.
   void add_handle() noexcept { handles_.fetch_add(1, std::memory_order_relaxed); }
   void drop_handle() {
-    if (handles_.fetch_sub(1, std::memory_order_acq_rel) == 1 && from_async_) wait();
+    if (handles_.fetch_sub(1, std::memory_order_acq_rel) == 1 && from_async_) wait_uncancellable();
   }
   // After wait(): the value, moved out (future::get), or rethrows.
   stored_t<T> take() {
@@ -162,6 +189,10 @@ class future_state {
   }
 
  private:
+  [[noreturn, gnu::cold]] static void throw_canceled() {
+    throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                            "spindle::future: stop was requested on the waiting fiber");
+  }
   void check_unsatisfied() const SPINDLE_REQUIRES(mu_) {
     if (ready_ || claimed_) throw future_error(future_errc::promise_already_satisfied);
   }
@@ -286,6 +317,16 @@ class future_base {
 // undefined, as std's (a shared_future is meant to be copied, one copy per
 // fiber), and is not detected: the waiting fiber does not hold the state,
 // so the promise's going may free it under the woken waiter.
+//
+// Cancellation: for a fiber that observes a stop token (spindle::jthread's,
+// fiber_options::stop_token), get(), wait(), wait_for() and wait_until()
+// of future and shared_future are cancellation points: once stop is
+// requested, a call on a state that is not ready throws std::system_error
+// with std::errc::operation_canceled (std::future_status has no value for
+// it), at once if stop was requested already; the future stays valid().
+// A ready state is returned as usual. Destroying the last future of an
+// async() call still waits for the call, whatever the token says (a
+// destructor cannot fail); a deferred call runs to its end on the waiter.
 template <class T>
 class future : public detail::future_base<T> {
   using detail::future_base<T>::state_;
@@ -296,9 +337,11 @@ class future : public detail::future_base<T> {
   future& operator=(future&&) noexcept = default;
 
   // get() waits, then returns the value or rethrows the exception; the
-  // future is no longer valid() after.
+  // future is no longer valid() after. Canceled (see "Cancellation"), it
+  // throws std::system_error (operation_canceled) and stays valid().
   T get() {
     if (!state_) detail::throw_no_state();
+    state_->wait();  // may be canceled: the future keeps its state then
     auto state = std::move(state_);
     if constexpr (std::is_void_v<T>) {
       (void)state->take();

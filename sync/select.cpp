@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <system_error>
 #include <vector>
 
 namespace spindle::detail {
@@ -156,7 +157,13 @@ int select_once(select_case* const* cases, int n,
     cases[i]->queue().push_back(&w);
   }
   locks.unlock_all();
-  if (deadline == nullptr) {
+  // A fiber that observes a stop token parks with a cancel point
+  // (time_point::max() when there is no deadline); one branch for others.
+  const bool cancel = cancellable(self);
+  if (cancel) [[unlikely]] {
+    (void)park_until(self, deadline != nullptr ? *deadline : std::chrono::steady_clock::time_point::max(),
+                     cancel_point::yes);
+  } else if (deadline == nullptr) {
     park(self);
   } else {
     (void)park_until(self, *deadline);
@@ -169,7 +176,15 @@ int select_once(select_case* const* cases, int n,
     if (w.queued) cases[i]->queue().remove(&w);
   }
   locks.unlock_all();
-  if (fired < 0) return -1;  // the deadline passed first
+  if (fired < 0) {
+    // The deadline passed first, or a stop request came: no case went
+    // through (a waker claims a case only by winning the park).
+    if (cancel && stop_requested(self)) {
+      throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                              "spindle::select: stop was requested on the calling fiber");
+    }
+    return -1;
+  }
   switch (nodes[fired].wait_released()) {
     case channel_waiter::state::closed:
       return finish(fired, channel_status::closed);

@@ -107,6 +107,14 @@ class send_case final : public detail::select_case {
 // try_select() is select() with a default: -1 at once if no case is ready.
 // select_for()/select_until() return -1 when the deadline passes first.
 //
+// Cancellation: for a fiber that observes a stop token (spindle::jthread's,
+// fiber_options::stop_token), select(), select_for() and select_until()
+// are cancellation points: once stop is requested, a select that would
+// wait (no case ready) throws std::system_error with
+// std::errc::operation_canceled (an int has no room for a third outcome
+// next to a case and -1), and no case went through. One with a ready case
+// still goes through it. try_select() never waits.
+//
 // Destruction: the channels of the cases must outlive the call. Even once
 // one of them has woken it (by a value, or by close()), a waiting select()
 // takes every case's channel lock on its way out, to withdraw from the

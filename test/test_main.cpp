@@ -11,7 +11,8 @@ class stack_leak_check : public testing::EmptyTestEventListener {
   void OnTestEnd(const testing::TestInfo& info) override {
     if (info.result()->Failed()) return;  // a failed test may leave fibers parked
     const auto stats = spindle::detail::get_stack_stats();
-    EXPECT_EQ(stats.in_use, 0u) << "fiber stacks still in use after " << info.name();
+    // Fibers a deadlocked run() left parked keep their stacks for ever.
+    EXPECT_EQ(stats.in_use, stats.abandoned) << "fiber stacks still in use after " << info.name();
   }
 };
 

@@ -97,6 +97,26 @@ bool snapshot_parked(const control_block* cb, stack_snapshot* out, std::size_t m
          reinterpret_cast<std::uintptr_t>(racy_pointer(&cb->ctx_)) == ctx;
 }
 
+const void* racy_load_pointer(const void* const* p) noexcept { return racy_pointer(p); }
+
+bool hold_fiber_at(const void* candidate, control_block** out) {
+  const auto at = reinterpret_cast<std::uintptr_t>(candidate);
+  for (const stack& s : mapped_stacks()) {
+    if (at < reinterpret_cast<std::uintptr_t>(s.limit()) ||
+        at >= reinterpret_cast<std::uintptr_t>(s.top())) {
+      continue;
+    }
+    stack_header* h = header_of(s);
+    g_inspectors.fetch_add(1, std::memory_order_seq_cst);
+    control_block* cb = h->live.load(std::memory_order_acquire);
+    const bool held = cb == candidate && try_add_ref(cb->refs_for_inspection());
+    g_inspectors.fetch_sub(1, std::memory_order_release);
+    if (held) *out = cb;
+    return held;
+  }
+  return false;
+}
+
 const void* racy_worker(const control_block* cb) noexcept {
   return racy_pointer(reinterpret_cast<const void* const*>(&cb->worker_));
 }

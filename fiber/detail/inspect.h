@@ -66,5 +66,13 @@ bool snapshot_parked(const control_block* cb, stack_snapshot* out,
 // Racy reads of fields that the fiber's worker writes without atomics
 // (which worker it is on). Only for diagnostics: the value may be stale.
 const void* racy_worker(const control_block* cb) noexcept;
+const void* racy_load_pointer(const void* const* p) noexcept;
+
+// hold_fiber_at() takes a reference to the fiber whose control block is at
+// `candidate`, an address read racily (a worker's current fiber), if a
+// fiber lives there now: true, and the caller must release() it. The
+// candidate is never dereferenced unless it is the live fiber of a mapped
+// stack. Costs a walk of the list of stacks. Any thread.
+bool hold_fiber_at(const void* candidate, control_block** out);
 
 }  // namespace spindle::detail

@@ -86,6 +86,7 @@ struct global_pool {
   // Stacks handed out minus stacks released, folded in from each thread's
   // cache (thread_cache::in_use_delta) when the cache flushes.
   std::atomic<long> in_use{0};
+  std::atomic<std::size_t> abandoned{0};
 
   size_pool& pool_for(std::size_t mapping_size) {
     for (auto& p : pools) {
@@ -402,7 +403,12 @@ stack_stats get_stack_stats() noexcept {
     }
   }
   return {pool().mapped.load(std::memory_order_relaxed),
-          static_cast<std::size_t>(in_use < 0 ? 0 : in_use)};
+          static_cast<std::size_t>(in_use < 0 ? 0 : in_use),
+          pool().abandoned.load(std::memory_order_relaxed)};
+}
+
+void count_abandoned_stack() noexcept {
+  pool().abandoned.fetch_add(1, std::memory_order_relaxed);
 }
 
 namespace {

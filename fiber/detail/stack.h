@@ -105,7 +105,12 @@ struct stack_stats {
   // Handed out and not yet released (exact when no other thread is
   // allocating or releasing at the same moment).
   std::size_t in_use;
+  // Of those, stacks of fibers left parked for ever by a deadlocked run()
+  // (runtime_options::deadlock_action::throw_error): never released.
+  std::size_t abandoned;
 };
+// count_abandoned_stack() counts one such stack. Any thread.
+void count_abandoned_stack() noexcept;
 stack_stats get_stack_stats() noexcept;
 
 }  // namespace spindle::detail

@@ -83,7 +83,10 @@ std::error_code fd_state::wait(io_direction dir, const deadline& until) noexcept
   if (pd_ == nullptr) return std::make_error_code(std::errc::operation_not_supported);
   const auto& shared = dir == io_direction::read ? read_deadline_ : write_deadline_;
   for (;;) {
-    switch (netpoll_wait(pd_, dir, until.when(), &shared)) {
+    // A cancellation point: a stop request on the calling fiber's token
+    // ends the wait with `canceled`, which is operation_canceled here as
+    // for a close().
+    switch (netpoll_wait(pd_, dir, until.when(), &shared, /*cancellable=*/true)) {
       case io_wait_result::ready:
         return {};
       case io_wait_result::timed_out:

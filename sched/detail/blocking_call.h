@@ -152,6 +152,7 @@ struct owned_call : blocking_call {
 };
 
 [[noreturn]] void throw_blocking_timed_out();
+[[noreturn]] void throw_blocking_canceled();
 
 template <class F, class... Args>
 auto blocking_with_deadline(std::chrono::steady_clock::time_point deadline, F&& f, Args&&... args)
@@ -173,6 +174,11 @@ auto blocking_with_deadline(std::chrono::steady_clock::time_point deadline, F&& 
     case call_result::abandoned:
       (void)call.release();  // the pool destroys it when it has run
       break;
+    case call_result::canceled:
+      throw_blocking_canceled();
+    case call_result::canceled_abandoned:
+      (void)call.release();  // the pool destroys it when it has run
+      throw_blocking_canceled();
   }
   throw_blocking_timed_out();
 }

@@ -38,6 +38,11 @@ void throw_blocking_timed_out() {
   throw std::system_error(std::make_error_code(std::errc::timed_out), "spindle::blocking");
 }
 
+void throw_blocking_canceled() {
+  throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                          "spindle::blocking: stop was requested on the calling fiber");
+}
+
 void call_lock::lock() noexcept {
   for (;;) {
     if (!locked_.exchange(true, std::memory_order_acquire)) return;
@@ -312,7 +317,16 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
     c.lock.unlock();
   }
 
-  const bool woken = c.has_deadline ? park_until(self, c.deadline) : (park(self), true);
+  // A cancellable fiber's wait is a cancel point (time_point::max(): no
+  // deadline); any other's keeps the plain park when there is no deadline.
+  const bool cancel = cancellable(self);
+  bool woken;
+  if (cancel) [[unlikely]] {
+    woken = park_until(self, c.has_deadline ? c.deadline : std::chrono::steady_clock::time_point::max(),
+                       cancel_point::yes);
+  } else {
+    woken = c.has_deadline ? park_until(self, c.deadline) : (park(self), true);
+  }
   if (woken) {
     // The pool unparked us holding c.lock: wait until it has let go.
     c.lock.lock();
@@ -321,8 +335,10 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
     return ran ? call_result::done : call_result::timed_out;
   }
 
-  // The deadline passed. Whatever the pool does from here, it does under
-  // c.lock, after which it no longer touches the call or unparks us.
+  // The deadline passed, or a stop request came. Whatever the pool does
+  // from here, it does under c.lock, after which it no longer touches the
+  // call or unparks us.
+  const bool stopped = cancel && stop_requested(self);
   lock_holder lock(s.mu);
   c.lock.lock();
   call_result result = call_result::timed_out;
@@ -337,6 +353,21 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
       c.st = blocking_call::state::cancelled;
       break;
     case blocking_call::state::running:
+      if (c.destroy == nullptr) {
+        // Stopped (only a cancellable wait without a deadline gets here),
+        // but the call borrows the caller's frame (spindle::blocking()):
+        // it cannot be left to finish in the background. Wait for it,
+        // not cancellably: prepared under c.lock, which finish() unparks
+        // under, so its unpark cannot come before and be lost.
+        note_wait(self, wait_reason::blocking_call, &c);
+        prepare_park(self);
+        c.lock.unlock();
+        lock.unlock();
+        park(self);
+        c.lock.lock();  // finish() unparked us holding it: wait until it let go
+        c.lock.unlock();
+        return call_result::done;
+      }
       c.st = blocking_call::state::abandoned;  // the pool destroys it
       result = call_result::abandoned;
       break;
@@ -347,6 +378,8 @@ call_result blocking_pool::run(blocking_call& c) noexcept {
       break;
   }
   c.lock.unlock();
+  if (stopped && result == call_result::timed_out) return call_result::canceled;
+  if (stopped && result == call_result::abandoned) return call_result::canceled_abandoned;
   return result;
 }
 

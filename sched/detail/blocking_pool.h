@@ -38,11 +38,14 @@ class call_lock {
 //
 //   waiting_room -> queued -> running -> done    it ran; the result is set
 //   queued -> expired        its deadline passed in the queue: never started
-//   running -> abandoned     the caller's deadline passed while it ran: the
-//                            pool finishes it, then destroys it
+//   running -> abandoned     the caller's deadline passed (or a stop request
+//                            came) while it ran: the pool finishes it, then
+//                            destroys it (only calls with `destroy`, which
+//                            own their callable; a call that borrows the
+//                            caller's frame is waited for instead)
 //   waiting_room or queued -> cancelled
-//                            the caller's deadline passed; the caller
-//                            unlinked it
+//                            the caller's deadline passed, or a stop
+//                            request came; the caller unlinked it
 //
 // The pool unparks the caller while holding `lock` (done, expired); a
 // caller whose park timed out takes `lock` before it decides, so no
@@ -71,6 +74,10 @@ enum class call_result {
   done,       // it ran; its result is in the call, which the caller owns
   timed_out,  // the deadline passed first; the caller owns the call (never ran)
   abandoned,  // the deadline passed while it ran: the pool owns the call now
+  // A stop request on the calling fiber's token (a cancellable fiber, see
+  // fiber/this_fiber.h) ended the wait:
+  canceled,            // before the call started; the caller owns it (never ran)
+  canceled_abandoned,  // while it ran: the pool owns the call now, as abandoned
 };
 
 class blocking_pool {
@@ -81,7 +88,11 @@ class blocking_pool {
   blocking_pool& operator=(const blocking_pool&) = delete;
 
   // Runs `call` on a pool thread and parks the calling fiber (the running
-  // one) until it has run, or until its deadline. Worker's fiber only.
+  // one) until it has run, or until its deadline. For a cancellable fiber
+  // a stop request ends the wait too (a cancellation point): a call not
+  // started yet never starts; a running one is abandoned if it owns its
+  // callable (`destroy` set), and otherwise (it borrows the caller's
+  // frame) waited for, then reported done. Worker's fiber only.
   call_result run(blocking_call& call) noexcept;
 
   void stats(blocking_pool_stats& out) const noexcept;

@@ -136,6 +136,8 @@ fd_event::result fd_event::wait(time_point deadline,
   }
 
   self->loop_wait_ = &node.base;
+  note_wait(self, dir_ == io_direction::read ? wait_reason::fd_read : wait_reason::fd_write, this,
+            fd_);
   prepare_park(self);
   lock();
   waiter_ = &node;

@@ -181,7 +181,8 @@ void poll_desc::edge_locked(io_direction dir) noexcept {
 }
 
 poll_desc::result poll_desc::wait(io_direction dir, time_point deadline,
-                                  const std::atomic<deadline_rep>* shared_deadline) noexcept {
+                                  const std::atomic<deadline_rep>* shared_deadline,
+                                  bool cancellable) noexcept {
   control_block* self = tls_current_fiber;
   if (self == nullptr) return wait_plain(dir, deadline, shared_deadline);
   const int i = direction_index(dir);
@@ -226,12 +227,23 @@ poll_desc::result poll_desc::wait(io_direction dir, time_point deadline,
                                 shared_deadline->load(std::memory_order_seq_cst))));
   }
   unlock();
-  const bool woken = until == time_point::max() ? (park(self), true) : park_until(self, until);
+  // A cancellable fiber parks with a cancel point (a stop ends the park as
+  // a deadline would: time_point::max() never passes); any other keeps the
+  // plain park when there is no deadline.
+  const bool cancel = cancellable && detail::cancellable(self);
+  bool woken;
+  if (cancel) [[unlikely]] {
+    woken = park_until(self, until, cancel_point::yes);
+  } else {
+    woken = until == time_point::max() ? (park(self), true) : park_until(self, until);
+  }
   lock();
   result r;
   if (!woken && waiter_[i].load(std::memory_order_relaxed) == self) {
-    waiter_[i].store(nullptr, std::memory_order_relaxed);  // nobody claimed us: a plain timeout
-    r = result::timed_out;
+    // Nobody claimed us: a plain timeout, or a stop. No edge is lost: one
+    // that comes from now on finds no waiter and is kept in ready_.
+    waiter_[i].store(nullptr, std::memory_order_relaxed);
+    r = cancel && stop_requested(self) ? result::canceled : result::timed_out;
   } else {
     r = result_[i];  // a waker claimed us (its unpark may have lost to the timer)
   }
@@ -278,6 +290,8 @@ poll_desc::result poll_desc::wait_plain(io_direction dir, time_point deadline,
 
 bool netpoll_in_use() noexcept { return registered.load(std::memory_order_relaxed) != 0; }
 
+std::size_t netpoll_descriptors() noexcept { return registered.load(std::memory_order_relaxed); }
+
 std::uint32_t netpoll_poll(std::uint32_t max) noexcept {
   epoll_event events[poll_batch];
   std::uint32_t taken = 0;
@@ -308,8 +322,9 @@ std::uint32_t netpoll_poll(std::uint32_t max) noexcept {
 poll_desc* netpoll_open(int fd, bool watch_write) noexcept { return poll_desc::open(fd, watch_write); }
 void netpoll_close(poll_desc* pd) noexcept { pd->close(); }
 io_wait_result netpoll_wait(poll_desc* pd, io_direction dir, io_time_point deadline,
-                            const std::atomic<io_deadline_rep>* shared_deadline) noexcept {
-  return pd->wait(dir, deadline, shared_deadline);
+                            const std::atomic<io_deadline_rep>* shared_deadline,
+                            bool cancellable) noexcept {
+  return pd->wait(dir, deadline, shared_deadline, cancellable);
 }
 void netpoll_cancel(poll_desc* pd) noexcept { pd->cancel(); }
 void netpoll_interrupt(poll_desc* pd, io_direction dir) noexcept { pd->interrupt(dir); }

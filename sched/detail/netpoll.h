@@ -80,8 +80,10 @@ class poll_desc {
   // and `*shared_deadline` (read after the wait is registered, so that an
   // interrupt() after a change is not missed; may be null). A fiber parks;
   // a plain thread polls the fd itself with poll(2), checking for cancel()
-  // every 50 ms.
-  result wait(io_direction dir, time_point deadline, const std::atomic<deadline_rep>* shared_deadline) noexcept;
+  // every 50 ms. With `cancellable`, a fiber's stop request ends the wait
+  // with `canceled` (see netpoll_wait() in sched/io_wait.h).
+  result wait(io_direction dir, time_point deadline, const std::atomic<deadline_rep>* shared_deadline,
+              bool cancellable = false) noexcept;
   // cancel() wakes both waiters with `canceled`; later waits return it at
   // once. Any thread.
   void cancel() noexcept;
@@ -160,5 +162,7 @@ int netpoll_fd() noexcept;
 std::uint32_t netpoll_poll(std::uint32_t max) noexcept;
 // Whether any descriptor is registered now (relaxed: a hint). Any thread.
 bool netpoll_in_use() noexcept;
+// How many descriptors are registered now (relaxed). Any thread.
+std::size_t netpoll_descriptors() noexcept;
 
 }  // namespace spindle::detail

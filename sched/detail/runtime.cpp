@@ -4,6 +4,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -14,6 +16,7 @@
 #include "fiber/detail/context.h"
 #include "fiber/detail/overflow.h"
 #include "fiber/detail/sanitizer.h"
+#include "sched/detail/dump.h"
 #include "sched/detail/netpoll.h"
 #include "sched/detail/runtime.h"
 #include "sched/detail/worker.h"
@@ -141,7 +144,28 @@ void check_worker_index(const runtime& rt, const fiber_options& o) {
 
 options normalized(options o) {
   if (o.workers == 0) o.workers = std::max(1u, std::thread::hardware_concurrency());
+  // The diagnostics' environment variables, for programs that set nothing.
+  if (o.dump_signal == 0) o.dump_signal = dump_signal_from_env();
+  if (o.long_run_warning.count() == 0) {
+    if (const char* v = std::getenv("SPINDLE_LONG_RUN_WARNING_MS"); v != nullptr && *v != '\0') {
+      char* end = nullptr;
+      const long ms = std::strtol(v, &end, 10);
+      if (*end == '\0' && ms > 0) {
+        o.long_run_warning = std::chrono::milliseconds(ms);
+      } else {
+        std::fprintf(stderr, "spindle: SPINDLE_LONG_RUN_WARNING_MS=%s is not a positive number "
+                             "of milliseconds; ignored\n", v);
+      }
+    }
+  }
   return o;
+}
+
+// Starts what watches a runtime from outside: its monitor and, if asked
+// for, the dump on a signal.
+void start_diagnostics(runtime& rt, std::unique_ptr<monitor>& m) {
+  m = std::make_unique<monitor>(rt, rt.opts().long_run_warning);
+  if (rt.opts().dump_signal != 0) install_dump_signal(rt.opts().dump_signal);
 }
 
 // The default runtime: started by the first fiber spawned from a plain
@@ -195,6 +219,7 @@ void runtime::fiber_finished() noexcept {
 
 void runtime::run() noexcept {
   install_overflow_handler();
+  start_diagnostics(*this, monitor_);
   std::vector<std::thread> threads;
   threads.reserve(workers_.size());
   for (std::size_t i = 1; i < workers_.size(); ++i) {
@@ -203,10 +228,12 @@ void runtime::run() noexcept {
   }
   workers_[0]->loop();
   for (auto& t : threads) t.join();
+  monitor_.reset();
 }
 
 void runtime::start_background() {
   install_overflow_handler();
+  start_diagnostics(*this, monitor_);
   for (auto& w : workers_) {
     worker* p = w.get();
     std::thread([p] { p->loop(); }).detach();
@@ -269,10 +296,12 @@ void runtime::leave_idle(worker* w) noexcept {
   for (auto it = idle_.begin(); it != idle_.end(); ++it) {
     if (*it == w) {
       idle_.erase(it);
-      idle_count_.fetch_sub(1, std::memory_order_relaxed);
+      // seq_cst: against the monitor's check before it sleeps (monitor.h).
+      idle_count_.fetch_sub(1, std::memory_order_seq_cst);
       break;
     }
   }
+  if (monitor_ != nullptr) monitor_->worker_woke();
 }
 
 stack allocate_fiber_stack(std::size_t size) {
@@ -386,6 +415,7 @@ void run_main(const runtime_options& opts, control_block* (*make_main)(void* ctx
   try {
     main = make_main(ctx, allocate_stack(rt.opts().stack_size));
     main->name_ = "main";
+    main->spawn_site_ = __builtin_return_address(0);
     rt.fiber_started_on_worker();
     // The workers have not started: this thread may use worker 0's queues.
     start_fiber(rt.worker_at(0), main, fiber_options{.name = "main"}, /*joinable=*/true,
@@ -400,6 +430,12 @@ void run_main(const runtime_options& opts, control_block* (*make_main)(void* ctx
   {
     lock_holder lock(g_runtime_mu);
     g_runtime = nullptr;
+  }
+  if (rt.deadlocked()) {
+    // main and the others are parked for ever: leave them (their stacks
+    // are never reused) and report.
+    rt.abandon_fibers();
+    throw deadlock_error(rt.deadlock_report());
   }
   // main finished before the runtime stopped; run() holds the reference
   // that start_fiber() took for a joinable fiber (as a handle would).

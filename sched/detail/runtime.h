@@ -9,10 +9,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "fiber/lock_holder.h"
 #include "sched/detail/blocking_pool.h"
+#include "sched/detail/monitor.h"
 #include "sched/detail/run_queue.h"
 #include "sched/detail/timer_heap.h"
 #include "sched/detail/worker.h"
@@ -100,6 +102,26 @@ class runtime {
   // would hold the deadline hostage. Any thread.
   void timer_added(timer_heap::rep when) noexcept;
 
+  // ---- Deadlock detection (deadlock.cpp; docs/operability.md) ----
+  enum class deadlock_verdict : std::uint8_t {
+    none,   // some fiber can still be woken
+    maybe,  // every fiber sleeps, but something outside might wake one
+            // (a thread of the process that is not the runtime's own, a
+            // blocking call still running): look again later
+    found,  // nothing can ever wake any fiber
+  };
+  // check_deadlock() is called by a worker about to sleep with every
+  // worker idle and no timer armed. On `found` it has acted on it: with
+  // deadlock_action::exit the process is gone; with throw_error the
+  // runtime is stopping and run() throws deadlock_error(report).
+  deadlock_verdict check_deadlock() noexcept;
+  bool deadlocked() const noexcept { return deadlocked_.load(std::memory_order_acquire); }
+  // The report (message and dump) for run() to throw; after run().
+  const std::string& deadlock_report() const noexcept { return deadlock_report_; }
+  // In run(), after a deadlock: hides the abandoned fibers from inspectors
+  // (and, under ASan, shows their stacks to the leak checker as roots).
+  void abandon_fibers() noexcept;
+
  private:
   runtime_options opts_;
   const bool persistent_;
@@ -115,6 +137,15 @@ class runtime {
   std::int64_t worker_live_ = 0;
   const bool single_worker_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> deadlocked_{false};
+  std::atomic<bool> deadlock_checking_{false};
+  std::string deadlock_report_;
+  // Started with the workers (run(), start_background()); stopped once
+  // they have stopped.
+  std::unique_ptr<monitor> monitor_;
+ public:
+  monitor* get_monitor() noexcept { return monitor_.get(); }
+ private:
   std::atomic<unsigned> next_plain_{0};
   // Threads outside the runtime now in worker::schedule_remote().
   std::atomic<int> outside_callers_{0};
@@ -128,6 +159,12 @@ class runtime {
   std::vector<worker*> idle_ SPINDLE_GUARDED_BY(idle_mu_);
   std::atomic<int> idle_count_{0};
 };
+
+// Threads that Spindle runs besides workers and blocking-pool threads (the
+// dump's signal thread, the runtimes' monitors): each counts itself here
+// while it lives, so that the deadlock check can tell them from the
+// program's own threads.
+extern std::atomic<int> g_service_threads;
 
 // with_runtimes() calls fn(rt, arg) for each runtime alive (run()'s, then
 // the default one), holding the lock that keeps them alive and that plain

@@ -72,6 +72,7 @@
 #include <thread>
 
 #include "fiber/assert.h"
+#include "fiber/detail/inspect.h"
 #include "fiber/detail/overflow.h"
 #include "fiber/detail/sanitizer.h"
 #include "fiber/this_fiber.h"
@@ -233,6 +234,10 @@ void worker::loop() noexcept {
   tls_worker = nullptr;
 }
 
+// How often an idle runtime whose fibers all sleep looks again for a
+// deadlock while a thread outside it might still wake one.
+constexpr auto deadlock_recheck_interval = std::chrono::milliseconds(100);
+
 void worker::sleep_idle() noexcept {
   // The earliest deadline of any worker's timers: one busy in a fiber that
   // does not switch runs none of its own, and we run them for it
@@ -261,6 +266,24 @@ void worker::sleep_idle() noexcept {
   timer_heap::rep until = wake_time();
   sleep_until_.store(until, std::memory_order_seq_cst);
   until = std::min(until, wake_time());
+  if (until == timer_heap::none && rt_.all_idle() && !rt_.persistent()) [[unlikely]] {
+    // Every worker idle and no timer anywhere: perhaps nothing can ever
+    // wake a fiber again (deadlock.cpp).
+    switch (rt_.check_deadlock()) {
+      case runtime::deadlock_verdict::found:
+        sleep_until_.store(0, std::memory_order_relaxed);
+        return;  // the runtime stops (or the process has ended)
+      case runtime::deadlock_verdict::maybe:
+        // Something outside the fibers might still wake one: look again
+        // a little later rather than sleep for ever.
+        until = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                          deadlock_recheck_interval)
+                          .count();
+        break;
+      case runtime::deadlock_verdict::none:
+        break;
+    }
+  }
   if (until == timer_heap::none) {
     poll_events(true);  // nothing anywhere: no timeout, no CPU
   } else {
@@ -272,6 +295,12 @@ void worker::sleep_idle() noexcept {
     ev_timer_stop(loop_, idle_timer_.get());
   }
   sleep_until_.store(0, std::memory_order_relaxed);
+  // poll_events() read the clock as it woke.
+  idle_ns_.store(idle_ns_.load(std::memory_order_relaxed) +
+                     std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         last_poll_.time_since_epoch() - std::chrono::steady_clock::duration(now))
+                         .count(),
+                 std::memory_order_relaxed);
   // Ours at once; other workers' due ones the next find_work() takes.
   run_timers(timers_, last_poll_);
 }
@@ -536,6 +565,7 @@ control_block* worker::find_work() noexcept {
     // not drain its inbox.
     if (got == 0) got = victim.steal_inbox(stolen, run_ring::capacity / 2);
     if (got == 0) continue;
+    steals_.store(steals_.load(std::memory_order_relaxed) + got, std::memory_order_relaxed);
     // Our ring is empty (we only steal when out of work), so they fit.
     for (std::uint32_t k = 1; k < got; ++k) {
       if (ring_.push(stolen[k]) < 0) rt_.push_shared(stolen[k], stolen[k], 1);
@@ -607,6 +637,11 @@ control_block* worker::search() noexcept {
 }
 
 void worker::after_switch(void* from_ctx) noexcept { after_switch_inline(from_ctx); }
+
+const control_block* worker::current_racy() const noexcept {
+  return static_cast<const control_block*>(
+      racy_load_pointer(reinterpret_cast<const void* const*>(&current_)));
+}
 
 void worker::yield() noexcept {
   control_block* self = current_;

@@ -153,6 +153,21 @@ class worker {
   // due (see timer_heap.h).
   timer_heap& timers() noexcept { return timers_; }
   std::uint32_t switch_count() const noexcept { return switches_.load(std::memory_order_relaxed); }
+
+  // ---- Statistics (sched/debug.h's runtime_stats(); monitor.h) ----
+  // Fibers taken from other workers, and time asleep in the loop. Written
+  // by the owner, read by anyone.
+  std::uint64_t steals() const noexcept { return steals_.load(std::memory_order_relaxed); }
+  std::int64_t idle_nanoseconds() const noexcept {
+    return idle_ns_.load(std::memory_order_relaxed);
+  }
+  // Whether the worker is asleep in its loop (so not running a fiber).
+  bool asleep() const noexcept { return sleeping_.load(std::memory_order_relaxed); }
+  // The context running now: a fiber, or the loop (loop_block()). A
+  // racy read, for the monitor: the fiber may be gone by the time it is
+  // looked at (see hold_fiber_at() in fiber/detail/inspect.h).
+  const control_block* current_racy() const noexcept;
+  const control_block* loop_block() const noexcept { return loop_cb_; }
   bool has_runnext() const noexcept { return runnext_.load(std::memory_order_relaxed) != nullptr; }
 
  private:
@@ -276,6 +291,8 @@ class worker {
     std::chrono::steady_clock::time_point since;
   };
   std::vector<victim_view> seen_;
+  std::atomic<std::uint64_t> steals_{0};
+  std::atomic<std::int64_t> idle_ns_{0};
 
   // The deadlines of fibers parked here (other workers run them too).
   alignas(64) timer_heap timers_;

@@ -45,8 +45,9 @@ struct channel_waiter : wait_node {
     retry,    // the value's move threw in the waker: try the operation again
   };
   state outcome = state::pending;  // written by the waker under the lock
-  // Parked by park_commit() with no deadline and not part of a select:
-  // only a holder of the channel's lock can wake it (unpark_sole()).
+  // Parked by park_commit() with no deadline, not part of a select and
+  // not cancellable (no stop token can end its park): only a holder of
+  // the channel's lock can wake it (unpark_sole()).
   bool sole = false;
   std::atomic<bool> released{false};
   // For a select: which case this is, and where the winner is recorded.
@@ -103,9 +104,20 @@ class alignas(64) channel_base {
   // if null) passed first. Not analyzed: the analysis cannot see the
   // commit release the lock. Inline, so that the switch is made in the
   // frame of send() or recv() (docs/sync.md, "Parking under the lock").
+  //
+  // With `cancellable` (the waiter is a fiber that observes a stop token:
+  // it was queued with sole = false), the park is a cancel point: false
+  // also when stop is requested on the token (time_point::max() when there
+  // is no deadline).
   [[gnu::always_inline]] bool park_unlocking(channel_waiter& w,
-                                             const std::chrono::steady_clock::time_point* deadline)
+                                             const std::chrono::steady_clock::time_point* deadline,
+                                             bool cancellable = false)
       noexcept SPINDLE_RELEASE(lock_) SPINDLE_NO_THREAD_SAFETY_ANALYSIS {
+    if (cancellable) [[unlikely]] {
+      return park_commit_until(
+          w.waiter, deadline != nullptr ? *deadline : std::chrono::steady_clock::time_point::max(),
+          unlock_channel, &lock_, cancel_point::yes);
+    }
     if (deadline == nullptr) {
       park_commit_inline(w.waiter, unlock_channel, &lock_);
       return true;

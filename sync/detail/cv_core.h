@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <stop_token>
 #include <type_traits>
 
 #include "fiber/thread_annotations.h"
@@ -42,6 +43,33 @@ class cv_core {
     return woken ? std::cv_status::no_timeout : std::cv_status::timeout;
   }
 
+  // The same, also woken by a stop request on `stop` (std's stop_token
+  // overloads of condition_variable_any): registered for the duration of
+  // the wait, from before the caller's lock is let go, so a stop that
+  // comes after the caller's last look at stop_requested() is not lost (a
+  // stop already requested runs the callback in its constructor, here). A
+  // stop wakes this waiter alone, and takes no notification from others;
+  // it reports no_timeout, and the caller looks at the token.
+  template <class Lock>
+  std::cv_status wait_until(Lock& lock, std::chrono::steady_clock::time_point deadline,
+                            const std::stop_token& stop) SPINDLE_NO_THREAD_SAFETY_ANALYSIS {
+    queue_node node;
+    waiters_.lock().lock();
+    waiters_.enqueue(node, wait_reason::condition_variable);
+    // Declared after `node`, so destroyed first: its destructor waits for
+    // a callback running on another thread, which uses the node.
+    std::stop_callback<stop_waker> on_stop(stop, stop_waker{&waiters_, &node});
+    lock.unlock();
+    bool woken = true;
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      waiters_.park_enqueued(node);
+    } else {
+      woken = waiters_.park_enqueued_until(node, deadline);
+    }
+    lock.lock();
+    return woken ? std::cv_status::no_timeout : std::cv_status::timeout;
+  }
+
   void notify_one() noexcept;
   void notify_all() noexcept;
 
@@ -61,6 +89,18 @@ class cv_core {
  private:
   [[gnu::cold]] void report_waited_on(const char* what, const void* object) noexcept;
 
+  // A stop request's callback: wakes its waiter as a notify would.
+  struct stop_waker {
+    wait_queue* queue;
+    queue_node* node;
+    void operator()() const noexcept {
+      queue->lock().lock();
+      queue_node* woken = queue->wake_queued(*node);
+      queue->lock().unlock();
+      wait_queue::release(woken);  // the last touch: the waiter may return now
+    }
+  };
+
   wait_queue waiters_;
 };
 
@@ -69,14 +109,15 @@ class cv_core {
 // `Clock` has not reached `t` (a slower clock, or one stepped back), it
 // returns no_timeout, a spurious wake-up, which a waiter handles by
 // waiting again (as libstdc++ does): timeout means Clock::now() >= t.
-template <class Core, class Lock, class Clock, class Duration>
-std::cv_status cv_wait_until(Core& core, Lock& lock,
-                             const std::chrono::time_point<Clock, Duration>& t) {
+// `extra` goes on to core.wait_until() (a stop token).
+template <class Core, class Lock, class Clock, class Duration, class... Extra>
+std::cv_status cv_wait_until(Core& core, Lock& lock, const std::chrono::time_point<Clock, Duration>& t,
+                             const Extra&... extra) {
   if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-    return core.wait_until(lock, until_on_steady(t));
+    return core.wait_until(lock, until_on_steady(t), extra...);
   } else {
     const auto now = Clock::now();
-    if (core.wait_until(lock, steady_after(t - now)) == std::cv_status::no_timeout) {
+    if (core.wait_until(lock, steady_after(t - now), extra...) == std::cv_status::no_timeout) {
       return std::cv_status::no_timeout;
     }
     return Clock::now() < t ? std::cv_status::no_timeout : std::cv_status::timeout;

@@ -239,6 +239,16 @@ class wait_queue {
     return nullptr;
   }
 
+  // wake_queued() wakes `node` alone if it is still queued (a stop request
+  // on a condition_variable_any waiter's stop token); the caller holds
+  // lock(). Returns it, for release() as wake_one()'s, or nullptr if it
+  // was no longer queued (a notify took it) or had timed out.
+  queue_node* wake_queued(queue_node& node) noexcept SPINDLE_REQUIRES(lock_) {
+    if (!node.queued) return nullptr;
+    list_.remove(&node);
+    return unpark(node.waiter) ? &node : nullptr;
+  }
+
   // wake_all() wakes every waiter; the caller holds lock(). Returns them
   // chained through next_woken, for release() as wake_one()'s.
   queue_node* wake_all() noexcept SPINDLE_REQUIRES(lock_) {

@@ -167,7 +167,9 @@ struct looks_at_future {
   int copies = 0;
   looks_at_future() = default;
   looks_at_future(const looks_at_future& o) : f(o.f), copies(o.copies + 1) {
-    if (f != nullptr) EXPECT_EQ(f->wait_for(0s), spindle::future_status::timeout);
+    if (f != nullptr) {
+      EXPECT_EQ(f->wait_for(0s), spindle::future_status::timeout);
+    }
   }
   looks_at_future(looks_at_future&&) noexcept = default;
 };
