@@ -142,11 +142,27 @@ void unpark_sole(control_block* waiter) noexcept;
 // that could come first; a park that follows no note_wait() shows as
 // "unknown" (the park functions clear the reason once the fiber
 // resumes). Costs a few stores; a plain thread's call does nothing.
-void note_wait_fiber(control_block* self, wait_reason reason, const void* object,
-                     std::int64_t arg) noexcept;
+//
+// The start of the wait is the worker's last clock reading: within ~100 us
+// of the truth while the worker switches, older when the fiber computed a
+// while first (the worker thread keeps it in tls_coarse_now, so the note
+// costs no clock read).
+extern thread_local constinit std::int64_t tls_coarse_now __attribute__((tls_model("initial-exec")));
 inline void note_wait(control_block* self, wait_reason reason, const void* object,
                       std::int64_t arg = 0) noexcept {
-  if (!self->is_thread_) note_wait_fiber(self, reason, object, arg);
+  if (self->is_thread_) return;
+  if (self->outer_reason_ != wait_reason::none) [[unlikely]] {
+    reason = self->outer_reason_;
+    object = self->outer_object_;
+    arg = 0;
+  }
+  self->wait_seq_.store(self->wait_seq_.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
+  self->wait_reason_.store(reason, std::memory_order_relaxed);
+  self->wait_object_.store(object, std::memory_order_relaxed);
+  self->wait_arg_.store(arg, std::memory_order_relaxed);
+  self->wait_deadline_.store(0, std::memory_order_relaxed);
+  self->wait_since_.store(tls_coarse_now, std::memory_order_relaxed);
 }
 
 // outer_wait names the waits made inside its scope by an outer reason (a

@@ -50,22 +50,7 @@ control_block* current_waiter() noexcept {
   return &this_thread_waiter();
 }
 
-void note_wait_fiber(control_block* self, wait_reason reason, const void* object,
-                     std::int64_t arg) noexcept {
-  if (self->outer_reason_ != wait_reason::none) {
-    reason = self->outer_reason_;
-    object = self->outer_object_;
-    arg = 0;
-  }
-  self->wait_seq_.store(self->wait_seq_.load(std::memory_order_relaxed) + 1,
-                        std::memory_order_relaxed);
-  self->wait_reason_.store(reason, std::memory_order_relaxed);
-  self->wait_object_.store(object, std::memory_order_relaxed);
-  self->wait_arg_.store(arg, std::memory_order_relaxed);
-  self->wait_deadline_.store(0, std::memory_order_relaxed);
-  self->wait_since_.store(self->worker_->last_clock().time_since_epoch().count(),
-                          std::memory_order_relaxed);
-}
+constinit thread_local std::int64_t tls_coarse_now __attribute__((tls_model("initial-exec"))) = 0;
 
 namespace {
 // After a park: the fiber runs again, and waits for nothing.

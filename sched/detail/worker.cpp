@@ -201,6 +201,7 @@ void worker::loop() noexcept {
   current_ = loop_cb_;
   loop_cb_->tsan_fiber_ = tsan_current_fiber();
   last_poll_ = std::chrono::steady_clock::now();
+  tls_coarse_now = last_poll_.time_since_epoch().count();
   for (;;) {
     drain_inbox();
     if (poll_due_) {
@@ -361,6 +362,7 @@ void worker::poll_events(bool block) noexcept {
     ev_run(loop_, EVRUN_NOWAIT);
   }
   last_poll_ = std::chrono::steady_clock::now();
+  tls_coarse_now = last_poll_.time_since_epoch().count();
   poll_due_ = false;
   switches_since_check_ = 0;
   if (!block) run_timers(timers_, last_poll_);

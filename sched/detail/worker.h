@@ -112,9 +112,6 @@ class worker {
   void after_fork_in_child() noexcept;
 
   runtime& rt() const noexcept { return rt_; }
-  // When the worker last read the clock (at most ~100 us ago while it
-  // switches; older while one fiber computes). On the worker's thread.
-  std::chrono::steady_clock::time_point last_clock() const noexcept { return last_poll_; }
   unsigned index() const noexcept { return index_; }
   struct ev_loop* ev() const noexcept { return loop_; }
 
