@@ -161,8 +161,8 @@ inline void note_wait(control_block* self, wait_reason reason, const void* objec
   self->wait_reason_.store(reason, std::memory_order_relaxed);
   self->wait_object_.store(object, std::memory_order_relaxed);
   self->wait_arg_.store(arg, std::memory_order_relaxed);
-  self->wait_deadline_.store(0, std::memory_order_relaxed);
   self->wait_since_.store(tls_coarse_now, std::memory_order_relaxed);
+  // wait_deadline_ is 0 but while a timed park lasts (park_commit_until).
 }
 
 // outer_wait names the waits made inside its scope by an outer reason (a

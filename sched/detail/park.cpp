@@ -149,9 +149,9 @@ switch_target park_commit_begin(control_block* self, void (*commit)(void*), void
 }
 
 void park_end(void* from_ctx) noexcept {
-  control_block* self = tls_current_fiber;
-  self->worker_->after_switch_inline(from_ctx);
-  clear_wait(self);
+  // No clear_wait(): the inline park is a channel's, which always notes
+  // its reason first.
+  tls_current_fiber->worker_->after_switch_inline(from_ctx);
 }
 
 void unpark_sole(control_block* cb) noexcept {

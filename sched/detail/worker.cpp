@@ -727,6 +727,7 @@ bool worker::park_commit_until(std::chrono::steady_clock::time_point deadline,
   // heap under its lock before it goes out of scope, so no firer can still
   // be looking at it, and `fired` is final.
   heap->remove(&node);
+  self->wait_deadline_.store(0, std::memory_order_relaxed);
   return !node.fired;
 }
 
