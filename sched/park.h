@@ -70,10 +70,10 @@ bool park_until(control_block* self, std::chrono::steady_clock::time_point deadl
 // Whether waits of `self` can be cancelled (a fiber with a stop token that
 // can be stopped), and whether stop was requested.
 inline bool cancellable(const control_block* self) noexcept {
-  return !self->is_thread_ && self->stop_.stop_possible();
+  return self->stop_ != nullptr && self->stop_->stop_possible();  // never a plain thread's
 }
 inline bool stop_requested(const control_block* self) noexcept {
-  return !self->is_thread_ && self->stop_.stop_requested();
+  return self->stop_ != nullptr && self->stop_->stop_requested();
 }
 
 // park_commit() is park() without prepare_park(), for waits whose every

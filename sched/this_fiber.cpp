@@ -52,13 +52,15 @@ void sleep_until_no_cancel(std::chrono::steady_clock::time_point deadline) {
 
 
 std::stop_token get_stop_token() noexcept {
-  if (const detail::control_block* self = detail::tls_current_fiber) return self->stop_;
+  if (const detail::control_block* self = detail::tls_current_fiber; self && self->stop_) {
+    return *self->stop_;
+  }
   return {};
 }
 
 bool stop_requested() noexcept {
   const detail::control_block* self = detail::tls_current_fiber;
-  return self != nullptr && self->stop_.stop_requested();
+  return self != nullptr && detail::stop_requested(self);
 }
 
 namespace {

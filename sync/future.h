@@ -125,7 +125,7 @@ class future_state {
     detail::outer_wait reason(detail::wait_reason::future, this);
     lock_holder lock(mu_);
     if (control_block* self = tls_current_fiber; self != nullptr && cancellable(self)) [[unlikely]] {
-      if (!cv_.wait(lock, self->stop_, [this]() SPINDLE_NO_THREAD_SAFETY_ANALYSIS { return ready_; })) {
+      if (!cv_.wait(lock, *self->stop_, [this]() SPINDLE_NO_THREAD_SAFETY_ANALYSIS { return ready_; })) {
         throw_canceled();
       }
       return;
@@ -145,11 +145,11 @@ class future_state {
     lock_holder lock(mu_);
     if (deferred_ != nullptr) return future_status::deferred;
     if (control_block* self = tls_current_fiber; self != nullptr && cancellable(self)) [[unlikely]] {
-      if (cv_.wait_until(lock, self->stop_, deadline,
+      if (cv_.wait_until(lock, *self->stop_, deadline,
                          [this]() SPINDLE_NO_THREAD_SAFETY_ANALYSIS { return ready_; })) {
         return future_status::ready;
       }
-      if (self->stop_.stop_requested()) throw_canceled();
+      if (self->stop_->stop_requested()) throw_canceled();
       return future_status::timeout;
     }
     while (!ready_) {

@@ -46,7 +46,7 @@ struct thread_fls {
 };
 }  // namespace
 
-control_block::~control_block() = default;
+control_block::~control_block() { delete stop_; }
 
 extern std::atomic<int> g_inspectors;  // inspect.cpp
 void wait_for_inspectors() noexcept;

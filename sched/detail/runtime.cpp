@@ -110,7 +110,7 @@ void start_fiber(worker& target, control_block* cb, const fiber_options& o, bool
   cb->id_ = next_fiber_id();
   cb->pinned_ = o.pinned ? 1 : 0;
   cb->terminate_on_exception_ = o.terminate_on_exception;
-  if (o.stop_token.stop_possible()) cb->stop_ = o.stop_token;
+
   // The context's stack ends just below the control block.
   char* sp = reinterpret_cast<char*>(cb);
   cb->ctx_ = make_context(sp, static_cast<std::size_t>(sp - cb->stack_.limit()), &fiber_entry);
@@ -318,6 +318,7 @@ stack allocate_fiber_stack(std::size_t size) {
 
 void spawn(control_block* cb, const fiber_options& o, bool joinable) {
   cb->name_ = o.name;  // may throw std::bad_alloc: before anything is counted
+  if (o.stop_token.stop_possible()) cb->stop_ = new std::stop_token(o.stop_token);  // the same
   if (worker* w = this_worker(); w != nullptr) {
     // On a worker, from a fiber (which keeps the runtime alive). Counted
     // before it is published: another worker may steal it and finish it at

@@ -703,10 +703,10 @@ bool worker::park_commit_until(std::chrono::steady_clock::time_point deadline,
   // Declared after the node, so destroyed before it: the destructor waits
   // for a callback running on another thread, which uses the node.
   std::optional<std::stop_callback<stop_canceller>> on_stop;
-  if (cancellable && self->stop_.stop_possible()) [[unlikely]] {
+  if (cancellable && self->stop_ != nullptr && self->stop_->stop_possible()) [[unlikely]] {
     // If stop was requested already, this runs the callback here: the node
     // is marked cancelled and fires as it would go in the heap.
-    on_stop.emplace(self->stop_, stop_canceller{heap, &node});
+    on_stop.emplace(*self->stop_, stop_canceller{heap, &node});
   }
   if (commit == nullptr) {
     // `parking` already (prepare_park): a firer that comes before the
