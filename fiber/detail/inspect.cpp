@@ -29,12 +29,12 @@ bool try_add_ref(std::atomic<int>& refs) noexcept {
 // caller validates the copy afterwards (snapshot_parked()). Hidden from
 // the sanitizers, which would rightly call it a race, or (ASan) see the
 // poisoned red zones of the fiber's frames.
-[[gnu::no_sanitize("address", "thread")]] [[gnu::noinline]] std::uint64_t racy_word(
+__attribute__((no_sanitize("address", "thread"), noinline)) std::uint64_t racy_word(
     const std::uint64_t* p) noexcept {
   return *static_cast<const volatile std::uint64_t*>(p);
 }
 
-[[gnu::no_sanitize("address", "thread")]] [[gnu::noinline]] const void* racy_pointer(
+__attribute__((no_sanitize("address", "thread"), noinline)) const void* racy_pointer(
     const void* const* p) noexcept {
   return *static_cast<const void* const volatile*>(p);
 }
