@@ -21,8 +21,9 @@ namespace spindle {
 // were given in fiber_options::stop_token): every blocking call Spindle
 // makes for it is a cancellation point. Once stop is requested, a sleep
 // returns early, socket calls, channel operations, select(), join(),
-// future waits and blocking() calls fail promptly with
-// std::errc::operation_canceled (each in the form its header documents),
+// future waits and blocking_for()/blocking_until() calls fail promptly
+// with std::errc::operation_canceled (each in the form its header
+// documents; a blocking() call only while it waits for a pool thread),
 // and condition_variable_any's stop_token waits return. So a jthread
 // parked in a recv() or a read_some() that nobody will ever satisfy still
 // ends when its handle goes. mutex lock() is not a cancellation point, as

@@ -47,8 +47,10 @@ struct worker_stats {
   std::uint64_t switches = 0;  // context switches to a fiber
   std::uint64_t steals = 0;    // fibers taken from other workers' queues
   std::chrono::nanoseconds idle{0};  // asleep in its loop, waiting for work
-  // The longest time one fiber ran on it without switching, as its
-  // clock checks saw it (a lower bound, to within ~100 us).
+  // The longest time one fiber ran on it without switching, as the
+  // runtime's monitor saw it: it samples every 10 ms while a worker is
+  // busy, so this is a lower bound, coarse by 10 ms, and shorter runs are
+  // not seen (docs/operability.md).
   std::chrono::nanoseconds longest_run{0};
 };
 

@@ -134,6 +134,11 @@ class control_block {
   }
   // For for_each_fiber() (fiber/detail/inspect.h) only.
   std::atomic<int>& refs_for_inspection() noexcept { return refs_; }
+  // release() in two steps, for an inspector that holds a lock the
+  // destruction may take: drop_ref() is true when it dropped the last
+  // reference, and then destroy_dropped() must be called, after the lock.
+  bool drop_ref() noexcept { return refs_.fetch_sub(1, std::memory_order_acq_rel) == 1; }
+  void destroy_dropped() noexcept { destroy(); }
 
   // Runs and frees the fiber-local values, repeating while destructors
   // create new ones (at most a few rounds, as POSIX does for thread keys).

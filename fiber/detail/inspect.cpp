@@ -59,6 +59,49 @@ void for_each_fiber(void (*fn)(control_block* cb, void* arg), void* arg) {
   }
 }
 
+bool all_fibers(bool (*pred)(const control_block* cb, void* arg), void* arg,
+                bool* interrupted) {
+  struct closure {
+    bool (*pred)(const control_block*, void*);
+    void* arg;
+    // A fiber whose last reference we dropped under the list's lock: its
+    // destruction gives its stack back to the pool, whose lock comes before
+    // the list's (the pool unmaps stacks holding its own).
+    control_block* last = nullptr;
+  } c{pred, arg};
+  struct destroy_after {
+    closure& c;
+    ~destroy_after() {
+      if (c.last != nullptr) c.last->destroy_dropped();
+    }
+  };
+  const destroy_after later{c};
+  const bool all = visit_stacks(
+      [](const stack& s, void* p) {
+        auto* c = static_cast<closure*>(p);
+        if (c->last != nullptr) return false;  // see below: rare, ends the walk early
+        stack_header* h = header_of(s);
+        g_inspectors.fetch_add(1, std::memory_order_seq_cst);
+        control_block* cb = h->live.load(std::memory_order_acquire);
+        const bool held = cb != nullptr && try_add_ref(cb->refs_for_inspection());
+        g_inspectors.fetch_sub(1, std::memory_order_release);
+        if (!held) return true;
+        const bool ok = c->pred(cb, c->arg);
+        if (cb->drop_ref()) {
+          // It finished while we looked: destroyed once the lock is let go.
+          // The walk stops here, and says "not all": the caller looks
+          // again later (a fiber just finished, so the program is not
+          // stuck yet).
+          c->last = cb;
+          return false;
+        }
+        return ok;
+      },
+      &c);
+  *interrupted = c.last != nullptr;
+  return all;
+}
+
 bool stack_snapshot::read(std::uintptr_t addr, std::uint64_t* out) const noexcept {
   if (addr < begin() || addr + sizeof(std::uint64_t) > end() || (addr - rsp) % 8 != 0) {
     return false;

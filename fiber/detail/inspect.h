@@ -43,6 +43,16 @@ namespace spindle::detail {
 // atomics; everything else through the racy_* readers below. Any thread.
 void for_each_fiber(void (*fn)(control_block* cb, void* arg), void* arg);
 
+// all_fibers() tells whether pred(cb, arg) holds for every fiber that has
+// started and not finished, stopping at the first that fails it; pred runs
+// with a reference held and must be quick (it runs under the lock that
+// spawning takes to map a new stack, and the list is not copied). For
+// checks that usually fail early (the deadlock check). Any thread. A fiber
+// that finishes while pred looks at it ends the walk (false), and sets
+// *interrupted: the answer is then "not known now", not "no".
+bool all_fibers(bool (*pred)(const control_block* cb, void* arg), void* arg,
+                bool* interrupted);
+
 // The registers a switched-out fiber resumes with, as Boost.Context's
 // jump_fcontext saved them (x86-64 System V: rip, rsp and the
 // callee-saved ones), and a copy of its stack from rsp up to its control

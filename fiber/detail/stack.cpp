@@ -393,6 +393,15 @@ std::vector<stack> mapped_stacks() {
   return *g_stack_list;
 }
 
+bool visit_stacks(bool (*fn)(const stack& s, void* arg), void* arg) {
+  lock_holder lock(g_stacks_mu);
+  if (g_stack_list == nullptr) return true;
+  for (const stack& s : *g_stack_list) {
+    if (!fn(s, arg)) return false;
+  }
+  return true;
+}
+
 stack_stats get_stack_stats() noexcept {
   long in_use = 0;
   {

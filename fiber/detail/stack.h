@@ -82,6 +82,10 @@ void release_stack(const stack& s) noexcept;
 // mapped_stacks() lists every stack mapped (and, outside tests that reset
 // the guard policy, never unmapped): fibers' and pooled ones. Any thread.
 std::vector<stack> mapped_stacks();
+// visit_stacks() calls fn(s) for each of them, under the list's lock (fn
+// must not map a stack: no spawning), until fn returns false; returns
+// whether it went through them all. Any thread.
+bool visit_stacks(bool (*fn)(const stack& s, void* arg), void* arg);
 
 // canary_intact() tells whether an unguarded stack's canary is untouched;
 // always true for guarded stacks.

@@ -85,19 +85,13 @@ void count_runtime(runtime& rt, void* arg) {
   if (s.running != 0 || s.queued != 0 || s.waiting_room != 0) c->pool_busy = true;
 }
 
-struct fiber_walk {
-  std::size_t fibers = 0;
-  bool all_asleep = true;
-};
-
-void look_at(control_block* cb, void* arg) {
-  auto* w = static_cast<fiber_walk*>(arg);
-  ++w->fibers;
-  if (cb->state_.load(std::memory_order_acquire) != fiber_state::parked ||
-      !is_sync_wait(cb->wait_reason_.load(std::memory_order_relaxed)) ||
-      cb->wait_deadline_.load(std::memory_order_relaxed) != 0) {
-    w->all_asleep = false;
-  }
+// Whether `cb` sleeps for good as far as it alone goes: parked on
+// Spindle's synchronization, without a deadline. Counts the fibers seen.
+bool asleep_on_sync(const control_block* cb, void* count) {
+  ++*static_cast<std::size_t*>(count);
+  return cb->state_.load(std::memory_order_acquire) == fiber_state::parked &&
+         is_sync_wait(cb->wait_reason_.load(std::memory_order_relaxed)) &&
+         cb->wait_deadline_.load(std::memory_order_relaxed) == 0;
 }
 
 void abandon(control_block* cb, void* arg) {
@@ -122,17 +116,22 @@ void abandon(control_block* cb, void* arg) {
 
 runtime::deadlock_verdict runtime::check_deadlock() noexcept {
   if (deadlocked()) return deadlock_verdict::found;
-  // One worker at a time; another that finds the check running sleeps
-  // (the checker wakes everyone if it finds a deadlock).
-  if (deadlock_checking_.exchange(true, std::memory_order_acquire)) return deadlock_verdict::none;
+  // One worker at a time. Another that finds the check running looks again
+  // later ("maybe"): the checker may find nothing definite, and it must not
+  // sleep for ever on the checker's behalf.
+  if (deadlock_checking_.exchange(true, std::memory_order_acquire)) return deadlock_verdict::maybe;
   struct release_flag {
     std::atomic<bool>& f;
     ~release_flag() { f.store(false, std::memory_order_release); }
   } release{deadlock_checking_};
 
-  fiber_walk walk;
-  for_each_fiber(look_at, &walk);
-  if (!walk.all_asleep || walk.fibers == 0) return deadlock_verdict::none;
+  // Stops at the first fiber that is not asleep for good: an idle server's
+  // walk ends at its first fiber parked on a socket.
+  std::size_t fibers = 0;
+  bool interrupted = false;
+  if (!all_fibers(asleep_on_sync, &fibers, &interrupted) || fibers == 0) {
+    return interrupted ? deadlock_verdict::maybe : deadlock_verdict::none;
+  }
   if (worker_live_ + live_.load(std::memory_order_acquire) <= 0) return deadlock_verdict::none;
 
   census c;
@@ -147,9 +146,10 @@ runtime::deadlock_verdict runtime::check_deadlock() noexcept {
   // Nothing can wake any fiber. Look once more: every fiber parked as
   // before (a fiber woken in between by something we did not think of
   // would show here).
-  fiber_walk again;
-  for_each_fiber(look_at, &again);
-  if (!again.all_asleep) return deadlock_verdict::none;
+  std::size_t again = 0;
+  if (!all_fibers(asleep_on_sync, &again, &interrupted)) {
+    return interrupted ? deadlock_verdict::maybe : deadlock_verdict::none;
+  }
 
   std::string report = "spindle: all fibers are asleep: deadlock\n";
   try {
