@@ -77,7 +77,7 @@ struct runtime_statistics {
 
 // runtime_stats() takes the statistics of the spindle::run() runtime that
 // is running (else the default runtime, else all zero). The fiber counts
-// walk every fiber (a few ms for 100,000); the counters are read without
+// walk every fiber (every stack ever mapped); the counters are read without
 // stopping anyone. Any thread.
 runtime_statistics runtime_stats();
 

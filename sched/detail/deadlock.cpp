@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <vector>
 
 #include "fiber/detail/inspect.h"
 #include "fiber/sanitizers.h"
@@ -125,6 +126,23 @@ runtime::deadlock_verdict runtime::check_deadlock() noexcept {
     ~release_flag() { f.store(false, std::memory_order_release); }
   } release{deadlock_checking_};
 
+  // Nothing may happen while we look: the workers were all idle when this
+  // worker decided to sleep, but another may have woken since (to run a
+  // fiber handed to it just before). Each worker's switch count moves
+  // whenever any fiber runs, finishes or parks there, so unchanged counts
+  // from here to the end mean that the walks below saw one still picture
+  // (a fiber that finished mid-walk, say, would have been missed by the
+  // walk while the fiber it woke still looked parked).
+  std::vector<std::uint32_t> switches(workers_.size());
+  for (std::size_t i = 0; i < workers_.size(); ++i) switches[i] = workers_[i]->switch_count();
+  const auto still = [&] {
+    if (!all_idle()) return false;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      if (workers_[i]->switch_count() != switches[i]) return false;
+    }
+    return true;
+  };
+
   // Stops at the first fiber that is not asleep for good: an idle server's
   // walk ends at its first fiber parked on a socket.
   std::size_t fibers = 0;
@@ -150,6 +168,8 @@ runtime::deadlock_verdict runtime::check_deadlock() noexcept {
   if (!all_fibers(asleep_on_sync, &again, &interrupted)) {
     return interrupted ? deadlock_verdict::maybe : deadlock_verdict::none;
   }
+  // The same fibers, and no worker ran anything meanwhile.
+  if (again != fibers || !still()) return deadlock_verdict::maybe;
 
   std::string report = "spindle: all fibers are asleep: deadlock\n";
   try {
