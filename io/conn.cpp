@@ -3,17 +3,25 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "io/detail/fd_state.h"
+#include "io/detail/file_ops.h"
 #include "io/detail/iovec_cursor.h"
 #include "io/detail/or_throw.h"
+#include "io/detail/page_cache.h"
 #include "io/detail/socket_util.h"
+#include "io/file.h"
 #include "sched/io_wait.h"
 
 namespace spindle {
@@ -233,6 +241,92 @@ std::size_t connection::write_all(std::string_view data, std::error_code& ec) no
 }
 std::size_t connection::write_all(std::string_view data, deadline d, std::error_code& ec) noexcept {
   return write_all(std::as_bytes(std::span(data.data(), data.size())), d, ec);
+}
+
+// ---- Sending a file ----
+
+namespace {
+
+// The range one cachestat(2) looks at before one sendfile(2): the worker
+// then holds at most one check of 64 pages between chances to switch (a
+// sendfile stops anyway where the socket's buffer is full).
+constexpr std::size_t send_file_chunk = 256 * 1024;
+// The buffer of the copy path, for a range that is not (known to be) all
+// cached: below malloc's mmap threshold, so it costs no system calls.
+constexpr std::size_t send_file_bounce = 64 * 1024;
+
+}  // namespace
+
+std::size_t connection::send_file(const file& f, std::uint64_t offset, std::size_t count, deadline d,
+                                  std::error_code& ec) noexcept {
+  ec.clear();
+  const int in = f.native_handle();
+  if (in < 0) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return 0;
+  }
+  constexpr auto max_off = static_cast<std::uint64_t>(std::numeric_limits<off_t>::max());
+  if (offset > max_off) {
+    ec = std::make_error_code(std::errc::invalid_argument);
+    return 0;
+  }
+  count = static_cast<std::size_t>(std::min<std::uint64_t>(count, max_off - offset));
+  detail::io_lock io(state(), detail::writing, ec);
+  if (!io) return 0;
+  std::unique_ptr<std::byte[]> bounce;  // the copy path's, made when first needed
+  std::size_t sent = 0;
+  while (sent < count) {
+    const std::uint64_t at = offset + sent;
+    const std::size_t chunk = std::min(count - sent, send_file_chunk);
+    if (detail::range_cached(in, at, chunk) == detail::cache_state::cached) {
+      // All in memory: from the page cache to the socket, on this worker.
+      off_t pos = static_cast<off_t>(at);
+      const ssize_t n = io.retry(d, ec, [&] { return ::sendfile(io.fd(), in, &pos, chunk); });
+      if (n <= 0) break;  // an error, or the file ended
+      sent += static_cast<std::size_t>(n);
+      continue;
+    }
+    // Otherwise copy: what is cached read on the worker, the rest on the
+    // pool (which brings it into the cache), then written from the buffer.
+    if (!bounce) {
+      bounce.reset(new (std::nothrow) std::byte[send_file_bounce]);
+      if (!bounce) {
+        ec = std::make_error_code(std::errc::not_enough_memory);
+        break;
+      }
+    }
+    const std::size_t want = std::min(chunk, send_file_bounce);
+    const iovec v{bounce.get(), want};
+    const detail::cached_read fast = detail::read_cached(in, &v, 1, want, static_cast<off_t>(at));
+    std::size_t got = fast.bytes;
+    if (!fast.finished) {
+      std::byte* const buf = bounce.get();
+      const detail::io_result r = spindle::blocking([&]() noexcept {
+        return detail::transfer(want - got, true, [&](std::size_t done) {
+          return ::pread(in, buf + got + done, want - got - done, static_cast<off_t>(at + got + done));
+        });
+      });
+      got += r.bytes;
+      if (r.error != 0) {
+        ec = detail::errno_code(r.error);
+        break;
+      }
+    }
+    if (got == 0) break;  // the file ended
+    const iovec out{bounce.get(), got};
+    sent += write_one(io, out, d, ec);
+    if (ec || got < want) break;  // a socket error, or the file ended
+  }
+  return sent;
+}
+
+std::size_t connection::send_file(const file& f, std::uint64_t offset, std::size_t count,
+                                  std::error_code& ec) noexcept {
+  return send_file(f, offset, count, deadline{}, ec);
+}
+std::size_t connection::send_file(const file& f, std::uint64_t offset, std::size_t count, deadline d) {
+  return or_throw("spindle::connection::send_file",
+                  [&](std::error_code& ec) { return send_file(f, offset, count, d, ec); });
 }
 
 // ---- The rest ----

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -16,6 +17,8 @@
 #include "io/socket.h"
 
 namespace spindle {
+
+class file;
 
 // shutdown_type says which half of a connection shutdown() ends.
 enum class shutdown_type { read, write, both };
@@ -104,6 +107,21 @@ class connection : public basic_socket<connection> {
   std::size_t write_all(std::span<const iovec> bufs, deadline d = {});
   std::size_t write_all(std::span<const iovec> bufs, std::error_code& ec) noexcept;
   std::size_t write_all(std::span<const iovec> bufs, deadline d, std::error_code& ec) noexcept;
+
+  // send_file() sends `count` bytes of `f` starting at `offset`, as
+  // sendfile(2) does, and returns the bytes sent: fewer than `count` only
+  // when the file ends first (0 at or past its end). The part of the range
+  // the page cache holds goes straight from the cache to the socket on
+  // this worker (sendfile(2); the socket's waits park the fiber as
+  // write_all's do); only a part that would have to be read from the
+  // device is read on the blocking pool first. Errors of the socket and of
+  // the file alike are io_error (or `ec`), with the bytes sent before.
+  // `f` must stay open for the call; the file offset is left alone.
+  std::size_t send_file(const file& f, std::uint64_t offset, std::size_t count, deadline d = {});
+  std::size_t send_file(const file& f, std::uint64_t offset, std::size_t count,
+                        std::error_code& ec) noexcept;
+  std::size_t send_file(const file& f, std::uint64_t offset, std::size_t count, deadline d,
+                        std::error_code& ec) noexcept;
 
   // shutdown() ends one or both directions (shutdown(2)); the peer reads
   // end of stream after a write shutdown.

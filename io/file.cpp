@@ -1,5 +1,6 @@
 // spindle::file (see file.h): each operation is one pool round trip, as
-// io/detail/file_ops.h explains.
+// io/detail/file_ops.h explains, except a read of data the page cache
+// holds, which runs on the worker (io/detail/page_cache.h).
 #include "io/file.h"
 
 #include <fcntl.h>
@@ -14,7 +15,9 @@
 #include <utility>
 
 #include "io/detail/file_ops.h"
+#include "io/detail/iovec_cursor.h"
 #include "io/detail/or_throw.h"
+#include "io/detail/page_cache.h"
 
 namespace spindle {
 namespace {
@@ -91,6 +94,26 @@ auto whole_buffer(std::span<Byte> buf, std::optional<std::uint64_t> offset = std
       }
     });
   };
+}
+
+// read_on_worker_first() is on_open_file() for a read of `total` bytes
+// into `iov` (`count` buffers) at `offset` (-1: at the file offset): what
+// the page cache holds is copied on the calling worker
+// (detail::read_cached()), and only the rest, if any, costs a pool round
+// trip, `rest(fd, done)` reading from byte `done` on.
+template <class Rest>
+std::size_t read_on_worker_first(int fd, const iovec* iov, int count, std::size_t total, off_t offset,
+                                 std::error_code& ec, Rest rest) noexcept {
+  ec.clear();
+  if (fd < 0) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return 0;
+  }
+  const detail::cached_read fast = detail::read_cached(fd, iov, count, total, offset);
+  if (fast.finished) return fast.bytes;
+  const io_result r = spindle::blocking([&]() noexcept -> io_result { return rest(fd, fast.bytes); });
+  ec = to_code(r.error);
+  return fast.bytes + r.bytes;
 }
 
 // A job of on_open_file() for readv() and writev(): all of `bufs`.
@@ -185,7 +208,10 @@ std::size_t file::read(std::span<std::byte> buf) {
 }
 
 std::size_t file::read(std::span<std::byte> buf, std::error_code& ec) noexcept {
-  return on_open_file(fd_, ec, whole_buffer(buf));
+  const iovec v{buf.data(), buf.size()};
+  return read_on_worker_first(fd_, &v, 1, buf.size(), -1, ec, [buf](int fd, std::size_t done) noexcept {
+    return whole_buffer(buf.subspan(done))(fd);
+  });
 }
 
 std::size_t file::pread(std::span<std::byte> buf, std::uint64_t offset) {
@@ -196,7 +222,11 @@ std::size_t file::pread(std::span<std::byte> buf, std::uint64_t offset) {
 std::size_t file::pread(std::span<std::byte> buf, std::uint64_t offset,
                         std::error_code& ec) noexcept {
   if (rejects_offset(fd_, offset, ec)) return 0;
-  return on_open_file(fd_, ec, whole_buffer(buf, offset));
+  const iovec v{buf.data(), buf.size()};
+  return read_on_worker_first(fd_, &v, 1, buf.size(), static_cast<off_t>(offset), ec,
+                              [buf, offset](int fd, std::size_t done) noexcept {
+                                return whole_buffer(buf.subspan(done), offset + done)(fd);
+                              });
 }
 
 std::size_t file::readv(std::span<const iovec> bufs) {
@@ -204,7 +234,23 @@ std::size_t file::readv(std::span<const iovec> bufs) {
 }
 
 std::size_t file::readv(std::span<const iovec> bufs, std::error_code& ec) noexcept {
-  return on_open_file(fd_, ec, all_buffers(bufs, true));
+  // Only a vector one call takes is tried on the worker (more buffers, or
+  // more bytes than it allows, are a large read: see max_read_on_worker).
+  std::size_t total = 0;
+  for (const iovec& v : bufs) total += v.iov_len;
+  if (bufs.size() > detail::iov_batch || total > detail::max_read_on_worker) {
+    return on_open_file(fd_, ec, all_buffers(bufs, true));
+  }
+  return read_on_worker_first(
+      fd_, bufs.data(), static_cast<int>(bufs.size()), total, -1, ec, [bufs](int fd, std::size_t done) noexcept {
+        // The buffers from byte `done` on: the same vector, its first
+        // `done` bytes skipped (iovec_cursor never changes `bufs`).
+        detail::iovec_cursor cursor(bufs);
+        cursor.advance(done);
+        iovec rest[detail::iov_batch];
+        const int n = cursor.done() ? 0 : cursor.fill(rest);
+        return all_buffers(std::span<const iovec>(rest, static_cast<std::size_t>(n)), true)(fd);
+      });
 }
 
 std::size_t file::write(std::span<const std::byte> data) {

@@ -27,11 +27,13 @@
 #include "io/fs.h"
 #include "sched/blocking.h"
 #include "sched/scheduler.h"
+#include "io/page_cache.h"
 #include "test_util.h"
 
 namespace {
 
 namespace stdfs = std::filesystem;
+using spindle::fiber;
 using spindle::file;
 using spindle::open_mode;
 using namespace std::chrono_literals;
@@ -739,6 +741,168 @@ TEST_P(FileTest, NothingLeaksADescriptor) {
     for (int r = 0; r < rounds; ++r) one_round();
     EXPECT_EQ(open_fd_count(), before);
   });
+}
+
+// ---- Reads from the page cache, on the worker ----
+
+// A page-aligned file size: eviction drops whole pages.
+constexpr std::size_t cold_size = 192 * 1024;
+
+TEST_P(FileTest, AReadOfCachedDataRunsOnTheWorkerWithoutAPoolRoundTrip) {
+  constexpr std::size_t size = 64 * 1024 + 123;  // ends inside a page
+  const std::vector<std::byte> want = pattern(11, size);
+  const stdfs::path p = dir_ / "cached";
+  spindle::run(opts(), [&] {
+    spindle::fs::write_file(p, std::string_view(reinterpret_cast<const char*>(want.data()), size));
+    spindle::test::cache(p);
+    file f = file::open(p, open_mode::read);
+    const std::size_t before = settled_completed();
+
+    std::vector<std::byte> got(4096);
+    EXPECT_EQ(f.pread(got, 8192), 4096u);
+    EXPECT_TRUE(same_bytes(got, std::span(want).subspan(8192, 4096)));
+    // Short at the end of the file, and 0 there and past it.
+    EXPECT_EQ(f.pread(got, size - 100), 100u);
+    EXPECT_TRUE(same_bytes(std::span(got).first(100), std::span(want).last(100)));
+    EXPECT_EQ(f.pread(got, size), 0u);
+    EXPECT_EQ(f.pread(got, size + 5000), 0u);
+
+    // read() moves the file offset as it goes, to the end.
+    std::vector<std::byte> all(size + 1);
+    EXPECT_EQ(f.read(std::span(all).first(1000)), 1000u);
+    EXPECT_EQ(f.read(std::span(all).subspan(1000)), size - 1000);
+    EXPECT_EQ(f.read(all), 0u);
+    EXPECT_TRUE(same_bytes(std::span(all).first(size), want));
+
+    file g = file::open(p, open_mode::read);
+    const std::size_t after_open = settled_completed();
+    std::vector<std::byte> by_readv(size);
+    EXPECT_EQ(g.readv(pieces(std::span(by_readv))), size);
+    EXPECT_TRUE(same_bytes(by_readv, want));
+    EXPECT_EQ(settled_completed() - after_open, 0u);
+    EXPECT_EQ(after_open - before, 1u);  // the open, and nothing else
+  });
+}
+
+TEST_P(FileTest, AReadOfEvictedDataGoesToThePoolAndGetsTheSameBytes) {
+  const std::vector<std::byte> want = pattern(12, cold_size);
+  const stdfs::path p = dir_ / "cold";
+  spindle::fs::write_file(p, std::string_view(reinterpret_cast<const char*>(want.data()), cold_size));
+  if (!spindle::test::evict(p, 0, cold_size)) GTEST_SKIP() << "this file system keeps the pages cached";
+  spindle::run(opts(), [&] {
+    file f = file::open(p, open_mode::read);
+    std::vector<std::byte> got(cold_size);
+    std::size_t before = settled_completed();
+    EXPECT_EQ(f.pread(got, 0), cold_size);
+    EXPECT_EQ(settled_completed(), before + 1);
+    EXPECT_TRUE(same_bytes(got, want));
+    // The pool's read brought it into the cache: the next is on the worker.
+    std::fill(got.begin(), got.end(), std::byte{0});
+    before = settled_completed();
+    EXPECT_EQ(f.pread(got, 0), cold_size);
+    EXPECT_EQ(settled_completed(), before);
+    EXPECT_TRUE(same_bytes(got, want));
+  });
+}
+
+TEST_P(FileTest, AReadOfPartlyCachedDataCopiesTheCachedPartAndReadsTheRestOnThePool) {
+  constexpr std::size_t half = cold_size / 2;
+  const std::vector<std::byte> want = pattern(13, cold_size);
+  const stdfs::path p = dir_ / "half";
+  spindle::fs::write_file(p, std::string_view(reinterpret_cast<const char*>(want.data()), cold_size));
+  // The first half cached, the second not.
+  const auto half_cached = [&] {
+    if (!spindle::test::evict(p, 0, cold_size)) return false;
+    spindle::test::cache_range(p, 0, half);
+    return spindle::test::resident_pages(p, 0, half) == half / static_cast<std::size_t>(::getpagesize()) &&
+           spindle::test::resident_pages(p, half, half) == 0;
+  };
+  if (!half_cached()) GTEST_SKIP() << "this file system does not drop or keep the pages asked";
+  spindle::run(opts(), [&] {
+    // read(), at the file offset: the cached half on the worker, the rest
+    // on the pool from where the worker stopped.
+    file f = file::open(p, open_mode::read);
+    std::vector<std::byte> got(cold_size + 10);
+    const std::size_t before = settled_completed();
+    EXPECT_EQ(f.read(got), cold_size);
+    EXPECT_EQ(settled_completed(), before + 1);
+    EXPECT_TRUE(same_bytes(std::span(got).first(cold_size), want));
+    EXPECT_EQ(f.read(got), 0u);  // the file offset is at the end
+  });
+  // The same through readv() and pread(), the second half cold again.
+  if (!half_cached()) GTEST_SKIP() << "this file system does not drop or keep the pages asked";
+  spindle::run(opts(), [&] {
+    file f = file::open(p, open_mode::read);
+    std::vector<std::byte> got(cold_size);
+    EXPECT_EQ(f.readv(pieces(std::span(got))), cold_size);
+    EXPECT_TRUE(same_bytes(got, want));
+  });
+}
+
+TEST_P(FileTest, ReadsOfAFileBeingAppendedToSeeEveryByteInOrder) {
+  constexpr std::size_t chunk = 997;
+  const std::size_t chunks = spindle::test::scaled(400);
+  const std::vector<std::byte> want = pattern(14, chunk * chunks);
+  const stdfs::path p = dir_ / "growing";
+  const int wfd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(wfd, 0) << std::strerror(errno);
+  spindle::run(opts(), [&] {
+    file f = file::open(p, open_mode::read);
+    std::thread writer([&] {
+      for (std::size_t i = 0; i < chunks; ++i) {
+        ASSERT_EQ(::write(wfd, want.data() + i * chunk, chunk), static_cast<ssize_t>(chunk));
+      }
+    });
+    // One reader with read() (the file offset), one with pread() at the
+    // end of what it has: each short read, and each 0 at the current end,
+    // must be exact.
+    std::vector<std::byte> by_read;
+    std::vector<std::byte> by_pread;
+    fiber preader([&] {
+      std::vector<std::byte> buf(4096);
+      while (by_pread.size() < want.size()) {
+        const std::size_t n = f.pread(buf, by_pread.size());
+        by_pread.insert(by_pread.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+        if (n == 0) spindle::this_fiber::yield();
+      }
+    });
+    std::vector<std::byte> buf(3000);
+    while (by_read.size() < want.size()) {
+      const std::size_t n = f.read(buf);
+      by_read.insert(by_read.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+      if (n == 0) spindle::this_fiber::yield();
+    }
+    preader.join();
+    writer.join();
+    EXPECT_TRUE(same_bytes(by_read, want));
+    EXPECT_TRUE(same_bytes(by_pread, want));
+  });
+  ::close(wfd);
+}
+
+TEST_P(FileTest, AReadOfAnAdoptedPipeTakesWhatIsThereAndWaitsOnThePoolForMore) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  spindle::run(opts(), [&] {
+    file in = file::adopt(fds[0]);
+    ASSERT_EQ(::write(fds[1], "abc", 3), 3);
+    char buf[3];
+    EXPECT_EQ(in.read(buf, 3), 3u);
+    EXPECT_EQ(std::string_view(buf, 3), "abc");
+    // Nothing there: the read waits on the pool until a plain thread writes.
+    fiber reader([&] {
+      EXPECT_EQ(in.read(buf, 3), 3u);
+      EXPECT_EQ(std::string_view(buf, 3), "xyz");
+    });
+    spindle::test::yield_until([] { return spindle::blocking_stats().running == 1; });
+    std::thread([&] { ASSERT_EQ(::write(fds[1], "xyz", 3), 3); }).join();
+    reader.join();
+    // pread() of a pipe fails as it always did.
+    std::error_code ec;
+    EXPECT_EQ(in.pread(buf, 3, 0, ec), 0u);
+    EXPECT_EQ(ec, std::errc::invalid_seek);
+  });
+  ::close(fds[1]);
 }
 
 TEST_F(FileOnPlainThreadTest, EveryOperationRunsInlineWithoutARuntime) {
