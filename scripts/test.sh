@@ -10,8 +10,9 @@
 # Usage: scripts/test.sh            (from anywhere; builds under build/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# clang for the analysis below; the rest for the hook's tests of real libraries and servers.
-scripts/install-deps.sh clang pkg-config libdw-dev libhiredis-dev redis-server libpq-dev postgresql libcurl4-openssl-dev python3 gdb
+# clang for the analysis below; the rest for the tests of real libraries, servers and clients
+# (the hook's, and the samples': curl, redis-cli, hiredis).
+scripts/install-deps.sh clang pkg-config libdw-dev libhiredis-dev redis-server redis-tools libpq-dev postgresql libcurl4-openssl-dev curl python3 gdb
 
 echo "=== clang thread-safety analysis ==="
 scripts/check-thread-safety.sh

@@ -1,7 +1,8 @@
-// The cost of the blocking pool: 4 KiB preads of a file in the page cache,
-// through spindle::file (one pool round trip each) against the same pread
-// done directly on the worker (which would stall it on a cache miss), with
-// 1, 8 and 64 fibers reading concurrently on 2 workers. Also one call of
+// The cost of file reads: 4 KiB preads of a file in the page cache through
+// spindle::file::pread (on the worker, since the data is cached), through
+// the blocking pool (what every read cost before, and what a read of
+// uncached data costs), and ::pread directly on the worker (the limit),
+// with 1, 8 and 64 fibers reading concurrently on 2 workers. Also one call of
 // spindle::blocking() that does nothing: the round trip alone.
 // bench/run_blocking_bench.sh runs it beside the latency benchmark.
 #include <benchmark/benchmark.h>
@@ -71,10 +72,23 @@ void concurrent_preads(benchmark::State& state, ReadAt read_at) {
       benchmark::Counter(reads, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
-// Through the pool: spindle::file::pread.
-void BM_PreadThroughPool(benchmark::State& state) {
+// spindle::file::pread: the data is cached, so it is read on the worker
+// (preadv2 with RWF_NOWAIT), with no pool round trip.
+void BM_FilePread(benchmark::State& state) {
   concurrent_preads(state, [](spindle::file& f, std::span<std::byte> buf, std::uint64_t off) {
     return f.pread(buf, off);
+  });
+}
+BENCHMARK(BM_FilePread)->Arg(1)->Arg(8)->Arg(64)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Through the pool, as every file read went before the fast path (and as
+// a read of uncached data still goes): ::pread inside spindle::blocking().
+void BM_PreadThroughPool(benchmark::State& state) {
+  concurrent_preads(state, [](spindle::file& f, std::span<std::byte> buf, std::uint64_t off) {
+    return spindle::blocking([&]() noexcept {
+      const ssize_t n = ::pread(f.native_handle(), buf.data(), buf.size(), static_cast<off_t>(off));
+      return n < 0 ? std::size_t{0} : static_cast<std::size_t>(n);
+    });
   });
 }
 BENCHMARK(BM_PreadThroughPool)->Arg(1)->Arg(8)->Arg(64)->UseRealTime()->Unit(benchmark::kMillisecond);
