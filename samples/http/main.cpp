@@ -36,6 +36,8 @@ ABSL_FLAG(int, header_timeout, 60, "seconds a request's whole header may take to
 ABSL_FLAG(int, keepalive_timeout, 75, "seconds an idle connection waits for its next request");
 ABSL_FLAG(int, body_timeout, 60, "seconds each read of a request body may wait");
 ABSL_FLAG(int, send_timeout, 60, "seconds each write of a response may wait");
+ABSL_FLAG(std::size_t, open_file_cache, 1000, "files kept open for serving (0: none; nginx's open_file_cache)");
+ABSL_FLAG(int, open_file_cache_valid, 10, "seconds a kept file is served before it is looked up again");
 
 namespace {
 
@@ -102,6 +104,8 @@ int main(int argc, char** argv) {
   o.keepalive_timeout = seconds_flag(FLAGS_keepalive_timeout, "keepalive_timeout");
   o.body_timeout = seconds_flag(FLAGS_body_timeout, "body_timeout");
   o.send_timeout = seconds_flag(FLAGS_send_timeout, "send_timeout");
+  o.open_file_cache = absl::GetFlag(FLAGS_open_file_cache);
+  o.open_file_cache_valid = seconds_flag(FLAGS_open_file_cache_valid, "open_file_cache_valid");
 
   int status = 0;
   try {

@@ -44,6 +44,7 @@
 #include "io/conn.h"
 #include "io/file.h"
 #include "io/listener.h"
+#include "samples/http/file_cache.h"
 #include "samples/http/static_files.h"
 #include "sched/blocking.h"
 #include "sync/wait_group.h"
@@ -262,7 +263,7 @@ class server_impl {
   spindle::address local_address() const { return listener_.local_address(); }
 
   httpd::stats stats() const {
-    return {connections_.load(), accepted_.load(), refused_.load(), requests_.load()};
+    return {connections_.load(), accepted_.load(), refused_.load(), requests_.load(), files_.size()};
   }
 
  private:
@@ -460,25 +461,35 @@ class server_impl {
       append_error(s, http::status::bad_request, false, head);
       return false;
     }
-    spindle::file f;
-    spindle::file_status st;
-    http::status status = root_.empty() ? http::status::not_found : open_under_root(*rel, f, st);
-    if (status == http::status::ok && st.type == std::filesystem::file_type::directory) {
-      if (rel->back() != '/') {  // "/dir" -> "/dir/", so that relative links work
-        append_error(s, http::status::moved_permanently, keep, head,
-                     "Location: " + std::string(path) + "/\r\n");
+    // The file and its status: from the open-file cache, else opened now
+    // (and cached).
+    std::shared_ptr<const open_file> cached = files_.find(*rel);
+    if (!cached) {
+      spindle::file f;
+      spindle::file_status st;
+      http::status status = root_.empty() ? http::status::not_found : open_under_root(*rel, f, st);
+      if (status == http::status::ok && st.type == std::filesystem::file_type::directory) {
+        if (rel->back() != '/') {  // "/dir" -> "/dir/", so that relative links work
+          append_error(s, http::status::moved_permanently, keep, head,
+                       "Location: " + std::string(path) + "/\r\n");
+          return true;
+        }
+        status = open_under_root(*rel + "index.html", f, st);
+        if (status == http::status::not_found) status = http::status::forbidden;  // no listing
+      }
+      if (status == http::status::ok && st.type != std::filesystem::file_type::regular) {
+        status = http::status::not_found;
+      }
+      if (status != http::status::ok) {
+        append_error(s, status, keep, head);
         return true;
       }
-      status = open_under_root(*rel + "index.html", f, st);
-      if (status == http::status::not_found) status = http::status::forbidden;  // no listing
+      auto opened = std::make_shared<open_file>(open_file{std::move(f), st});
+      files_.put(*rel, opened);
+      cached = std::move(opened);
     }
-    if (status == http::status::ok && st.type != std::filesystem::file_type::regular) {
-      status = http::status::not_found;
-    }
-    if (status != http::status::ok) {
-      append_error(s, status, keep, head);
-      return true;
-    }
+    const spindle::file& f = cached->f;
+    const spindle::file_status& st = cached->st;
 
     const std::time_t mtime =
         std::chrono::system_clock::to_time_t(std::chrono::file_clock::to_sys(st.last_write_time));
@@ -537,6 +548,7 @@ class server_impl {
   const options o_;
   const std::size_t buffer_limit_;  // the most a read buffer grows to
   std::string root_;                // o_.root, canonical; empty: no files
+  file_cache files_{o_.open_file_cache, o_.open_file_cache_valid};
   spindle::listener listener_;
   std::atomic<bool> stopping_{false};
   spindle::wait_group sessions_done_;  // one count per connection fiber

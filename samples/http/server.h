@@ -58,6 +58,13 @@ struct options {
   std::chrono::milliseconds body_timeout{std::chrono::seconds(60)};
   std::chrono::milliseconds send_timeout{std::chrono::seconds(60)};
   std::chrono::milliseconds linger_timeout{std::chrono::seconds(5)};
+
+  // The open-file cache (nginx's open_file_cache): up to open_file_cache
+  // files stay open, with their status, and are served without looking
+  // them up again for open_file_cache_valid; a change to a file within
+  // that time is not seen (samples/http/file_cache.h). 0: no cache.
+  std::size_t open_file_cache = 1000;
+  std::chrono::milliseconds open_file_cache_valid{std::chrono::seconds(10)};
 };
 
 // Counters, for tests and for the log at exit.
@@ -66,6 +73,7 @@ struct stats {
   std::uint64_t accepted = 0;   // connections served, in all
   std::uint64_t refused = 0;    // closed at once: over max_connections
   std::uint64_t requests = 0;   // responses sent (100 Continue not counted)
+  std::size_t cached_files = 0;  // in the open-file cache
 };
 
 namespace detail {

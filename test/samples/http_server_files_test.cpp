@@ -4,13 +4,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <utility>
 
 #include "http_server_test.h"
+#include "fiber/this_fiber.h"
 #include "samples/http/static_files.h"
+#include "sched/blocking.h"
 
 namespace httpd::test {
 namespace {
@@ -218,6 +221,69 @@ TEST_F(HttpServerFiles, AnswersPostToAFileWith405) {
     EXPECT_EQ(r.result_int(), 405);
     EXPECT_EQ(r[http::field::allow], "GET, HEAD");
   });
+}
+
+// The blocking pool's completed calls once none is in flight.
+std::size_t settled_pool_calls() {
+  for (;;) {
+    const spindle::blocking_pool_stats b = spindle::blocking_stats();
+    if (b.running == 0 && b.queued == 0 && b.waiting_room == 0) return b.completed;
+    spindle::this_fiber::yield();
+  }
+}
+
+TEST_F(HttpServerFiles, ServesAFileAgainFromTheOpenFileCacheWithoutThePool) {
+  with_server(with_root(), [](server& s) {
+    http_client c(s.local_address());
+    EXPECT_EQ(c.get("/digits.txt").body(), "0123456789");
+    EXPECT_EQ(s.stats().cached_files, 1u);
+    // Looked up, opened and stat'ed once: the second request costs no pool
+    // round trip (the file's bytes are cached, so send_file needs none).
+    const std::size_t before = settled_pool_calls();
+    EXPECT_EQ(c.get("/digits.txt", "Range: bytes=2-4\r\n").body(), "234");
+    EXPECT_EQ(c.get("/digits.txt").body(), "0123456789");
+    EXPECT_EQ(settled_pool_calls(), before);
+    // Errors are not cached; a directory's index is, under the directory.
+    EXPECT_EQ(c.get("/missing.txt").result_int(), 404);
+    EXPECT_EQ(c.get("/dir/").body(), "<p>dir</p>");
+    EXPECT_EQ(s.stats().cached_files, 2u);
+  });
+}
+
+TEST_F(HttpServerFiles, SeesAReplacedFileOnceItsCacheEntryIsOutOfDate) {
+  // Within the validity a replaced file is not seen (as nginx's cache);
+  // with a validity already over at the next request, it is.
+  for (const bool long_valid : {true, false}) {
+    write(root() / "v.txt", "old");
+    options o = with_root();
+    o.open_file_cache_valid = long_valid ? std::chrono::milliseconds(std::chrono::hours(1))
+                                         : std::chrono::milliseconds(0);
+    with_server(o, [&](server& s) {
+      http_client c(s.local_address());
+      EXPECT_EQ(c.get("/v.txt").body(), "old");
+      write(root() / "v.new", "new!");
+      fs::rename(root() / "v.new", root() / "v.txt");
+      EXPECT_EQ(c.get("/v.txt").body(), long_valid ? "old" : "new!") << "validity " << long_valid;
+    });
+  }
+}
+
+TEST_F(HttpServerFiles, KeepsNoMoreFilesOpenThanItsCacheHolds) {
+  for (int i = 0; i < 5; ++i) write(root() / ("f" + std::to_string(i)), std::to_string(i));
+  for (const std::size_t size : {std::size_t{0}, std::size_t{2}}) {
+    options o = with_root();
+    o.open_file_cache = size;
+    with_server(o, [&](server& s) {
+      http_client c(s.local_address());
+      for (int round = 0; round < 2; ++round) {
+        for (int i = 0; i < 5; ++i) {
+          EXPECT_EQ(c.get("/f" + std::to_string(i)).body(), std::to_string(i));
+          EXPECT_LE(s.stats().cached_files, size);
+        }
+      }
+      EXPECT_EQ(s.stats().cached_files, size);
+    });
+  }
 }
 
 TEST(HttpServerWithoutRoot, AnswersEveryFilePathWith404) {
