@@ -6,7 +6,7 @@
 
 namespace httpd::detail {
 
-std::shared_ptr<const open_file> file_cache::find(const std::string& key) {
+std::shared_ptr<open_file> file_cache::find(const std::string& key) {
   if (max_ == 0) return nullptr;
   std::lock_guard lock(mu_);
   const auto it = entries_.find(key);
@@ -14,11 +14,11 @@ std::shared_ptr<const open_file> file_cache::find(const std::string& key) {
   return it->second.file;
 }
 
-void file_cache::put(const std::string& key, std::shared_ptr<const open_file> file) {
+void file_cache::put(const std::string& key, std::shared_ptr<open_file> file) {
   if (max_ == 0) return;
   // Dropped entries are released after the lock: the last release of a
   // file closes it, and close() parks on the pool.
-  std::vector<std::shared_ptr<const open_file>> dropped;
+  std::vector<std::shared_ptr<open_file>> dropped;
   const clock::time_point now = clock::now();
   std::lock_guard lock(mu_);
   if (entries_.size() >= max_ && !entries_.contains(key)) {

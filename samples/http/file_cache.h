@@ -34,19 +34,19 @@ class file_cache {
   file_cache(std::size_t max_entries, std::chrono::milliseconds valid) : max_(max_entries), valid_(valid) {}
 
   // find() is the entry of `key` opened less than `valid` ago, or null.
-  std::shared_ptr<const open_file> find(const std::string& key);
+  std::shared_ptr<open_file> find(const std::string& key);
 
   // put() caches `file` as `key`'s, opened now. When the cache is full it
   // first drops the entries that are out of date, then, if none was, one
   // entry of its choosing (nginx drops the least recently used).
-  void put(const std::string& key, std::shared_ptr<const open_file> file);
+  void put(const std::string& key, std::shared_ptr<open_file> file);
 
   std::size_t size() const;
 
  private:
   using clock = std::chrono::steady_clock;
   struct entry {
-    std::shared_ptr<const open_file> file;
+    std::shared_ptr<open_file> file;
     clock::time_point opened;
   };
 

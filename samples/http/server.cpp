@@ -68,6 +68,10 @@ constexpr std::size_t initial_buffer = 4096;
 // A file is sent in pieces of this size, each with its own send_timeout:
 // a slow client of a big file is cut off only once it stops reading.
 constexpr std::size_t file_piece = 1024 * 1024;
+// A file body up to this size is copied into the response buffer, not
+// sent with sendfile: one write instead of a write and a sendfile, and
+// the page cache's copy is as cheap as the socket's.
+constexpr std::size_t small_file = 16 * 1024;
 
 // The routes: "/", "/echo", and everything else a file.
 enum class route { hello, echo, file };
@@ -80,7 +84,11 @@ struct session {
   std::size_t begin = 0;  // in[begin, end) has been read and not yet parsed
   std::size_t end = 0;
   std::string out;              // responses not yet written
-  bool idle = false;            // waiting for a request's first byte; guarded by server_impl::mu_
+  // Waiting for a request's first byte. Its own lock (never held across a
+  // wait), not the server's: every request takes it twice, and a lock
+  // shared by all connections would be a line every worker writes.
+  std::mutex idle_mu;
+  bool idle = false;  // guarded by idle_mu
   std::time_t date_second = 0;  // the second `date` spells
   std::string date;
 };
@@ -256,6 +264,7 @@ class server_impl {
     // Ends the wait of each connection waiting for its next request; see
     // await_request() for one whose request begins meanwhile.
     for (session* s : sessions_) {
+      std::lock_guard idle_lock(s->idle_mu);
       if (s->idle) s->conn.set_read_deadline(std::chrono::nanoseconds(0));
     }
   }
@@ -360,12 +369,14 @@ class server_impl {
   bool await_request(session& s, spindle::deadline d) {
     if (!flush(s)) return false;
     {
-      std::lock_guard lock(mu_);
+      // stop() sets stopping_ before it looks at each session's `idle`
+      // under that session's lock: it sees this one idle, or this sees it.
+      std::lock_guard lock(s.idle_mu);
       if (stopping_.load()) return false;
       s.idle = true;
     }
     const bool got = fill(s, d);
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(s.idle_mu);
     s.idle = false;
     // stop() may have cut the read deadline short after the byte came;
     // the request has begun now, so it is read and answered.
@@ -463,7 +474,7 @@ class server_impl {
     }
     // The file and its status: from the open-file cache, else opened now
     // (and cached).
-    std::shared_ptr<const open_file> cached = files_.find(*rel);
+    std::shared_ptr<open_file> cached = files_.find(*rel);
     if (!cached) {
       spindle::file f;
       spindle::file_status st;
@@ -488,7 +499,7 @@ class server_impl {
       files_.put(*rel, opened);
       cached = std::move(opened);
     }
-    const spindle::file& f = cached->f;
+    spindle::file& f = cached->f;
     const spindle::file_status& st = cached->st;
 
     const std::time_t mtime =
@@ -530,8 +541,19 @@ class server_impl {
     s.out += "Content-Length: " + std::to_string(count) + "\r\n\r\n";
     if (head || count == 0) return true;
 
-    // The body goes from the file to the socket (sendfile), after the
-    // responses gathered before it.
+    // A small body goes into the responses being gathered, read on this
+    // worker from the page cache (file::pread skips the pool when it can):
+    // one write for the header and body, and for pipelined responses
+    // around them. A larger one goes from the file to the socket
+    // (sendfile), after the responses gathered before it.
+    if (count <= small_file) {
+      const std::size_t at = s.out.size();
+      s.out.resize(at + count);
+      std::error_code ec;
+      const std::size_t n = f.pread(s.out.data() + at, count, range.first, ec);
+      s.out.resize(at + n);
+      return n == count;  // else the file shrank: the response ends short, and the connection
+    }
     if (!flush(s)) return false;
     for (std::uint64_t offset = range.first, left = count; left > 0;) {
       std::error_code ec;

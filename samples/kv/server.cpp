@@ -122,12 +122,14 @@ void session::run() {
   request_parser parser(srv.opts_.limits);
   std::vector<std::string> args;
   std::string error;
+  // Read into a buffer on the stack and append what came: growing `in`
+  // by read_size for each read would zero 16 KiB where a request is a few
+  // dozen bytes.
+  char buf[read_size];
   while (!closing) {
-    const std::size_t had = in.size();
-    in.resize(had + read_size);
     std::error_code ec;
-    const std::size_t n = conn.read_some(std::span<char>(in.data() + had, read_size), ec);
-    in.resize(had + n);
+    const std::size_t n = conn.read_some(std::span<char>(buf), ec);
+    in.append(buf, n);
     if (n == 0 || ec || in.size() > max_query_buffer) break;
     std::size_t pos = 0;
     while (!closing) {
