@@ -12,7 +12,7 @@ bool timer_heap::add(timer_node* n) noexcept {
 bool timer_heap::insert(timer_node* n) noexcept {
   n->fired = false;
   // Out of memory here ends the process (noexcept), as it does in libev.
-  heap_.push_back(n);
+  heap_.push_back(entry{n->when.time_since_epoch().count(), n});
   const auto i = static_cast<std::uint32_t>(heap_.size() - 1);
   n->index = i;
   sift_up(i);
@@ -32,14 +32,13 @@ void timer_heap::remove(timer_node* n) noexcept {
 }
 
 void timer_heap::erase_at(std::uint32_t i) noexcept {
-  timer_node* gone = heap_[i];
-  gone->index = timer_node::npos;
-  timer_node* last = heap_.back();
+  heap_[i].n->index = timer_node::npos;
+  const entry last = heap_.back();
   heap_.pop_back();
-  if (last == gone) return;
+  if (i == heap_.size()) return;  // it was the last
   place(i, last);
-  // The moved node may belong above or below its new place.
-  if (i > 0 && last->when < heap_[(i - 1) / 2]->when) {
+  // The moved entry may belong above or below its new place.
+  if (i > 0 && last.when < heap_[(i - 1) / arity].when) {
     sift_up(i);
   } else {
     sift_down(i);
@@ -47,28 +46,32 @@ void timer_heap::erase_at(std::uint32_t i) noexcept {
 }
 
 void timer_heap::sift_up(std::uint32_t i) noexcept {
-  timer_node* n = heap_[i];
+  const entry e = heap_[i];
   while (i > 0) {
-    const std::uint32_t parent = (i - 1) / 2;
-    if (!(n->when < heap_[parent]->when)) break;
+    const std::uint32_t parent = (i - 1) / arity;
+    if (!(e.when < heap_[parent].when)) break;
     place(i, heap_[parent]);
     i = parent;
   }
-  place(i, n);
+  place(i, e);
 }
 
 void timer_heap::sift_down(std::uint32_t i) noexcept {
   const auto size = static_cast<std::uint32_t>(heap_.size());
-  timer_node* n = heap_[i];
+  const entry e = heap_[i];
   for (;;) {
-    std::uint32_t child = 2 * i + 1;
-    if (child >= size) break;
-    if (child + 1 < size && heap_[child + 1]->when < heap_[child]->when) ++child;
-    if (!(heap_[child]->when < n->when)) break;
-    place(i, heap_[child]);
-    i = child;
+    const std::uint32_t first = arity * i + 1;
+    if (first >= size) break;
+    std::uint32_t least = first;
+    const std::uint32_t end = first + arity < size ? first + arity : size;
+    for (std::uint32_t c = first + 1; c < end; ++c) {
+      if (heap_[c].when < heap_[least].when) least = c;
+    }
+    if (!(heap_[least].when < e.when)) break;
+    place(i, heap_[least]);
+    i = least;
   }
-  place(i, n);
+  place(i, e);
 }
 
 }  // namespace spindle::detail
