@@ -10,20 +10,16 @@
 #include <sys/resource.h>
 
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <memory>
 #include <string>
-#include <system_error>
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "fiber/fiber.h"
-#include "io/signal.h"
 #include "samples/chat/server.h"
 #include "samples/command_line.h"
-#include "sched/scheduler.h"
+#include "samples/serve.h"
 
 ABSL_FLAG(int, port, 6667, "TCP port to listen on (0: any free port)");
 ABSL_FLAG(std::string, bind, "0.0.0.0", "address to listen on (\"::\" for IPv6)");
@@ -72,23 +68,7 @@ int serve(const chat::options& o) {
     samples::error("cannot listen on " + o.listen + ": " + e.what());
     return samples::exit_usage;
   }
-  // Take over SIGINT and SIGTERM before saying we listen: the first
-  // wait_signal() installs the handlers, and one with a deadline already
-  // past does only that (or reports a signal that came already). Left to
-  // the stopper fiber, a SIGTERM sent as soon as the server answers could
-  // come before that fiber first ran, and kill the process outright.
-  std::error_code ec;
-  const int early_signal = spindle::wait_signal({SIGINT, SIGTERM}, std::chrono::nanoseconds(0), ec);
-  std::printf("chat_server: listening on %s\n", s->local_address().to_string().c_str());
-  std::fflush(stdout);
-  spindle::fiber stopper([&] {
-    const int sig = early_signal != 0 ? early_signal : spindle::wait_signal({SIGINT, SIGTERM});
-    std::printf("chat_server: signal %d, shutting down\n", sig);
-    std::fflush(stdout);
-    s->stop();
-  });
-  s->serve();
-  stopper.join();
+  samples::serve_until_signal("chat_server", *s);
   const chat::stats st = s->stats();
   std::printf("chat_server: stopped; %llu connections served, %llu refused, %llu sendq, "
               "%llu flood, %llu ping timeouts\n",
@@ -126,13 +106,5 @@ int main(int argc, char** argv) {
   o.flood_max_delayed = absl::GetFlag(FLAGS_flood_max_delayed);
   raise_descriptor_limit(o.max_clients);
 
-  int status = 0;
-  try {
-    spindle::run(spindle::options{.workers = absl::GetFlag(FLAGS_workers)},
-                 [&] { status = serve(o); });
-  } catch (const std::exception& e) {
-    samples::error(e.what());
-    return 1;
-  }
-  return status;
+  return samples::run_program(absl::GetFlag(FLAGS_workers), [&] { return serve(o); });
 }

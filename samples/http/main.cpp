@@ -9,20 +9,16 @@
 // that is not a directory, or an address it cannot listen on, is said on
 // stderr and exits 2.
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <system_error>
 
 #include "absl/flags/flag.h"
-#include "fiber/fiber.h"
-#include "io/signal.h"
 #include "samples/command_line.h"
 #include "samples/http/server.h"
-#include "sched/scheduler.h"
+#include "samples/serve.h"
 
 ABSL_FLAG(int, port, 8080, "TCP port to listen on (0: any free port)");
 ABSL_FLAG(std::string, bind, "0.0.0.0", "address to listen on (\"::\" for IPv6)");
@@ -53,21 +49,7 @@ int serve(const httpd::options& o) {
     samples::error("cannot listen on " + o.listen + ": " + e.what());
     return samples::exit_usage;
   }
-  // Take over SIGINT and SIGTERM before saying we listen (see
-  // samples/chat/main.cpp): a deadline already past only installs the
-  // handlers, or reports a signal that came already.
-  std::error_code ec;
-  const int early_signal = spindle::wait_signal({SIGINT, SIGTERM}, std::chrono::nanoseconds(0), ec);
-  std::printf("http_server: listening on %s\n", s->local_address().to_string().c_str());
-  std::fflush(stdout);
-  spindle::fiber stopper([&] {
-    const int sig = early_signal != 0 ? early_signal : spindle::wait_signal({SIGINT, SIGTERM});
-    std::printf("http_server: signal %d, shutting down\n", sig);
-    std::fflush(stdout);
-    s->stop();
-  });
-  s->serve();
-  stopper.join();
+  samples::serve_until_signal("http_server", *s);
   const httpd::stats st = s->stats();
   std::printf("http_server: stopped; %llu connections served, %llu refused, %llu responses\n",
               static_cast<unsigned long long>(st.accepted),
@@ -107,13 +89,5 @@ int main(int argc, char** argv) {
   o.open_file_cache = absl::GetFlag(FLAGS_open_file_cache);
   o.open_file_cache_valid = seconds_flag(FLAGS_open_file_cache_valid, "open_file_cache_valid");
 
-  int status = 0;
-  try {
-    spindle::run(spindle::options{.workers = absl::GetFlag(FLAGS_workers)},
-                 [&] { status = serve(o); });
-  } catch (const std::exception& e) {
-    samples::error(e.what());
-    return 1;
-  }
-  return status;
+  return samples::run_program(absl::GetFlag(FLAGS_workers), [&] { return serve(o); });
 }

@@ -8,20 +8,16 @@
 // exits 0. A bad flag, or an address it cannot listen on, is said on
 // stderr and exits 2.
 #include <chrono>
-#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <memory>
 #include <string>
-#include <system_error>
 
 #include "absl/flags/flag.h"
-#include "fiber/fiber.h"
-#include "io/signal.h"
 #include "samples/command_line.h"
 #include "samples/kv/server.h"
-#include "sched/scheduler.h"
+#include "samples/serve.h"
 
 ABSL_FLAG(int, port, 6380, "TCP port to listen on (0: any free port; 6380 so as not to clash with Redis)");
 ABSL_FLAG(std::string, bind, "0.0.0.0", "address to listen on (\"::\" for IPv6)");
@@ -46,21 +42,7 @@ int serve(const kv::options& o) {
     samples::error("cannot listen on " + o.listen + ": " + e.what());
     return samples::exit_usage;
   }
-  // Take over SIGINT and SIGTERM before saying we listen (see
-  // samples/chat/main.cpp): a wait with a deadline already past installs
-  // the handlers, or reports a signal that came already.
-  std::error_code ec;
-  const int early_signal = spindle::wait_signal({SIGINT, SIGTERM}, std::chrono::nanoseconds(0), ec);
-  std::printf("kv_server: listening on %s\n", s->local_address().to_string().c_str());
-  std::fflush(stdout);
-  spindle::fiber stopper([&] {
-    const int sig = early_signal != 0 ? early_signal : spindle::wait_signal({SIGINT, SIGTERM});
-    std::printf("kv_server: signal %d, shutting down\n", sig);
-    std::fflush(stdout);
-    s->stop();
-  });
-  s->serve();
-  stopper.join();
+  samples::serve_until_signal("kv_server", *s);
   const kv::stats st = s->stats();
   std::printf("kv_server: stopped; %llu connections served, %llu refused, %llu commands\n",
               static_cast<unsigned long long>(st.accepted), static_cast<unsigned long long>(st.refused),
@@ -90,12 +72,5 @@ int main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_write_timeout) < 1) samples::usage_error("--write_timeout must be at least 1");
 
-  int status = 0;
-  try {
-    spindle::run(spindle::options{.workers = absl::GetFlag(FLAGS_workers)}, [&] { status = serve(o); });
-  } catch (const std::exception& e) {
-    samples::error(e.what());
-    return 1;
-  }
-  return status;
+  return samples::run_program(absl::GetFlag(FLAGS_workers), [&] { return serve(o); });
 }
