@@ -3,17 +3,13 @@
 // against it (keep-alive, ranges, a chunked upload), skipped where curl
 // is not installed. Plain threads only: no fiber here.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -27,110 +23,20 @@
 #include <utility>
 #include <vector>
 
+#include "samples/child_process.h"
+
 namespace {
 
-using namespace std::chrono_literals;
+using spindle::test::child_patience;
+using spindle::test::child_process;
+using spindle::test::run_to_end;
 using testing::HasSubstr;
 namespace fs = std::filesystem;
-
-// How long a program may take before the test fails (and kills it).
-constexpr auto patience = 60s;
-
-// A program running as a child process, its stdout and stderr on pipes.
-class child {
- public:
-  explicit child(std::vector<std::string> argv) : argv_(std::move(argv)) {
-    int out[2], err[2];
-    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-      return;
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-    std::vector<char*> args;
-    for (std::string& a : argv_) args.push_back(a.data());
-    args.push_back(nullptr);
-    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(out[1]);
-    ::close(err[1]);
-    out_ = out[0];
-    err_ = err[0];
-    if (rc != 0) {
-      pid_ = -1;
-      ADD_FAILURE() << "cannot run " << argv_[0] << ": " << std::strerror(rc);
-    }
-  }
-  child(const child&) = delete;
-  child& operator=(const child&) = delete;
-  ~child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (out_ >= 0) ::close(out_);
-    if (err_ >= 0) ::close(err_);
-  }
-
-  // The next line of stdout, without its '\n' ("" at its end).
-  std::string read_line() {
-    const auto give_up = std::chrono::steady_clock::now() + patience;
-    std::size_t lf;
-    while ((lf = out_text_.find('\n')) == std::string::npos &&
-           read_some(out_, out_text_, give_up)) {
-    }
-    std::string line = out_text_.substr(0, lf);
-    out_text_.erase(0, lf == std::string::npos ? lf : lf + 1);
-    return line;
-  }
-
-  void signal(int sig) { EXPECT_EQ(::kill(pid_, sig), 0) << std::strerror(errno); }
-
-  // Reads the rest of its output and waits for it to exit; its exit
-  // status, or -1 if it did not exit by itself within patience.
-  int finish() {
-    const auto give_up = std::chrono::steady_clock::now() + patience;
-    while (read_some(out_, out_text_, give_up) || read_some(err_, err_text_, give_up)) {
-    }
-    if (std::chrono::steady_clock::now() >= give_up) {
-      ADD_FAILURE() << argv_[0] << " still running after " << patience.count() << " s";
-      ::kill(pid_, SIGKILL);
-    }
-    int status = 0;
-    EXPECT_EQ(::waitpid(pid_, &status, 0), pid_);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  const std::string& out() const { return out_text_; }
-  const std::string& err() const { return err_text_; }
-
- private:
-  static bool read_some(int fd, std::string& to, std::chrono::steady_clock::time_point give_up) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        give_up - std::chrono::steady_clock::now());
-    pollfd p{fd, POLLIN, 0};
-    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) return false;
-    char buf[4096];
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) return false;
-    to.append(buf, static_cast<std::size_t>(n));
-    return true;
-  }
-
-  std::vector<std::string> argv_;
-  pid_t pid_ = -1;
-  int out_ = -1;
-  int err_ = -1;
-  std::string out_text_;
-  std::string err_text_;
-};
 
 // The port a server started with --bind=127.0.0.1 --port=0 says it
 // listens on, from its first line; 0 (and a failure) if it says nothing
 // of the kind.
-int port_of(child& server) {
+int port_of(child_process& server) {
   const std::string first = server.read_line();
   const std::size_t colon = first.rfind(':');
   if (first.find("listening on 127.0.0.1:") == std::string::npos) {
@@ -154,7 +60,7 @@ std::optional<std::string> find_curl() {
 }
 
 TEST(HttpServerProgram, HelpListsItsFlagsAndExitsZero) {
-  child p({HTTP_SERVER_PROGRAM, "--help"});
+  child_process p({HTTP_SERVER_PROGRAM, "--help"});
   EXPECT_EQ(p.finish(), 0) << p.err();
   for (const char* flag :
        {"--port", "--bind", "--workers", "--root", "--max_header_bytes", "--max_uri_bytes",
@@ -164,31 +70,31 @@ TEST(HttpServerProgram, HelpListsItsFlagsAndExitsZero) {
 }
 
 TEST(HttpServerProgram, ABogusFlagExitsTwoAndSaysWhy) {
-  child p({HTTP_SERVER_PROGRAM, "--bogus"});
+  child_process p({HTTP_SERVER_PROGRAM, "--bogus"});
   EXPECT_EQ(p.finish(), 2);
   EXPECT_THAT(p.err(), HasSubstr("bogus"));
 }
 
 TEST(HttpServerProgram, APortOutOfRangeExitsTwoAndSaysWhy) {
-  child p({HTTP_SERVER_PROGRAM, "--port=65536"});
+  child_process p({HTTP_SERVER_PROGRAM, "--port=65536"});
   EXPECT_EQ(p.finish(), 2);
   EXPECT_THAT(p.err(), HasSubstr("--port must be 0 to 65535"));
 }
 
 TEST(HttpServerProgram, ARootThatIsNotADirectoryExitsTwoAndSaysWhy) {
   for (const char* root : {"--root=/no/such/dir", "--root=" HTTP_SERVER_PROGRAM}) {
-    child p({HTTP_SERVER_PROGRAM, "--port=0", "--bind=127.0.0.1", root});
+    child_process p({HTTP_SERVER_PROGRAM, "--port=0", "--bind=127.0.0.1", root});
     EXPECT_EQ(p.finish(), 2) << root;
     EXPECT_THAT(p.err(), HasSubstr("--root")) << root;
   }
 }
 
 TEST(HttpServerProgram, AnswersARequestAndExitsZeroOnSigterm) {
-  child server({HTTP_SERVER_PROGRAM, "--port=0", "--bind=127.0.0.1", "--workers=2"});
+  child_process server({HTTP_SERVER_PROGRAM, "--port=0", "--bind=127.0.0.1", "--workers=2"});
   const int port = port_of(server);
   ASSERT_NE(port, 0);
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const timeval wait{std::chrono::seconds(patience).count(), 0};
+  const timeval wait{child_patience.count(), 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   sockaddr_in to{};
   to.sin_family = AF_INET;
@@ -238,15 +144,14 @@ class HttpServerCurl : public testing::Test {
   std::string curl(std::vector<std::string> args) {
     args.insert(args.begin(),
                 {*curl_, "--silent", "--show-error", "--http1.1", "--max-time", "60"});
-    child c(std::move(args));
-    const int status = c.finish();
-    EXPECT_EQ(status, 0) << c.err();
-    return c.out();
+    const auto [status, out, err] = run_to_end(std::move(args));
+    EXPECT_EQ(status, 0) << err;
+    return out;
   }
 
   std::optional<std::string> curl_;
   fs::path root_;
-  std::optional<child> server_;
+  std::optional<child_process> server_;
   std::string base_;
 };
 

@@ -5,123 +5,39 @@
 // --no-raw the "(error) ..." and "(integer) ..." forms a terminal shows).
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "samples/child_process.h"
 
 namespace {
 
-using namespace std::chrono_literals;
+using spindle::test::child_process;
 
-// How long a program may take before the test fails (and kills it):
-// generous, for sanitizer builds on a loaded machine.
-constexpr auto patience = 60s;
-
-// A program running as a child process, its stdout and stderr on one
-// pipe.
-class process {
- public:
-  explicit process(std::vector<std::string> argv) {
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-      return;
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDERR_FILENO);
-    std::vector<char*> args;
-    for (std::string& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    const int rc = ::posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(out[1]);
-    out_ = out[0];
-    if (rc != 0) {
-      pid_ = -1;
-      ADD_FAILURE() << "cannot run " << argv[0] << ": " << std::strerror(rc);
-    }
-  }
-  process(const process&) = delete;
-  process& operator=(const process&) = delete;
-  ~process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (out_ >= 0) ::close(out_);
-  }
-
-  // read_line() is the next line of output without its '\n' ("" at the
-  // end, or after patience).
-  std::string read_line() {
-    const auto give_up = std::chrono::steady_clock::now() + patience;
-    std::size_t lf;
-    while ((lf = text_.find('\n')) == std::string::npos && read_some(give_up)) {
-    }
-    std::string line = text_.substr(0, lf);
-    text_.erase(0, lf == std::string::npos ? lf : lf + 1);
-    return line;
-  }
-  void signal(int sig) { EXPECT_EQ(::kill(pid_, sig), 0) << std::strerror(errno); }
-  // finish() reads the rest of the output and waits for the program to
-  // exit: its exit status, -1 if it did not exit by itself in time.
-  int finish() {
-    const auto give_up = std::chrono::steady_clock::now() + patience;
-    while (read_some(give_up)) {
-    }
-    if (std::chrono::steady_clock::now() >= give_up) {
-      ADD_FAILURE() << "still running after " << patience.count() << " s";
-      ::kill(pid_, SIGKILL);
-    }
-    int status = 0;
-    EXPECT_EQ(::waitpid(pid_, &status, 0), pid_);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  const std::string& output() const { return text_; }  // what read_line() has not taken
-
- private:
-  bool read_some(std::chrono::steady_clock::time_point give_up) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(give_up - std::chrono::steady_clock::now());
-    pollfd p{out_, POLLIN, 0};
-    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) return false;
-    char buf[4096];
-    const ssize_t n = ::read(out_, buf, sizeof buf);
-    if (n <= 0) return false;
-    text_.append(buf, static_cast<std::size_t>(n));
-    return true;
-  }
-
-  pid_t pid_ = -1;
-  int out_ = -1;
-  std::string text_;
-};
-
-// output_of() runs a program to its end: {exit status, its output}.
+// output_of() runs a program to its end, its stdout and stderr on one
+// pipe: {exit status, its output}.
 std::pair<int, std::string> output_of(std::vector<std::string> argv) {
-  process p(std::move(argv));
-  const int status = p.finish();
-  return {status, p.output()};
+  auto [status, out, err] =
+      spindle::test::run_to_end(std::move(argv), child_process::stderr_to::stdout_pipe);
+  return {status, std::move(out)};
 }
 
 // A kv_server on a free port of 127.0.0.1, stopped with SIGTERM by
 // stop() (or killed, if the test failed first).
 class server_process {
  public:
-  server_process() : p_({KV_SERVER_PROGRAM, "--port=0", "--bind=127.0.0.1", "--workers=2"}) {
+  server_process()
+      : p_({KV_SERVER_PROGRAM, "--port=0", "--bind=127.0.0.1", "--workers=2"},
+           child_process::stderr_to::stdout_pipe) {
     const std::string line = p_.read_line();  // "kv_server: listening on 127.0.0.1:PORT"
     const std::size_t colon = line.rfind(':');
     EXPECT_TRUE(line.starts_with("kv_server: listening on ")) << line;
@@ -135,7 +51,7 @@ class server_process {
   }
 
  private:
-  process p_;
+  child_process p_;
   int port_ = 0;
 };
 
