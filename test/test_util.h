@@ -4,10 +4,15 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "fiber/detail/sanitizer.h"
 #include "fiber/detail/stack.h"
@@ -118,6 +123,33 @@ inline rlim_t raise_descriptor_limit() {
     (void)::getrlimit(RLIMIT_NOFILE, &r);
   }
   return r.rlim_cur;
+}
+
+// ---- Bytes ----
+
+// pattern() is `size` bytes that differ from file to file (by `seed`) and
+// have no short period, so a misplaced chunk shows.
+inline std::vector<std::byte> pattern(std::uint32_t seed, std::size_t size) {
+  std::vector<std::byte> out(size);
+  for (std::size_t i = 0; i < size; ++i) {
+    const std::uint32_t x = static_cast<std::uint32_t>(i) * 2654435761u + seed * 40503u + seed;
+    out[i] = static_cast<std::byte>(x >> 24 ^ x >> 8);
+  }
+  return out;
+}
+
+inline std::span<const std::byte> bytes_of(std::string_view s) { return std::as_bytes(std::span(s)); }
+
+inline testing::AssertionResult same_bytes(std::span<const std::byte> got,
+                                    std::span<const std::byte> want) {
+  if (got.size() != want.size()) {
+    return testing::AssertionFailure() << "got " << got.size() << " bytes, want " << want.size();
+  }
+  const auto diff = std::mismatch(got.begin(), got.end(), want.begin());
+  if (diff.first != got.end()) {
+    return testing::AssertionFailure() << "first difference at byte " << (diff.first - got.begin());
+  }
+  return testing::AssertionSuccess();
 }
 
 }  // namespace spindle::test

@@ -34,6 +34,9 @@ namespace {
 
 namespace stdfs = std::filesystem;
 using spindle::fiber;
+using spindle::test::bytes_of;
+using spindle::test::pattern;
+using spindle::test::same_bytes;
 using spindle::file;
 using spindle::open_mode;
 using namespace std::chrono_literals;
@@ -64,30 +67,6 @@ class FileOnPlainThreadTest : public with_temp_dir<testing::Test> {};
 
 SPINDLE_INSTANTIATE_WORKERS(FileTest, 1u, 2u, 4u);
 
-// pattern() is `size` bytes that differ from file to file (by `seed`) and
-// have no short period, so a misplaced chunk shows.
-std::vector<std::byte> pattern(std::uint32_t seed, std::size_t size) {
-  std::vector<std::byte> out(size);
-  for (std::size_t i = 0; i < size; ++i) {
-    const std::uint32_t x = static_cast<std::uint32_t>(i) * 2654435761u + seed * 40503u + seed;
-    out[i] = static_cast<std::byte>(x >> 24 ^ x >> 8);
-  }
-  return out;
-}
-
-std::span<const std::byte> bytes_of(std::string_view s) { return std::as_bytes(std::span(s)); }
-
-testing::AssertionResult same_bytes(std::span<const std::byte> got,
-                                    std::span<const std::byte> want) {
-  if (got.size() != want.size()) {
-    return testing::AssertionFailure() << "got " << got.size() << " bytes, want " << want.size();
-  }
-  const auto diff = std::mismatch(got.begin(), got.end(), want.begin());
-  if (diff.first != got.end()) {
-    return testing::AssertionFailure() << "first difference at byte " << (diff.first - got.begin());
-  }
-  return testing::AssertionSuccess();
-}
 
 // Open descriptors of this process (the directory's own included, which
 // cancels out between two counts).

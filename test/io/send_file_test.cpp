@@ -43,26 +43,9 @@ using spindle::connection;
 using spindle::fiber;
 using spindle::file;
 using spindle::open_mode;
+using spindle::test::pattern;
+using spindle::test::same_bytes;
 
-std::vector<std::byte> pattern(std::size_t n, std::uint32_t seed) {
-  std::vector<std::byte> v(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint32_t x = static_cast<std::uint32_t>(i) * 2654435761u + seed * 40503u;
-    v[i] = static_cast<std::byte>(x >> 24 ^ x >> 9);
-  }
-  return v;
-}
-
-testing::AssertionResult same_bytes(std::span<const std::byte> got, std::span<const std::byte> want) {
-  if (got.size() != want.size()) {
-    return testing::AssertionFailure() << "got " << got.size() << " bytes, want " << want.size();
-  }
-  const auto diff = std::mismatch(got.begin(), got.end(), want.begin());
-  if (diff.first != got.end()) {
-    return testing::AssertionFailure() << "first difference at byte " << (diff.first - got.begin());
-  }
-  return testing::AssertionSuccess();
-}
 
 // The pool's completed calls once none is in flight (the pool counts a
 // call just after it wakes the caller).
@@ -118,9 +101,9 @@ class SendFileTest : public spindle::test::workers_fixture {
     std::error_code ignored;
     if (!dir_.empty()) stdfs::remove_all(dir_, ignored);
   }
-  // A file of `size` bytes of pattern(size, seed), named `name`.
+  // A file of `size` bytes of pattern(seed, size), named `name`.
   stdfs::path make_file(const std::string& name, std::size_t size, std::uint32_t seed) {
-    const std::vector<std::byte> data = pattern(size, seed);
+    const std::vector<std::byte> data = pattern(seed, size);
     const stdfs::path p = dir_ / name;
     spindle::fs::write_file(p, std::string_view(reinterpret_cast<const char*>(data.data()), size));
     return p;
@@ -133,7 +116,7 @@ SPINDLE_INSTANTIATE_WORKERS(SendFileTest, 1u, 2u, 4u);
 
 TEST_P(SendFileTest, ACachedFileArrivesWholeAndInRangesWithoutAPoolRoundTrip) {
   constexpr std::size_t size = (1 << 20) + 123;
-  const std::vector<std::byte> data = pattern(size, 1);
+  const std::vector<std::byte> data = pattern(1, size);
   const stdfs::path p = make_file("cached", size, 1);
   spindle::test::cache(p);
   spindle::run(opts(), [&] {
@@ -160,9 +143,11 @@ TEST_P(SendFileTest, ACachedFileArrivesWholeAndInRangesWithoutAPoolRoundTrip) {
 
 TEST_P(SendFileTest, AnEvictedOrPartlyCachedFileIsReadOnThePoolAndArrivesTheSame) {
   constexpr std::size_t size = 768 * 1024;
-  const std::vector<std::byte> data = pattern(size, 2);
-  const stdfs::path p = make_file("cold", size, 2);
+  const std::vector<std::byte> data = pattern(2, size);
   for (const std::size_t cached : {std::size_t{0}, size / 3 / 4096 * 4096}) {
+    // A new file each time: pages a sendfile gave the socket stay in use
+    // (and in the cache) until the kernel frees those buffers, later.
+    const stdfs::path p = make_file("cold" + std::to_string(cached), size, 2);
     if (!spindle::test::evict(p, 0, size)) GTEST_SKIP() << "this file system keeps the pages cached";
     spindle::test::cache_range(p, 0, cached);
     spindle::run(opts(), [&] {
@@ -182,7 +167,7 @@ TEST_P(SendFileTest, AnEvictedOrPartlyCachedFileIsReadOnThePoolAndArrivesTheSame
 
 TEST_P(SendFileTest, ASlowReaderMakesItWaitAndEveryByteArrivesInOrder) {
   const std::size_t size = spindle::test::scaled(4) << 20;
-  const std::vector<std::byte> data = pattern(size, 3);
+  const std::vector<std::byte> data = pattern(3, size);
   const stdfs::path p = make_file("big", size, 3);
   spindle::test::cache(p);
   spindle::run(opts(), [&] {
@@ -202,7 +187,7 @@ TEST_P(SendFileTest, ASlowReaderMakesItWaitAndEveryByteArrivesInOrder) {
 
 TEST_P(SendFileTest, ADeadlineOnAFullSocketReportsExactlyTheBytesThatWent) {
   constexpr std::size_t size = 32 << 20;
-  const std::vector<std::byte> data = pattern(size, 4);
+  const std::vector<std::byte> data = pattern(4, size);
   const stdfs::path p = make_file("huge", size, 4);
   spindle::run(opts(), [&] {
     file f = file::open(p, open_mode::read);
@@ -249,7 +234,7 @@ TEST_P(SendFileTest, BadArgumentsFailWithAClearErrorAndLeaveTheConnectionUsable)
     EXPECT_EQ(s.server.send_file(f, 0, 100), 100u);
     std::vector<std::byte> got(100);
     EXPECT_EQ(s.client.read_exactly(std::span(got)), 100u);
-    EXPECT_TRUE(same_bytes(got, pattern(100, 5)));
+    EXPECT_TRUE(same_bytes(got, pattern(5, 100)));
     s.server.close();
     EXPECT_EQ(s.server.send_file(f, 0, 10, ec), 0u);
     EXPECT_EQ(ec, std::errc::bad_file_descriptor);
