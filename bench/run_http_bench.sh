@@ -37,23 +37,9 @@
 set -euo pipefail
 peer_packages="wrk nginx golang-go"
 source "$(dirname "$0")/bench_common.sh"
-# bench_common.sh leaves the samples out; the HTTP server is one. While
-# samples/http does not build, measure the peers only.
+# bench_common.sh leaves the samples out; the HTTP server is one.
 B=build/bench
-if cmake -S . -B $B -DSPINDLE_BUILD_SAMPLES=ON >/dev/null 2>"$B/http_bench_cmake.log"; then
-  cmake --build $B --target http_server >/dev/null 2>&1 ||
-    echo "note: samples/http's http_server did not build (cmake --build $B --target http_server)" >&2
-else
-  echo "note: configuring with SPINDLE_BUILD_SAMPLES=ON failed (see $B/http_bench_cmake.log);" \
-    "the Spindle servers are skipped unless built before" >&2
-  cmake -S . -B $B -DSPINDLE_BUILD_SAMPLES=OFF >/dev/null
-fi
-# The libev peer: a CMake target where bench/CMakeLists.txt includes
-# peers/http, otherwise compiled here.
-if ! cmake --build $B --target libev_http >/dev/null 2>&1; then
-  mkdir -p $B/bench/peers/http
-  cc -O2 -Wall -o $B/bench/peers/http/libev_http bench/peers/http/libev_http.c -lev -pthread
-fi
+build_samples http_server   # the libev peer (libev_http) is built by bench_common.sh
 (cd bench/peers/go_http && GOPROXY=off GOTOOLCHAIN=local go build -o ../../../$B/go_http .)
 
 seconds=${1:-7} reps=${2:-3} warmup=${3:-1}

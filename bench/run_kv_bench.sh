@@ -31,16 +31,8 @@ set -euo pipefail
 peer_packages="redis-server redis-tools"
 source "$(dirname "$0")/bench_common.sh"
 # bench_common.sh leaves the samples out; the key-value server is one.
-# While samples/kv does not build, measure redis only.
 B=build/bench
-if cmake -S . -B $B -DSPINDLE_BUILD_SAMPLES=ON >/dev/null 2>"$B/kv_bench_cmake.log"; then
-  cmake --build $B --target kv_server >/dev/null 2>&1 ||
-    echo "note: samples/kv's kv_server did not build (cmake --build $B --target kv_server)" >&2
-else
-  echo "note: configuring with SPINDLE_BUILD_SAMPLES=ON failed (see $B/kv_bench_cmake.log);" \
-    "the Spindle servers are skipped unless built before" >&2
-  cmake -S . -B $B -DSPINDLE_BUILD_SAMPLES=OFF >/dev/null
-fi
+build_samples kv_server
 
 n1=${1:-150000} reps=${2:-3}
 read -r -a servers <<<"${SERVERS:-redis spindle-1w spindle-2w}"
