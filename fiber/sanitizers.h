@@ -18,3 +18,22 @@
 #define SPINDLE_TSAN 1
 #endif
 #endif
+
+#if SPINDLE_TSAN
+#include <atomic>
+#endif
+
+namespace spindle::detail {
+// A ThreadSanitizer build blocks asynchronous signals across each fiber
+// switch once a signal handler of Spindle's own is installed (io/signal's,
+// the dump's): see fiber/detail/sanitizer.h. Whoever installs one calls
+// tsan_watch_signals() first. Nothing in other builds.
+#if SPINDLE_TSAN
+inline std::atomic<bool> tsan_signals_watched{false};
+inline void tsan_watch_signals() noexcept {
+  tsan_signals_watched.store(true, std::memory_order_relaxed);
+}
+#else
+inline void tsan_watch_signals() noexcept {}
+#endif
+}  // namespace spindle::detail

@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "io/detail/fd_state.h"
+#include "fiber/sanitizers.h"
 #include "io/detail/or_throw.h"
 #include "sched/io_wait.h"
 
@@ -57,6 +58,7 @@ bool install(int sig, std::error_code& ec) noexcept {
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
+    detail::tsan_watch_signals();  // before the handler can run (fiber/detail/sanitizer.h)
     if (::sigaction(sig, &sa, nullptr) != 0) {
       ec = detail::last_error();
       return false;

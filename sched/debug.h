@@ -65,6 +65,13 @@ struct runtime_statistics {
   std::size_t parked = 0;
   std::vector<std::pair<std::string, std::size_t>> parked_by_reason;
   std::vector<worker_stats> per_worker;
+  // Forward progress (runtime_options::max_spare_workers): spare worker
+  // threads running now, workers the monitor last saw held by one fiber
+  // (10-20 ms without a switch), and spares started since the runtime
+  // began.
+  unsigned spare_workers = 0;
+  unsigned held_workers = 0;
+  std::uint64_t spares_started = 0;
   // The blocking pool (sched/blocking.h): threads, calls queued, calls
   // waiting for room in the queue, calls made.
   std::size_t blocking_threads = 0;

@@ -31,6 +31,16 @@ struct runtime_options {
   // ...and at most this many calls queued for them; callers beyond that
   // park (in order) until there is room.
   std::size_t blocking_queue = 1024;
+  // Forward progress (docs/sched.md, "Held workers"): when a fiber holds
+  // its worker for 10-20 ms without switching (a spin-wait, a long
+  // computation, a blocking call Spindle does not know) while fibers,
+  // timers or the network wait, the runtime starts a spare worker thread
+  // that takes that work over; the held fiber keeps its thread. A spare
+  // retires when it runs out of work and holds have ended. At most this
+  // many spares run at once; past that, work queued behind held workers
+  // waits until a hold ends (and a warning says so, once). 0: none, as
+  // before (a held worker's queue waits for it).
+  unsigned max_spare_workers = 256;
 
   // ---- Diagnostics (docs/operability.md) ----
   // What run() does when every fiber is parked on Spindle's own

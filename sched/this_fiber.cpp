@@ -81,7 +81,7 @@ void pin() {
     throw std::system_error(std::make_error_code(std::errc::value_too_large),
                             "spindle::this_fiber::pin: nested too deeply");
   }
-  ++self->pinned_;
+  if (self->pinned_++ == 0) self->worker_->pinned_here(+1);
 }
 
 void unpin() {
@@ -90,7 +90,7 @@ void unpin() {
     throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                             "spindle::this_fiber::unpin: the fiber is not pinned");
   }
-  --self->pinned_;
+  if (--self->pinned_ == 0) self->worker_->pinned_here(-1);
 }
 
 bool is_pinned() noexcept {

@@ -22,6 +22,7 @@
 #endif
 #if SPINDLE_TSAN
 #include <sanitizer/tsan_interface.h>
+#include <signal.h>
 #endif
 
 // The annotations must sit in the very function that then switches: TSan
@@ -83,6 +84,48 @@ SPINDLE_ALWAYS_INLINE void tsan_switch_to(void* fiber) noexcept {
   (void)fiber;
 #endif
 }
+
+// TSan runs a signal handler at once only while the thread is in a
+// blocking call (epoll_wait, a condition variable wait). Otherwise it
+// queues the signal on the current TSan fiber and runs the handler at that
+// fiber's next intercepted call. A signal caught after a fiber's last such
+// call and before it switched out therefore waits until that fiber runs
+// again, which may be never: a fiber parked on a read that only a stop
+// would end, while the stopper waits in wait_signal() for that very
+// handler (echo_server's stop on SIGTERM with one worker: its program
+// test hung in a few runs in a hundred). So a TSan build blocks the
+// asynchronous signals across each switch: tsan_block_signals() on the
+// way out (pthread_sigmask is intercepted, so it runs what the departing
+// fiber has queued), and tsan_restore_signals() on arrival, where a signal
+// that came in between is delivered to the fiber switched to. Synchronous
+// signals stay open:
+// TSan runs those at once anyway, and a fault must not be blocked.
+// Two system calls a switch, so only once Spindle has installed a signal
+// handler of its own (io/signal.cpp's, the dump's): tsan_watch_signals().
+// Out of line, so that the thread_locals are looked up on the thread that
+// switches (a fiber may resume on another).
+#if SPINDLE_TSAN
+inline thread_local sigset_t tsan_switch_saved_mask;
+inline thread_local bool tsan_switch_blocked = false;
+
+[[gnu::noinline]] inline void tsan_block_signals() noexcept {
+  tsan_switch_blocked = tsan_signals_watched.load(std::memory_order_relaxed);
+  if (!tsan_switch_blocked) return;
+  sigset_t async;
+  sigfillset(&async);
+  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGABRT, SIGFPE, SIGPIPE, SIGSYS}) {
+    sigdelset(&async, sig);
+  }
+  pthread_sigmask(SIG_BLOCK, &async, &tsan_switch_saved_mask);
+}
+
+[[gnu::noinline]] inline void tsan_restore_signals() noexcept {
+  if (tsan_switch_blocked) pthread_sigmask(SIG_SETMASK, &tsan_switch_saved_mask, nullptr);
+}
+#else
+inline void tsan_block_signals() noexcept {}
+inline void tsan_restore_signals() noexcept {}
+#endif
 
 inline void tsan_destroy_fiber(void* fiber) noexcept {
 #if SPINDLE_TSAN

@@ -79,7 +79,7 @@ struct census {
 
 void count_runtime(runtime& rt, void* arg) {
   auto* c = static_cast<census*>(arg);
-  c->known_threads += rt.worker_count();
+  c->known_threads += rt.worker_count() + static_cast<unsigned>(rt.active_spares());
   blocking_pool_stats s;
   rt.blocking().stats(s);
   c->known_threads += static_cast<long>(s.threads);
@@ -99,7 +99,7 @@ void abandon(control_block* cb, void* arg) {
   const auto* rt = static_cast<const runtime*>(arg);
   const void* w = racy_worker(cb);
   bool ours = false;
-  for (unsigned i = 0; i < rt->worker_count(); ++i) {
+  for (unsigned i = 0; i < rt->slot_count(); ++i) {
     ours = ours || w == &const_cast<runtime*>(rt)->worker_at(i);
   }
   if (!ours) return;  // another runtime's (asleep for ever too, but not ours to hide)
@@ -133,12 +133,13 @@ runtime::deadlock_verdict runtime::check_deadlock() noexcept {
   // from here to the end mean that the walks below saw one still picture
   // (a fiber that finished mid-walk, say, would have been missed by the
   // walk while the fiber it woke still looked parked).
-  std::vector<std::uint32_t> switches(workers_.size());
-  for (std::size_t i = 0; i < workers_.size(); ++i) switches[i] = workers_[i]->switch_count();
+  const unsigned slots = slot_count();
+  std::vector<std::uint32_t> switches(slots);
+  for (unsigned i = 0; i < slots; ++i) switches[i] = worker_at(i).switch_count();
   const auto still = [&] {
-    if (!all_idle()) return false;
-    for (std::size_t i = 0; i < workers_.size(); ++i) {
-      if (workers_[i]->switch_count() != switches[i]) return false;
+    if (!all_idle() || slot_count() != slots) return false;
+    for (unsigned i = 0; i < slots; ++i) {
+      if (worker_at(i).switch_count() != switches[i]) return false;
     }
     return true;
   };
@@ -150,7 +151,7 @@ runtime::deadlock_verdict runtime::check_deadlock() noexcept {
   if (!all_fibers(asleep_on_sync, &fibers, &interrupted) || fibers == 0) {
     return interrupted ? deadlock_verdict::maybe : deadlock_verdict::none;
   }
-  if (worker_live_ + live_.load(std::memory_order_acquire) <= 0) return deadlock_verdict::none;
+  if (worker_live_.load(std::memory_order_acquire) + live_.load(std::memory_order_acquire) <= 0) return deadlock_verdict::none;
 
   census c;
   with_runtimes(count_runtime, &c);
@@ -184,7 +185,7 @@ runtime::deadlock_verdict runtime::check_deadlock() noexcept {
   deadlock_report_ = std::move(report);
   deadlocked_.store(true, std::memory_order_release);
   stopping_.store(true, std::memory_order_release);
-  for (auto& w : workers_) w->wake();
+  for (unsigned i = 0; i < slot_count(); ++i) worker_at(i).wake();
   return deadlock_verdict::found;
 }
 

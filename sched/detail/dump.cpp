@@ -127,7 +127,7 @@ struct collector {
 
 void list_workers(runtime& rt, void* arg) {
   auto* c = static_cast<collector*>(arg);
-  for (unsigned i = 0; i < rt.worker_count(); ++i) {
+  for (unsigned i = 0; i < rt.slot_count(); ++i) {
     c->workers.push_back({&rt.worker_at(i), i, c->runtimes});
   }
   ++c->runtimes;
@@ -553,6 +553,7 @@ void install_dump_signal(int signo) {
   sa.sa_handler = on_dump_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
+  tsan_watch_signals();  // before the handler can run (fiber/detail/sanitizer.h)
   if (::sigaction(signo, &sa, nullptr) != 0) return;
   g_installed |= bit;
 }

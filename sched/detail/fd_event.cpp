@@ -136,6 +136,9 @@ fd_event::result fd_event::wait(time_point deadline,
   }
 
   self->loop_wait_ = &node.base;
+  // A spare does not retire while a watcher of its loop waits (the fiber
+  // comes back to this worker: its wakers route it home).
+  w->loop_wait_here(+1);
   note_wait(self, dir_ == io_direction::read ? wait_reason::fd_read : wait_reason::fd_write, this,
             fd_);
   prepare_park(self);
@@ -172,6 +175,7 @@ fd_event::result fd_event::wait(time_point deadline,
   lock();
   waiter_ = nullptr;
   unlock();
+  w->loop_wait_here(-1);
   return static_cast<result>(node.res.load(std::memory_order_acquire));
 }
 

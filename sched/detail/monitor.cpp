@@ -69,11 +69,30 @@ void monitor::run() {
 
 bool monitor::sample(std::chrono::steady_clock::time_point now) {
   bool busy = false;
+  int held = 0;
+  int active = 0;
+  bool work_waits = false;
+  const unsigned slots = rt_.slot_count();
+  while (views_.size() < slots) {
+    views_.push_back(view{});
+    views_.back().last = rt_.worker_at(static_cast<unsigned>(views_.size() - 1)).switch_count();
+    views_.back().since = now;
+  }
+  const auto due_soon = (now + sample_interval).time_since_epoch().count();
   for (unsigned i = 0; i < views_.size(); ++i) {
     worker& w = rt_.worker_at(i);
     view& v = views_[i];
     const std::uint32_t count = w.switch_count();
-    const bool running_fiber = !w.asleep() && w.current_racy() != w.loop_block();
+    if (w.spare() && w.retired()) {
+      v.total += static_cast<std::uint32_t>(count - v.last);
+      v.last = count;
+      v.since = now;
+      continue;
+    }
+    ++active;
+    // (current_ is null until the worker's loop has started.)
+    const control_block* current = w.current_racy();
+    const bool running_fiber = !w.asleep() && current != nullptr && current != w.loop_block();
     busy = busy || !w.asleep();
     if (count != v.last || !running_fiber) {
       v.total += static_cast<std::uint32_t>(count - v.last);
@@ -82,15 +101,49 @@ bool monitor::sample(std::chrono::steady_clock::time_point now) {
       v.warned = false;
       continue;
     }
-    // The same fiber since the sample that first saw this count.
     const auto ran = now - v.since;
     if (ran > v.longest) v.longest = std::chrono::duration_cast<std::chrono::nanoseconds>(ran);
     if (warn_after_.count() > 0 && ran >= warn_after_ && !v.warned) {
       v.warned = true;
       warn(i, ran);
     }
+    // Held: the same fiber since the sample that first saw this count,
+    // hold_threshold ago at least (less half an interval, for a wait that
+    // woke early).
+    if (ran < hold_threshold - sample_interval / 2) continue;
+    ++held;
+    if (w.has_stealable_work() || w.timers().due(due_soon)) work_waits = true;
   }
+  rt_.set_held_workers(held);
+  if (held != 0 && (work_waits || held == active)) relieve();
+  if (held < rt_.active_spares()) {
+    // Holds have ended: a spare asleep in its loop (with no timeout, when
+    // every worker idles) looks again, and retires.
+    for (unsigned i = rt_.worker_count(); i < views_.size(); ++i) {
+      worker& w = rt_.worker_at(i);
+      if (!w.retired() && w.asleep()) w.wake();
+    }
+  }
+  rt_.join_spares(/*all=*/false);
   return busy;
+}
+
+void monitor::relieve() {
+  // An idle worker takes it (it steals rings, inboxes, a stale runnext and
+  // any worker's due timers); it would within its idle poll anyway.
+  if (rt_.idle_count() != 0) {
+    rt_.wake_one_idle_worker();
+    return;
+  }
+  if (rt_.max_spares() == 0 || rt_.start_spare()) return;
+  if (!warned_spare_bound_ && rt_.active_spares() >= static_cast<int>(rt_.max_spares())) {
+    warned_spare_bound_ = true;
+    std::fprintf(stderr,
+                 "spindle: %u spare workers run, the most runtime_options::max_spare_workers "
+                 "allows, and fibers still hold every worker: work queued behind them waits "
+                 "until a hold ends (docs/sched.md, \"Held workers\")\n",
+                 rt_.max_spares());
+  }
 }
 
 void monitor::warn(unsigned index, std::chrono::steady_clock::duration ran) {

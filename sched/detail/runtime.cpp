@@ -94,7 +94,8 @@ void install_fork_handlers() noexcept {
   cb->state_.store(fiber_state::finished, std::memory_order_relaxed);
   // Not this_worker(): see worker::switch_to on thread_locals across switches.
   worker* w = cb->worker_;
-  w->rt().fiber_finished();
+  if (cb->pinned_ != 0) [[unlikely]] w->pinned_here(-1);
+  w->rt().fiber_finished(*w);
   control_block* next = w->finish_current();
   w->annotate_last_switch(next);
   jump(next->ctx_, next);
@@ -109,6 +110,7 @@ void start_fiber(worker& target, control_block* cb, const fiber_options& o, bool
   cb->check_canary_ = cb->stack_.guard == guard_kind::canary;
   cb->id_ = next_fiber_id();
   cb->pinned_ = o.pinned ? 1 : 0;
+  if (o.pinned) target.pinned_here(+1);
   cb->terminate_on_exception_ = o.terminate_on_exception;
 
   // The context's stack ends just below the control block.
@@ -186,13 +188,14 @@ runtime& default_runtime_locked() SPINDLE_REQUIRES(g_runtime_mu) {
 runtime::runtime(const runtime_options& opts, bool persistent)
     : opts_(normalized(opts)),
       persistent_(persistent),
-      blocking_(std::make_unique<blocking_pool>(opts)),
-      single_worker_(opts_.workers == 1) {
+      base_workers_(opts_.workers),
+      slot_capacity_(opts_.workers + opts_.max_spare_workers),
+      slots_(std::make_unique<std::unique_ptr<worker>[]>(slot_capacity_)),
+      spare_threads_(std::make_unique<std::thread[]>(slot_capacity_)),
+      blocking_(std::make_unique<blocking_pool>(opts)) {
   install_fork_handlers();
-  workers_.reserve(opts_.workers);
-  for (unsigned i = 0; i < opts_.workers; ++i) {
-    workers_.push_back(std::make_unique<worker>(*this, i));
-  }
+  for (unsigned i = 0; i < base_workers_; ++i) slots_[i] = std::make_unique<worker>(*this, i);
+  slot_count_.store(base_workers_, std::memory_order_release);
 }
 
 runtime::~runtime() {
@@ -201,47 +204,148 @@ runtime::~runtime() {
   while (outside_callers_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
 }
 
-void runtime::fiber_finished() noexcept {
-  if (single_worker_) {
-    worker_live_ = worker_live_ - 1;
-    if (worker_live_ + live_.load(std::memory_order_acquire) != 0 || persistent_) return;
-  } else if (live_.fetch_sub(1, std::memory_order_acq_rel) != 1 || persistent_) {
-    return;
+void runtime::fiber_started_on_worker(worker& w) noexcept {
+  if (w.enter_alone_region()) {
+    worker_live_.store(worker_live_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    w.leave_alone_region();
+  } else {
+    w.leave_alone_region();
+    live_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void runtime::fiber_finished(worker& w) noexcept {
+  if (w.enter_alone_region()) {
+    const std::int64_t mine = worker_live_.load(std::memory_order_relaxed) - 1;
+    worker_live_.store(mine, std::memory_order_relaxed);
+    w.leave_alone_region();
+    if (mine + live_.load(std::memory_order_acquire) != 0 || persistent_) return;
+  } else {
+    w.leave_alone_region();
+    // worker_live_ holds what a worker counted while it was alone (spares
+    // have come since; it is not written while they run).
+    if (live_.fetch_sub(1, std::memory_order_acq_rel) - 1 +
+                worker_live_.load(std::memory_order_acquire) != 0 ||
+        persistent_) {
+      return;
+    }
   }
   {
     lock_holder lock(g_runtime_mu);
     // A plain thread may have spawned in between (under the same lock).
-    if (worker_live_ + live_.load(std::memory_order_acquire) != 0) return;
+    if (worker_live_.load(std::memory_order_acquire) + live_.load(std::memory_order_acquire) != 0) {
+      return;
+    }
     stopping_.store(true, std::memory_order_release);
   }
-  for (auto& w : workers_) w->wake();
+  for (unsigned i = 0; i < slot_count(); ++i) worker_at(i).wake();
 }
 
 void runtime::run() noexcept {
   install_overflow_handler();
   start_diagnostics(*this, monitor_);
   std::vector<std::thread> threads;
-  threads.reserve(workers_.size());
-  for (std::size_t i = 1; i < workers_.size(); ++i) {
-    worker* w = workers_[i].get();
+  threads.reserve(base_workers_);
+  for (unsigned i = 1; i < base_workers_; ++i) {
+    worker* w = &worker_at(i);
     threads.emplace_back([w] { w->loop(); });
   }
-  workers_[0]->loop();
+  worker_at(0).loop();
   for (auto& t : threads) t.join();
+  // The monitor starts no spare once the runtime stops; the ones running
+  // leave their loops as the base workers did.
   monitor_.reset();
+  join_spares(/*all=*/true);
 }
 
 void runtime::start_background() {
   install_overflow_handler();
   start_diagnostics(*this, monitor_);
-  for (auto& w : workers_) {
-    worker* p = w.get();
+  for (unsigned i = 0; i < base_workers_; ++i) {
+    worker* p = &worker_at(i);
     std::thread([p] { p->loop(); }).detach();
   }
 }
 
 worker& runtime::pick_worker_for_plain_thread() noexcept {
-  return *workers_[next_plain_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
+  return worker_at(next_plain_.fetch_add(1, std::memory_order_relaxed) % base_workers_);
+}
+
+bool runtime::start_spare() noexcept {
+  if (stopping()) return false;
+  if (active_spares_.load(std::memory_order_relaxed) >= static_cast<int>(opts_.max_spare_workers)) {
+    return false;
+  }
+  // A retired slot first (its thread has left the loop, or is leaving it:
+  // joined here), else a new one.
+  unsigned slot = slot_count();
+  for (unsigned i = base_workers_; i < slot_count(); ++i) {
+    if (worker_at(i).retired()) {
+      slot = i;
+      break;
+    }
+  }
+  if (slot == slot_count()) {
+    if (slot >= slot_capacity_) return false;
+    try {
+      slots_[slot] = std::make_unique<worker>(*this, slot);
+    } catch (...) {
+      return false;  // no libev loop (descriptors) or memory: try again later
+    }
+  } else if (spare_threads_[slot].joinable()) {
+    spare_threads_[slot].join();
+  }
+  worker* w = slots_[slot].get();
+  // A one-worker runtime's worker stops taking its queues without atomic
+  // read-modify-writes before anyone may steal from it (worker::share()).
+  if (base_workers_ == 1) worker_at(0).share();
+  w->reopen();
+  active_spares_.fetch_add(1, std::memory_order_acq_rel);
+  try {
+    spare_threads_[slot] = std::thread([w] { w->loop(); });
+  } catch (...) {
+    active_spares_.fetch_sub(1, std::memory_order_acq_rel);
+    w->close_unused();
+    return false;
+  }
+  if (slot == slot_count()) slot_count_.store(slot + 1, std::memory_order_release);
+  spares_started_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool runtime::spare_may_retire(worker& w) noexcept {
+  (void)w;
+  int spares = active_spares_.load(std::memory_order_acquire);
+  for (;;) {
+    // Holds have ended (fewer held workers than spares), or another worker
+    // idles and can take what comes. Not while stopping: the loop leaves
+    // by itself then.
+    if (spares <= 0) return false;
+    if (held_.load(std::memory_order_relaxed) >= spares &&
+        idle_count_.load(std::memory_order_acquire) == 0) {
+      return false;
+    }
+    if (active_spares_.compare_exchange_weak(spares, spares - 1, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+      return true;
+    }
+  }
+}
+
+void runtime::join_spares(bool all) noexcept {
+  for (unsigned i = base_workers_; i < slot_count(); ++i) {
+    if (!spare_threads_[i].joinable()) continue;
+    if (all || worker_at(i).retired()) spare_threads_[i].join();
+  }
+  // The one worker of its runtime is alone again once no spare runs (no
+  // thief can touch its queues): back to its plain loads and stores.
+  if (base_workers_ == 1 && active_spares_.load(std::memory_order_acquire) == 0) {
+    bool any = false;
+    for (unsigned i = base_workers_; i < slot_count(); ++i) {
+      any = any || spare_threads_[i].joinable();
+    }
+    if (!any) worker_at(0).unshare();
+  }
 }
 
 void runtime::push_shared(control_block* first, control_block* last, std::uint32_t n) noexcept {
@@ -326,7 +430,7 @@ void spawn(control_block* cb, const fiber_options& o, bool joinable) {
     runtime& rt = w->rt();
     check_worker_index(rt, o);
     worker& target = o.worker >= 0 ? rt.worker_at(static_cast<unsigned>(o.worker)) : *w;
-    rt.fiber_started_on_worker();
+    rt.fiber_started_on_worker(*w);
     start_fiber(target, cb, o, joinable, &target == w);
     return;
   }
@@ -417,7 +521,7 @@ void run_main(const runtime_options& opts, control_block* (*make_main)(void* ctx
     main = make_main(ctx, allocate_stack(rt.opts().stack_size));
     main->name_ = "main";
     main->spawn_site_ = __builtin_return_address(0);
-    rt.fiber_started_on_worker();
+    rt.fiber_started_on_worker(rt.worker_at(0));
     // The workers have not started: this thread may use worker 0's queues.
     start_fiber(rt.worker_at(0), main, fiber_options{.name = "main"}, /*joinable=*/true,
                 /*local=*/true);

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fiber/lock_holder.h"
@@ -34,25 +35,27 @@ class runtime {
   ~runtime();
 
   const runtime_options& opts() const noexcept { return opts_; }
-  worker& worker_at(unsigned i) noexcept { return *workers_[i]; }
-  unsigned worker_count() const noexcept { return static_cast<unsigned>(workers_.size()); }
+  // The workers the runtime was started with (runtime_options::workers):
+  // what fiber_options::worker indexes and the statistics list.
+  unsigned worker_count() const noexcept { return base_workers_; }
+  // Every worker slot made so far: the base workers, then spares (running
+  // or retired; a slot is never freed while the runtime lives, since
+  // parked fibers' deadlines may still sit in its timer heap). Slots are
+  // only ever added; worker_at(i) is valid for i < slot_count(). Any
+  // thread.
+  unsigned slot_count() const noexcept { return slot_count_.load(std::memory_order_acquire); }
+  worker& worker_at(unsigned i) noexcept { return *slots_[i]; }
   bool persistent() const noexcept { return persistent_; }
   blocking_pool& blocking() noexcept { return *blocking_; }
 
-  // Counts a fiber spawned on a worker thread (by a fiber), or by run()
+  // Counts a fiber spawned on worker w's thread (by a fiber), or by run()
   // before the workers start, on what becomes worker 0's thread.
-  void fiber_started_on_worker() noexcept {
-    if (single_worker_) {
-      worker_live_ = worker_live_ + 1;
-    } else {
-      live_.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
+  void fiber_started_on_worker(worker& w) noexcept;
   // Counts a fiber spawned by a plain thread, under g_runtime_mu.
   void fiber_started_by_plain_thread() noexcept { live_.fetch_add(1, std::memory_order_relaxed); }
   // Stops the runtime when the last fiber finishes (unless persistent). On
-  // the worker thread that ran the fiber.
-  void fiber_finished() noexcept;
+  // the thread of worker w, which ran the fiber.
+  void fiber_finished(worker& w) noexcept;
   bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
 
   // Runs worker 0 on the calling thread and the others on new threads,
@@ -91,8 +94,10 @@ class runtime {
   void enter_idle(worker* w) noexcept;
   // Whether every worker is idle (then idle workers need no timeout).
   bool all_idle() const noexcept {
-    return idle_count_.load(std::memory_order_acquire) >= static_cast<int>(workers_.size());
+    return idle_count_.load(std::memory_order_acquire) >=
+           static_cast<int>(base_workers_) + active_spares_.load(std::memory_order_acquire);
   }
+  int idle_count() const noexcept { return idle_count_.load(std::memory_order_relaxed); }
   void leave_idle(worker* w) noexcept;
   std::atomic<int> searching_{0};
   // A timer due at `when` became the earliest of its worker's heap: a
@@ -101,6 +106,29 @@ class runtime {
   // into account; otherwise a worker that starts computing right after
   // would hold the deadline hostage. Any thread.
   void timer_added(timer_heap::rep when) noexcept;
+
+  // ---- Spare workers (forward progress; docs/sched.md, "Held workers") ----
+  // Started by the monitor when a held worker's work waits; see monitor.h.
+  // Spares running now, and workers the monitor last saw held.
+  unsigned max_spares() const noexcept { return opts_.max_spare_workers; }
+  int active_spares() const noexcept { return active_spares_.load(std::memory_order_acquire); }
+  int held_workers() const noexcept { return held_.load(std::memory_order_relaxed); }
+  void set_held_workers(int n) noexcept { held_.store(n, std::memory_order_relaxed); }
+  // Starts a spare on a new thread (a retired slot's, or a new slot);
+  // false at max_spare_workers, or when a thread or slot cannot be had.
+  // The monitor's thread only.
+  bool start_spare() noexcept;
+  // Whether the idle spare `w` should retire now: holds have ended (fewer
+  // held workers than spares), or another worker idles too. Counts it out
+  // when so. On w's thread.
+  bool spare_may_retire(worker& w) noexcept;
+  // Joins spares that have retired (and, with `all`, waits for every spare
+  // to retire first: the runtime has stopped). The monitor's thread, or
+  // the runtime's end.
+  void join_spares(bool all) noexcept;
+  std::uint64_t spares_started() const noexcept {
+    return spares_started_.load(std::memory_order_relaxed);
+  }
 
   // ---- Deadlock detection (deadlock.cpp; docs/operability.md) ----
   enum class deadlock_verdict : std::uint8_t {
@@ -125,17 +153,28 @@ class runtime {
  private:
   runtime_options opts_;
   const bool persistent_;
-  std::vector<std::unique_ptr<worker>> workers_;
+  const unsigned base_workers_;
+  // Worker slots: base_workers_ base workers, then up to max_spare_workers
+  // spares, made on demand by the monitor (the only writer of slots_ and
+  // slot_count_; release on the count publishes the slot).
+  const unsigned slot_capacity_;
+  std::unique_ptr<std::unique_ptr<worker>[]> slots_;
+  std::atomic<unsigned> slot_count_{0};
+  // Spare threads, by slot (the monitor's thread; the end of run()).
+  std::unique_ptr<std::thread[]> spare_threads_;
+  std::atomic<int> active_spares_{0};
+  std::atomic<int> held_{0};
+  std::atomic<std::uint64_t> spares_started_{0};
   std::unique_ptr<blocking_pool> blocking_;
-  // Fibers not yet finished: live_ + worker_live_. With one worker, the
-  // fibers that fibers spawn are counted in worker_live_, which only that
-  // worker's thread touches, so spawn and finish cost no atomic
+  // Fibers not yet finished: live_ + worker_live_. A worker alone in its
+  // runtime (worker::alone(): one worker, no spare running) counts the
+  // fibers it starts and finishes in worker_live_, which only its thread
+  // writes (plain loads and stores), so spawn and finish cost no atomic
   // read-modify-write (two of them measured 15-20 ns of a 140 ns
-  // spawn+join on the project's VM). worker_live_ goes negative when
-  // fibers that plain threads spawned (counted in live_) finish.
+  // spawn+join on the project's VM); everyone else counts in live_.
+  // worker_live_ goes negative when fibers counted in live_ finish there.
   std::atomic<std::int64_t> live_{0};
-  std::int64_t worker_live_ = 0;
-  const bool single_worker_;
+  std::atomic<std::int64_t> worker_live_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> deadlocked_{false};
   std::atomic<bool> deadlock_checking_{false};

@@ -60,6 +60,9 @@ void read_runtime(detail::runtime& rt, void* arg) {
       s.switches = w.switch_count();
     }
   }
+  out->spare_workers = static_cast<unsigned>(rt.active_spares());
+  out->held_workers = static_cast<unsigned>(rt.held_workers());
+  out->spares_started = rt.spares_started();
   blocking_pool_stats b;
   rt.blocking().stats(b);
   out->blocking_threads = b.threads;

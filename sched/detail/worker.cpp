@@ -60,7 +60,11 @@
 #include "sched/detail/worker.h"
 
 #include <cxxabi.h>
+#include <pthread.h>
 #include <ev.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -150,6 +154,40 @@ void on_async(struct ev_loop*, ev_async*, int) {
   // Nothing: the loop drains the inbox after every ev_run.
 }
 
+long membarrier(int cmd) noexcept { return ::syscall(__NR_membarrier, cmd, 0u, 0); }
+
+// Whether membarrier(2)'s private expedited command works here (Linux 4.14
+// and later, unless a seccomp filter forbids it): worker::share() needs it.
+// Registered once per process (the registration survives fork()).
+bool process_fence_available() noexcept {
+  static const bool available = [] {
+    const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
+    return cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
+           membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+  }();
+  return available;
+}
+
+// Every running thread of the process executes a full memory fence.
+void process_wide_fence() noexcept {
+  if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
+  if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+      membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
+    return;
+  }
+  // Registered above, so not expected; without the fence two threads could
+  // take the same fiber.
+  std::fputs("spindle: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed\n", stderr);
+  std::abort();
+}
+
+// How overdue another worker's earliest deadline must be before a busy
+// worker's poll runs it (run_overdue_timers): a worker that runs its loop
+// polls every max_poll_interval and runs its own in time, so this much
+// late means it is held in a fiber (or is a retired spare). Not less: a
+// fiber woken by another worker's poll moves there.
+constexpr auto overdue_slack = std::chrono::milliseconds(1);
+
 }  // namespace
 
 __attribute__((noinline)) worker* this_worker() noexcept {
@@ -161,10 +199,13 @@ __attribute__((noinline)) worker* this_worker() noexcept {
 
 worker::worker(runtime& rt, unsigned index)
     : loop_cb_(new loop_context),
-      alone_(rt.opts().workers == 1),
+      may_be_alone_(rt.opts().workers == 1 &&
+                    (rt.opts().max_spare_workers == 0 || process_fence_available())),
+      alone_(may_be_alone_),
       rand_state_(0x9e3779b9u * (index + 1)),
       rt_(rt),
       index_(index),
+      spare_(index >= rt.opts().workers),
       async_(std::make_unique<ev_async>()),
       netpoll_io_(std::make_unique<ev_io>()),
       idle_timer_(std::make_unique<ev_timer>()) {
@@ -183,7 +224,7 @@ worker::worker(runtime& rt, unsigned index)
     ev_io_start(loop_, netpoll_io_.get());
   }
   ev_timer_init(idle_timer_.get(), on_idle_timer, idle_poll_seconds, 0.0);
-  seen_.resize(rt.opts().workers == 0 ? 1 : rt.opts().workers);
+  seen_.resize(std::max(1u, rt.opts().workers + rt.opts().max_spare_workers));
   loop_cb_->state_.store(fiber_state::running, std::memory_order_relaxed);
 }
 
@@ -195,6 +236,10 @@ worker::~worker() {
 }
 
 void worker::loop() noexcept {
+  // Named so that top -H and the debugger tell spares from the program's
+  // threads (base workers keep the name of the program: worker 0 is its
+  // own thread).
+  if (spare_) ::pthread_setname_np(::pthread_self(), "spindle-spare");
   tls_worker = this;
   eh_globals_ = abi::__cxa_get_globals();
   alt_signal_stack alt_stack;
@@ -219,6 +264,7 @@ void worker::loop() noexcept {
       continue;
     }
     if (rt_.stopping()) break;
+    if (spare_ && try_retire()) break;
     // Nothing anywhere: sleep. Register as idle first, then look once
     // more, so that work submitted meanwhile either is found here or sees
     // us idle and wakes us.
@@ -235,6 +281,45 @@ void worker::loop() noexcept {
   tls_worker = nullptr;
 }
 
+void worker::share() noexcept {
+  if (!alone_.load(std::memory_order_relaxed)) return;
+  alone_.store(false, std::memory_order_seq_cst);
+  // The owner's stretch that read alone_ true before this store is
+  // visible in alone_use_ after the fence; one that starts after it reads
+  // false. Wait for the one in progress, if any (a few instructions).
+  process_wide_fence();
+  while (alone_use_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+}
+
+void worker::unshare() noexcept {
+  // No thief runs (every spare has retired and been joined): the owner
+  // may take plain loads and stores again at its next stretch.
+  if (may_be_alone_) alone_.store(true, std::memory_order_release);
+}
+
+void worker::reopen() noexcept {
+  // A new thread: its own stack for the loop context (ASan learns its
+  // extent at the first switch away from it).
+  loop_cb_->asan_stack_bottom_ = nullptr;
+  loop_cb_->asan_stack_size_ = 0;
+  retired_.store(false, std::memory_order_release);
+}
+
+bool worker::try_retire() noexcept {
+  if (pinned_here_.load(std::memory_order_relaxed) != 0 ||
+      loop_waits_here_.load(std::memory_order_relaxed) != 0 || !overflow_.empty() ||
+      !pinned_.empty() || ring_.size() != 0 || has_runnext()) {
+    return false;
+  }
+  // Under the inbox's lock: a thread handing a fiber to us either got in
+  // before (we stay) or sees retired_ after and hands it elsewhere.
+  lock_holder lock(inbox_mu_);
+  if (!inbox_.empty() || !inbox_home_.empty()) return false;
+  if (!rt_.spare_may_retire(*this)) return false;
+  retired_.store(true, std::memory_order_release);
+  return true;
+}
+
 // How often an idle runtime whose fibers all sleep looks again for a
 // deadlock while a thread outside it might still wake one.
 constexpr auto deadlock_recheck_interval = std::chrono::milliseconds(100);
@@ -245,7 +330,7 @@ void worker::sleep_idle() noexcept {
   // (steal_timers) when they are due.
   const auto earliest_timer = [this] {
     timer_heap::rep t = timer_heap::none;
-    for (unsigned i = 0; i < rt_.worker_count(); ++i) {
+    for (unsigned i = 0; i < rt_.slot_count(); ++i) {
       t = std::min(t, rt_.worker_at(i).timers().earliest());
     }
     return t;
@@ -333,7 +418,7 @@ std::uint32_t worker::run_timers(timer_heap& heap, std::chrono::steady_clock::ti
 }
 
 control_block* worker::steal_timers() noexcept {
-  const unsigned n = rt_.worker_count();
+  const unsigned n = rt_.slot_count();
   bool any = false;
   for (unsigned v = 0; v < n && !any; ++v) {
     any = v != index_ && rt_.worker_at(v).timers().earliest() != timer_heap::none;
@@ -365,7 +450,25 @@ void worker::poll_events(bool block) noexcept {
   tls_coarse_now = last_poll_.time_since_epoch().count();
   poll_due_ = false;
   switches_since_check_ = 0;
-  if (!block) run_timers(timers_, last_poll_);
+  if (!block) {
+    run_timers(timers_, last_poll_);
+    run_overdue_timers();
+  }
+}
+
+void worker::run_overdue_timers() noexcept {
+  const unsigned n = rt_.slot_count();
+  if (n < 2) return;
+  const timer_heap::rep now = last_poll_.time_since_epoch().count();
+  const timer_heap::rep slack =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(overdue_slack).count();
+  for (unsigned v = 0; v < n; ++v) {
+    if (v == index_) continue;
+    worker& other = rt_.worker_at(v);
+    // A retired spare runs nothing: no slack for it.
+    const timer_heap::rep due_by = other.retired() ? now : now - slack;
+    if (other.timers().due(due_by)) run_timers(other.timers(), last_poll_);
+  }
 }
 
 std::uint32_t worker::poll_network() noexcept {
@@ -437,6 +540,15 @@ void worker::schedule_remote(control_block* cb) noexcept {
   const bool stealable = cb->pinned_ == 0 && cb->loop_wait_ == nullptr;
   {
     lock_holder lock(inbox_mu_);
+    if (retired_.load(std::memory_order_relaxed)) [[unlikely]] {
+      // A spare that has retired: its thread is gone, and nothing homed
+      // here can be pinned or wait on its loop (try_retire). A base
+      // worker takes it.
+      lock.unlock();
+      if (outsider) rt_.outside_callers_.fetch_sub(1, std::memory_order_release);
+      rt_.pick_worker_for_plain_thread().schedule_remote(cb);
+      return;
+    }
     if (stealable) {
       inbox_.push_back(cb);
       inbox_stealable_.store(true, std::memory_order_relaxed);
@@ -461,9 +573,10 @@ void worker::wake() noexcept { ev_async_send(loop_, async_.get()); }
 void worker::after_fork_in_child() noexcept { ev_loop_fork(loop_); }
 
 void runtime::timer_added(timer_heap::rep when) noexcept {
-  for (auto& w : workers_) {
-    if (w->sleep_until_.load(std::memory_order_seq_cst) > when) {
-      w->wake();  // it recomputes its timeout (and runs what is due)
+  for (unsigned i = 0; i < slot_count(); ++i) {
+    worker& w = worker_at(i);
+    if (w.sleep_until_.load(std::memory_order_seq_cst) > when) {
+      w.wake();  // it recomputes its timeout (and runs what is due)
       return;
     }
   }
@@ -488,13 +601,14 @@ void worker::enqueue(control_block* cb, bool next) noexcept {
       return;
     }
     // The one it displaces goes to the ring, where others may steal it.
-    if (alone_) {
+    if (enter_alone_region()) {
       control_block* displaced = runnext_.load(std::memory_order_relaxed);
       runnext_.store(cb, std::memory_order_relaxed);
       cb = displaced;
     } else {
       cb = runnext_.exchange(cb, std::memory_order_acq_rel);
     }
+    leave_alone_region();
     if (cb == nullptr) return;
   }
   push_ring(cb);
@@ -550,7 +664,7 @@ control_block* worker::find_work() noexcept {
   if (rt_.shared_nonempty()) {
     if (control_block* cb = take_shared()) return cb;
   }
-  const unsigned n = rt_.worker_count();
+  const unsigned n = rt_.slot_count();
   if (n < 2) return nullptr;
   // xorshift32: a different victim order per attempt, so thieves spread.
   rand_state_ ^= rand_state_ << 13;
@@ -584,7 +698,7 @@ control_block* worker::steal_stale_runnext() noexcept {
   // spinning on something): the runnext fiber would wait for it, so we
   // take it (Go steals runnext from a P that has run one G for a while).
   const auto now = std::chrono::steady_clock::now();
-  const unsigned n = rt_.worker_count();
+  const unsigned n = rt_.slot_count();
   for (unsigned v = 0; v < n; ++v) {
     if (v == index_) continue;
     worker& victim = rt_.worker_at(v);
@@ -604,7 +718,7 @@ control_block* worker::steal_stale_runnext() noexcept {
 control_block* worker::search() noexcept {
   // Alone, there is nobody to steal from, and what other threads hand us
   // comes with a wakeup: sleep in the loop at once.
-  if (alone_) return nullptr;
+  if (alone_.load(std::memory_order_relaxed)) return nullptr;
   // Only a few workers spin; the others take one look and go to sleep.
   if (rt_.searching_.fetch_add(1, std::memory_order_acq_rel) >= max_spinning_workers) {
     rt_.searching_.fetch_sub(1, std::memory_order_acq_rel);

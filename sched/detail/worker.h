@@ -115,6 +115,48 @@ class worker {
   unsigned index() const noexcept { return index_; }
   struct ev_loop* ev() const noexcept { return loop_; }
 
+  // ---- A worker alone (see alone_) ----
+  // enter_alone_region() opens a stretch of the owner's code that takes
+  // from its own queues (or counts fibers) and returns whether it may do so
+  // without atomic read-modify-writes; leave_alone_region() closes it. On
+  // this worker's thread.
+  SPINDLE_ALWAYS_INLINE bool enter_alone_region() noexcept {
+    if (!may_be_alone_) return false;
+    alone_use_.store(1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    return alone_.load(std::memory_order_acquire);
+  }
+  SPINDLE_ALWAYS_INLINE void leave_alone_region() noexcept {
+    if (!may_be_alone_) return;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    alone_use_.store(0, std::memory_order_release);
+  }
+  // share() ends alone_ before a spare may steal from this worker: once it
+  // returns, the owner takes from its queues with atomics. unshare()
+  // restores it once no spare runs. The monitor's thread.
+  void share() noexcept;
+  void unshare() noexcept;
+
+  // ---- Spares (runtime::start_spare; docs/sched.md, "Held workers") ----
+  bool spare() const noexcept { return spare_; }
+  // A spare that left its loop for good (until reopen()). Any thread.
+  bool retired() const noexcept { return retired_.load(std::memory_order_acquire); }
+  // Readies a retired (or new) spare slot for a new thread; close_unused()
+  // undoes it when that thread cannot start. The monitor's thread.
+  void reopen() noexcept;
+  void close_unused() noexcept { retired_.store(true, std::memory_order_release); }
+  // Fibers pinned to this worker, and fibers waiting on a watcher in its
+  // loop: a spare does not retire while it has either. Any thread.
+  void pinned_here(int delta) noexcept { pinned_here_.fetch_add(delta, std::memory_order_relaxed); }
+  void loop_wait_here(int delta) noexcept {
+    loop_waits_here_.fetch_add(delta, std::memory_order_relaxed);
+  }
+  // Whether fibers wait in this worker's queues that another worker may
+  // take (the monitor, about a held worker). Any thread; racy.
+  bool has_stealable_work() const noexcept {
+    return ring_.size() != 0 || has_runnext() || inbox_stealable_.load(std::memory_order_relaxed);
+  }
+
   // Entry points of a fiber's first and last switches.
   void after_switch(void* from_ctx) noexcept;
   // Prepares the last switch of the running fiber, which has finished;
@@ -124,6 +166,7 @@ class worker {
   // The sanitizer annotations of that last switch; the caller must jump
   // right after, in the same function (see fiber/detail/sanitizer.h).
   SPINDLE_ALWAYS_INLINE void annotate_last_switch(control_block* next) noexcept {
+    tsan_block_signals();  // until after_switch_inline
     const bool to_loop = next == loop_cb_;
     // nullptr: the fiber's ASan fake stack dies with it.
     asan_start_switch(nullptr, to_loop ? next->asan_stack_bottom_ : next->stack_.limit(),
@@ -185,8 +228,15 @@ class worker {
   // poll_network() without going through libev, when descriptors are
   // registered; returns the next fiber to run, or nullptr.
   control_block* poll_network_directly() noexcept;
-  // Takes runnext_ (nullptr if empty); an exchange unless alone_.
-  inline control_block* take_runnext() noexcept;
+  // Takes runnext_ (nullptr if empty); an exchange unless `alone`.
+  inline control_block* take_runnext(bool alone) noexcept;
+  inline control_block* pop_local_in_region(bool alone) noexcept;
+  // Runs the due timers of other workers that have not run them for a
+  // while (held in a fiber, or retired spares); from a busy worker's poll.
+  void run_overdue_timers() noexcept;
+  // A spare with nothing to do: leaves for good if runtime::
+  // spare_may_retire() agrees and nothing is homed here.
+  bool try_retire() noexcept;
   // Appends to the ring, or to the overflow list when the ring is full (or
   // the list is not empty); wakes an idle worker when there is more than
   // this worker will run next.
@@ -228,9 +278,19 @@ class worker {
   void* eh_globals_ = nullptr;
   switch_action pending_action_ = switch_action::save;
   bool poll_due_ = false;
-  // The runtime's only worker: no thief can touch its ring or runnext_,
-  // so the owner takes from them without atomic read-modify-writes.
-  const bool alone_;
+  // The runtime's only worker, while no spare runs: no thief can touch its
+  // ring or runnext_, so the owner takes from them without atomic
+  // read-modify-writes (and counts fibers in runtime::worker_live_). A
+  // spare may come (a held worker, runtime::start_spare()); share() then
+  // turns this off with an asymmetric Dekker handshake: the owner marks
+  // each stretch that reads it in alone_use_ with plain stores, and share()
+  // clears alone_, has every thread fence (membarrier(2)) and waits for
+  // alone_use_ to be 0: from then on every stretch sees alone_ false.
+  // may_be_alone_ is false where it can never be (more workers, or no
+  // membarrier), and the stretches cost nothing there.
+  const bool may_be_alone_;
+  std::atomic<bool> alone_;
+  std::atomic<std::uint32_t> alone_use_{0};
   // A hint that the inbox has fibers; read relaxed on the hot path.
   std::atomic<bool> inbox_nonempty_{false};
   // Fairness: fibers that hand the worker to each other directly never
@@ -275,6 +335,10 @@ class worker {
   // ---- Cold ----
   runtime& rt_;
   const unsigned index_;
+  const bool spare_;
+  std::atomic<bool> retired_{false};
+  std::atomic<int> pinned_here_{0};
+  std::atomic<int> loop_waits_here_{0};
   struct ev_loop* loop_ = nullptr;
   std::unique_ptr<ev_async> async_;
   // Watches the netpoll's epoll fd (sched/detail/netpoll.h).

@@ -160,8 +160,8 @@ inline void worker::prefetch_next() noexcept {
   }
 }
 
-inline control_block* worker::take_runnext() noexcept {
-  if (alone_) {
+inline control_block* worker::take_runnext(bool alone) noexcept {
+  if (alone) {
     control_block* cb = runnext_.load(std::memory_order_relaxed);
     runnext_.store(nullptr, std::memory_order_relaxed);
     return cb;
@@ -170,9 +170,16 @@ inline control_block* worker::take_runnext() noexcept {
 }
 
 inline control_block* worker::pop_local() noexcept {
+  const bool alone = enter_alone_region();
+  control_block* cb = pop_local_in_region(alone);
+  leave_alone_region();
+  return cb;
+}
+
+inline control_block* worker::pop_local_in_region(bool alone) noexcept {
   // runnext_ first, up to a streak (see runnext_streak_).
   if (runnext_.load(std::memory_order_relaxed) != nullptr && runnext_streak_ < runnext_max_streak) {
-    if (control_block* cb = take_runnext()) {
+    if (control_block* cb = take_runnext(alone)) {
       ++runnext_streak_;
       return cb;
     }
@@ -186,7 +193,7 @@ inline control_block* worker::pop_local() noexcept {
       if (control_block* cb = take_shared()) return cb;
     }
   }
-  if (alone_) {
+  if (alone) {
     std::uint32_t left;
     if (control_block* cb = ring_.pop_unshared(&left)) {
       if (left >= 2) prefetch_next();  // not for two fibers taking turns
@@ -200,7 +207,7 @@ inline control_block* worker::pop_local() noexcept {
   if (rt_.shared_nonempty()) {
     if (control_block* cb = take_shared()) return cb;
   }
-  return take_runnext();
+  return take_runnext(alone);
 }
 
 inline control_block* worker::pick_next() noexcept {
@@ -217,6 +224,7 @@ inline control_block* worker::pick_next() noexcept {
 
 inline void worker::prepare_switch(control_block* from, control_block* to,
                                    switch_action action) noexcept {
+  tsan_block_signals();  // until after_switch_inline (see fiber/detail/sanitizer.h)
   const bool to_loop = to == loop_cb_;
   if (from->check_canary_) [[unlikely]] check_canary(from);
   pending_from_ = from;
@@ -249,6 +257,7 @@ inline void worker::after_switch_inline(void* from_ctx) noexcept {
   const void* previous_bottom = nullptr;
   std::size_t previous_size = 0;
   asan_finish_switch(current_->asan_fake_stack_, &previous_bottom, &previous_size);
+  tsan_restore_signals();
   control_block* from = pending_from_;
   if (from == loop_cb_ && loop_cb_->asan_stack_bottom_ == nullptr) {
     // The first switch away from the thread's own stack tells us its extent.
