@@ -11,8 +11,9 @@
 # Usage: bench/run_ab_bench.sh BUILD_A BUILD_B [rounds, default 3]
 #   ECHO_CONNS="1000" ECHO_WORKERS="1" ECHO_SECONDS=5
 #   CHAT_CLIENTS=1000 CHAT_RATE=20 CHAT_SECONDS=8 CHAT_WORKERS=2
-#   SCHED=1 SYNC=1 ECHO=1 CHAT=1 (0 skips a part)
-#   SCHED_FILTER='PingPong|SpawnJoin' SYNC_FILTER=. (benchmark filters)
+#   SCHED=1 FIBER=1 SYNC=1 ECHO=1 CHAT=1 (0 skips a part)
+#   SCHED_FILTER='PingPong|SpawnJoin' FIBER_FILTER='^BM_Yield$|^BM_SpawnJoin$'
+#   SYNC_FILTER=. (benchmark filters)
 set -euo pipefail
 a=$1 b=$2 rounds=${3:-3}
 conns_list=${ECHO_CONNS:-1000} workers_list=${ECHO_WORKERS:-1} seconds=${ECHO_SECONDS:-5}
@@ -48,6 +49,14 @@ if [[ ${SCHED:-1} == 1 ]]; then
   done
   echo "### scheduler_bench (ns per operation, median of $rounds interleaved rounds)"
   report sched
+fi
+if [[ ${FIBER:-1} == 1 ]]; then
+  for _ in $(seq "$rounds"); do
+    gbench fiber.A "$a" fiber_bench "${FIBER_FILTER:-^BM_Yield\$|^BM_SpawnJoin\$}"
+    gbench fiber.B "$b" fiber_bench "${FIBER_FILTER:-^BM_Yield\$|^BM_SpawnJoin\$}"
+  done
+  echo "### fiber_bench (ns per operation, median of $rounds interleaved rounds)"
+  report fiber
 fi
 if [[ ${SYNC:-1} == 1 ]]; then
   for _ in $(seq "$rounds"); do

@@ -9,6 +9,7 @@
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -171,6 +172,52 @@ void BM_IdleRuntimeCpu(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_IdleRuntimeCpu)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Forward progress (docs/sched.md, "Held workers"): a 10 ms ticker on a
+// two-worker runtime while `spinners` fibers spin without ever switching
+// (until the ticker is done). Each iteration is one tick; the counters are
+// how late the ticks woke, median and worst, in ms. Without spare workers
+// (max_spare_workers = 0) two or more spinners hold both workers and the
+// ticker never wakes again.
+void BM_TickerLatenessWhileFibersSpin(benchmark::State& state) {
+  const auto spinners = static_cast<int>(state.range(0));
+  std::vector<double> late_ms;
+  spindle::run(spindle::options{.workers = 2}, [&] {
+    std::atomic<bool> stop{false};
+    std::atomic<int> spinning{0};
+    std::vector<spindle::fiber> fibers;
+    for (int i = 0; i < spinners; ++i) {
+      fibers.emplace_back([&] {
+        spinning.fetch_add(1, std::memory_order_relaxed);
+        while (!stop.load(std::memory_order_relaxed)) {
+        }
+      });
+    }
+    while (spinning.load(std::memory_order_relaxed) < spinners) spindle::this_fiber::yield();
+    for (auto _ : state) {
+      const auto due = std::chrono::steady_clock::now() + std::chrono::milliseconds(10);
+      spindle::this_fiber::sleep_until(due);
+      late_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - due).count());
+    }
+    stop.store(true, std::memory_order_relaxed);
+    for (auto& f : fibers) f.join();
+  });
+  std::sort(late_ms.begin(), late_ms.end());
+  if (!late_ms.empty()) {
+    state.counters["late_p50_ms"] = late_ms[late_ms.size() / 2];
+    state.counters["late_max_ms"] = late_ms.back();
+  }
+}
+BENCHMARK(BM_TickerLatenessWhileFibersSpin)
+    ->ArgName("spinners")
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(8)
+    ->Iterations(100)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -301,6 +301,9 @@ bool runtime::start_spare() noexcept {
   if (base_workers_ == 1) worker_at(0).share();
   w->reopen();
   active_spares_.fetch_add(1, std::memory_order_acq_rel);
+  // Published before its thread runs: other workers' timer and steal loops
+  // see it from its first moment (a slot that stays unused is retired).
+  if (slot == slot_count()) slot_count_.store(slot + 1, std::memory_order_release);
   try {
     spare_threads_[slot] = std::thread([w] { w->loop(); });
   } catch (...) {
@@ -308,7 +311,6 @@ bool runtime::start_spare() noexcept {
     w->close_unused();
     return false;
   }
-  if (slot == slot_count()) slot_count_.store(slot + 1, std::memory_order_release);
   spares_started_.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
