@@ -199,7 +199,9 @@ __attribute__((noinline)) worker* this_worker() noexcept {
 
 worker::worker(runtime& rt, unsigned index)
     : loop_cb_(new loop_context),
-      may_be_alone_(rt.opts().workers == 1 &&
+      // The base worker of a one-worker runtime; never a spare (worker 0
+      // steals from it).
+      may_be_alone_(index == 0 && rt.opts().workers == 1 &&
                     (rt.opts().max_spare_workers == 0 || process_fence_available())),
       alone_(may_be_alone_),
       rand_state_(0x9e3779b9u * (index + 1)),
