@@ -19,7 +19,10 @@ monitor::monitor(runtime& rt, std::chrono::milliseconds warn_after)
   thread_ = std::thread([this] { run(); });
 }
 
-monitor::~monitor() {
+monitor::~monitor() { stop(); }
+
+void monitor::stop() {
+  if (!thread_.joinable()) return;
   {
     std::lock_guard lock(mu_);
     stop_ = true;
@@ -51,7 +54,13 @@ void monitor::run() {
   ::pthread_setname_np(::pthread_self(), "spindle-monitor");
   std::unique_lock lock(mu_);
   while (!stop_) {
-    if (sample(std::chrono::steady_clock::now())) {
+    const bool busy = sample(std::chrono::steady_clock::now());
+    // Acting on it takes the runtime's locks (its idle list, a spare's
+    // thread): not under mu_, which workers take under those (worker_woke).
+    lock.unlock();
+    act();
+    lock.lock();
+    if (busy) {
       cv_.wait_for(lock, sample_interval, [this] { return stop_; });
       continue;
     }
@@ -115,17 +124,21 @@ bool monitor::sample(std::chrono::steady_clock::time_point now) {
     if (w.has_stealable_work() || w.timers().due(due_soon)) work_waits = true;
   }
   rt_.set_held_workers(held);
-  if (held != 0 && (work_waits || held == active)) relieve();
-  if (held < rt_.active_spares()) {
+  relieve_ = held != 0 && (work_waits || held == active);
+  return busy;
+}
+
+void monitor::act() {
+  if (relieve_) relieve();
+  if (rt_.held_workers() < rt_.active_spares()) {
     // Holds have ended: a spare asleep in its loop (with no timeout, when
     // every worker idles) looks again, and retires.
-    for (unsigned i = rt_.worker_count(); i < views_.size(); ++i) {
+    for (unsigned i = rt_.worker_count(); i < rt_.slot_count(); ++i) {
       worker& w = rt_.worker_at(i);
       if (!w.retired() && w.asleep()) w.wake();
     }
   }
   rt_.join_spares(/*all=*/false);
-  return busy;
 }
 
 void monitor::relieve() {

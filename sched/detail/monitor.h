@@ -50,8 +50,11 @@ class monitor {
   // Starts the thread. `warn_after` is runtime_options::long_run_warning
   // (0: no warnings).
   monitor(runtime& rt, std::chrono::milliseconds warn_after);
-  // Stops and joins it.
+  // Stops and joins it (if stop() has not).
   ~monitor();
+  // Stops and joins the thread; the object stays for workers that still
+  // call worker_woke(). Idempotent.
+  void stop();
   monitor(const monitor&) = delete;
   monitor& operator=(const monitor&) = delete;
 
@@ -69,6 +72,10 @@ class monitor {
   // Returns whether any worker is busy.
   bool sample(std::chrono::steady_clock::time_point now);
   void warn(unsigned worker, std::chrono::steady_clock::duration ran);
+  // What the last sample calls for, done without mu_: relieve() if it
+  // saw work waiting on held workers, waking spares to retire when holds
+  // have ended, and joining retired ones.
+  void act();
   // Wakes an idle worker or starts a spare for work that held workers
   // keep waiting.
   void relieve();
@@ -89,6 +96,7 @@ class monitor {
   };
   std::vector<view> views_;  // guarded by mu_; one per worker slot
   bool warned_spare_bound_ = false;  // monitor thread only
+  bool relieve_ = false;             // monitor thread only
   std::unordered_set<std::uint64_t> warned_fibers_;  // monitor thread only
   std::thread thread_;
 };

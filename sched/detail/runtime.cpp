@@ -252,10 +252,12 @@ void runtime::run() noexcept {
   }
   worker_at(0).loop();
   for (auto& t : threads) t.join();
-  // The monitor starts no spare once the runtime stops; the ones running
-  // leave their loops as the base workers did.
-  monitor_.reset();
+  // The monitor's thread first (it starts spares); then the spares, which
+  // leave their loops as the base workers did (and still tell the monitor
+  // object when they wake); then the monitor object.
+  monitor_->stop();
   join_spares(/*all=*/true);
+  monitor_.reset();
 }
 
 void runtime::start_background() {
