@@ -165,8 +165,8 @@ void monitor::warn(unsigned index, std::chrono::steady_clock::duration ran) {
   if (warned_fibers_.insert(cb->id_).second) {
     std::fprintf(stderr,
                  "spindle: fiber %llu \"%s\" has run for %.3f s on worker %u without a switch: it "
-                 "holds up every fiber queued there (a long computation, a spin, or a blocking "
-                 "call Spindle does not know; see docs/operability.md)\n",
+                 "holds that worker's thread (a long computation, a spin, or a blocking call "
+                 "Spindle does not know; see docs/operability.md)\n",
                  static_cast<unsigned long long>(cb->id_), cb->name_.c_str(),
                  std::chrono::duration<double>(ran).count(), index);
   }

@@ -55,7 +55,7 @@ struct stepped_clock {
 // Runs `f` on a fiber of a one-worker runtime.
 template <class F>
 void on_fiber(F f) {
-  spindle::run(options{.workers = 1}, f);
+  spindle::run(options{.workers = 1, .max_spare_workers = 0}, f);
 }
 
 TEST(ClockTest, SleepUntilOnASlowClockReturnsOnlyOnceThatClockHasPassedTheDeadline) {
@@ -134,7 +134,7 @@ TEST(ClockTest, AWaitOnAClockSteppedBackDuringItWaitsForWhatIsLeft) {
   // are parked on their first estimate: each returns only once the clock,
   // stepped, has reached its deadline.
   stepped_clock::offset = 0;
-  spindle::run(options{.workers = 1}, [] {
+  spindle::run(options{.workers = 1, .max_spare_workers = 0}, [] {
     const auto deadline = stepped_clock::now() + 20ms;
     std::atomic<bool> slept_past{false};
     std::atomic<bool> cv_past{false};

@@ -341,7 +341,7 @@ TEST(FiberDeathTest, WithTerminateOnExceptionAnEscapingExceptionEndsTheProcessAs
 }
 
 TEST(FiberDeathTest, DetachingAFiberThatAlreadyFailedTerminatesNamingTheFiber) {
-  EXPECT_DEATH(spindle::run(spindle::options{.workers = 1}, [] {
+  EXPECT_DEATH(spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
                  fiber f({.name = "failed-early"}, [] { throw std::runtime_error("early"); });
                  // One worker runs fibers in FIFO order: f fails before
                  // main resumes and detaches it.

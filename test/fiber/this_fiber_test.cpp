@@ -21,7 +21,7 @@ using spindle::fiber;
 using std::chrono::steady_clock;
 
 // Tests of the order in which one worker runs its fibers.
-constexpr spindle::options one_worker{.workers = 1};
+constexpr spindle::options one_worker{.workers = 1, .max_spare_workers = 0};
 
 TEST(ThisFiberTest, YieldingFibersKeepTheirOwnStateWhileTheyMoveBetweenWorkers) {
   // yield() switches inline, in the caller's frame, and the fiber may come

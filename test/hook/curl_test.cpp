@@ -86,7 +86,7 @@ TEST(CurlTest, TwoHundredFibersOnOneWorkerFetchTheirOwnFilesAtOnce) {
   for (int i = 0; i < clients; ++i) http.put("file-" + std::to_string(i) + ".txt", content_of(i));
 
   std::vector<fetched> results(clients);
-  spindle::run(spindle::options{.workers = 1}, [&] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&] {
     spindle::latch start(clients);
     std::vector<spindle::thread> fibers;
     for (int i = 0; i < clients; ++i) {
@@ -108,7 +108,7 @@ TEST(CurlTest, TwoHundredFibersOnOneWorkerFetchTheirOwnFilesAtOnce) {
 TEST(CurlTest, AFetchFromAPortThatRefusesFailsWithCouldntConnectNotAHang) {
   spindle::test::refused_port closed;
   fetched f;
-  spindle::run(spindle::options{.workers = 1},
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0},
                [&] { f = fetch("http://127.0.0.1:" + std::to_string(closed.port()) + "/nothing"); });
   EXPECT_EQ(f.code, CURLE_COULDNT_CONNECT) << f.error;
 }
@@ -195,7 +195,7 @@ TEST(CurlTest, TwoHundredTransfersOnOneWorkerAreInFlightAtOnce) {
   const int clients = static_cast<int>(spindle::test::max_concurrent_fibers(200));
   ASSERT_GE(spindle::test::raise_descriptor_limit(), static_cast<rlim_t>(4 * clients + 64));
   std::vector<fetched> results(clients);
-  spindle::run(spindle::options{.workers = 1}, [&] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&] {
     gathering_server server(clients);
     std::vector<spindle::thread> fibers;
     for (int i = 0; i < clients; ++i) fibers.emplace_back([&, i] { results[i] = fetch(server.url(i)); });

@@ -112,7 +112,7 @@ TEST(HookEchoTest, AThreadPerConnectionServerPortedByNamespaceServesAThousandCon
   constexpr int connections = static_cast<int>(spindle::test::max_concurrent_fibers(3000) / 3);
   ASSERT_GE(spindle::test::raise_descriptor_limit(), static_cast<rlim_t>(3 * connections + 64));
   std::atomic<int> echoed{0};
-  spindle::run(spindle::options{.workers = 1}, [&] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&] {
     echo_server server(connections);
     // Every client connects before any sends: all connections are open
     // at once, each with its server thread parked in recv().

@@ -128,7 +128,7 @@ inline bool on_fiber() noexcept { return spindle::detail::on_fiber(); }
 template <class Scenario>
 auto on_a_fiber(Scenario scenario) {
   decltype(scenario()) result{};
-  spindle::run(spindle::options{.workers = 1}, [&] { result = scenario(); });
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&] { result = scenario(); });
   EXPECT_EQ(spindle::hook::parked_calls(), 0u) << "a hooked call still counted as parked after the runtime ended";
   return result;
 }

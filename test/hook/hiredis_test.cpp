@@ -101,7 +101,7 @@ TEST(HiredisTest, FiveHundredFibersBlockedInBlpopOnOneWorkerEachGetWhatAnotherFi
   std::vector<std::string> failures(clients);  // "" for a client that saw every reply it should
   std::vector<std::string> push_replies(clients);
   long ticks_connected = 0, ticks_parked = 0, ticks_done = 0;
-  spindle::run(spindle::options{.workers = 1}, [&] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&] {
     context_ptr pusher(redisConnect("127.0.0.1", redis.port()));
     ASSERT_TRUE(pusher != nullptr && pusher->err == 0) << (pusher ? pusher->errstr : "out of memory");
 
@@ -201,7 +201,7 @@ TEST(HiredisTest, FiveHundredFibersBlockedInBlpopOnOneWorkerEachGetWhatAnotherFi
 
 TEST(HiredisTest, ConnectingToAPortThatRefusesGivesHiredisErrorNotAHang) {
   spindle::test::refused_port closed;
-  spindle::run(spindle::options{.workers = 1}, [&] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&] {
     context_ptr c(redisConnect("127.0.0.1", closed.port()));
     ASSERT_NE(c, nullptr);
     EXPECT_EQ(c->err, REDIS_ERR_IO);
@@ -226,7 +226,7 @@ TEST(HiredisTest, ACommandToAServerThatNeverAnswersFailsWithHiredisErrorAtTheCon
   ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
 
   constexpr auto timeout = 200ms;
-  spindle::run(spindle::options{.workers = 1}, [&] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&] {
     context_ptr c(redisConnect("127.0.0.1", ntohs(addr.sin_port)));
     ASSERT_TRUE(c != nullptr && c->err == 0) << (c ? c->errstr : "out of memory");
     ASSERT_EQ(redisSetTimeout(c.get(), timeval{0, std::chrono::microseconds(timeout).count()}), REDIS_OK);

@@ -91,7 +91,7 @@ class LibpqTest : public testing::Test {
 TEST_F(LibpqTest, TheHookIsLinkedIntoThisProgram) { EXPECT_TRUE(spindle::hook::linked()); }
 
 TEST_F(LibpqTest, QueriesOnAFiberReturnTheirRowsAndErrors) {
-  spindle::run(spindle::options{.workers = 1}, [&] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&] {
     connection_ptr c = connect();
     ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
     EXPECT_EQ(outcome(c.get(), exec(c.get(), "CREATE TABLE fruit (id int PRIMARY KEY, name text)").get()), "ok");
@@ -152,7 +152,7 @@ TEST_F(LibpqTest, AHundredFibersOnOneWorkerAreInsideTheirQueriesAtOnce) {
   ASSERT_GE(spindle::test::raise_descriptor_limit(), static_cast<rlim_t>(sessions + 64));
   std::vector<std::string> outcomes(sessions);
   std::chrono::steady_clock::duration queries_took{};
-  spindle::run(spindle::options{.workers = 1}, [&] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&] {
     connection_ptr setup = connect();
     ASSERT_EQ(PQstatus(setup.get()), CONNECTION_OK) << PQerrorMessage(setup.get());
     ASSERT_EQ(outcome(setup.get(), exec(setup.get(), create_barrier).get()), "ok");
@@ -197,7 +197,7 @@ TEST_F(LibpqTest, AHundredFibersOnOneWorkerAreInsideTheirQueriesAtOnce) {
 
 TEST_F(LibpqTest, ConnectingToAPortThatRefusesGivesLibpqsErrorNotAHang) {
   spindle::test::refused_port closed;
-  spindle::run(spindle::options{.workers = 1}, [&] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&] {
     const std::string conninfo = "host=127.0.0.1 port=" + std::to_string(closed.port()) +
                                  " user=postgres dbname=postgres sslmode=disable gssencmode=disable connect_timeout=60";
     connection_ptr c(PQconnectdb(conninfo.c_str()));

@@ -1132,7 +1132,7 @@ TEST_P(ConnTest, ReadExactlyReportsEofAndUnexpectedEofWithTheBytesItRead) {
 TEST(ConnOneWorkerTest, AReaderOfAnAdoptedPipeParksInsteadOfBlockingItsWorker) {
   // One worker: had the read blocked the thread, the writer (on that same
   // worker) could never run, and the test would hang.
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     int fds[2];
     ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);  // blocking: adopt() makes them not
     connection r = connection::adopt(fds[0]);

@@ -366,7 +366,7 @@ int highest_open_descriptor() {
 
 void accept_when_out_of_descriptors() {
   ::alarm(120);  // a hang ends the child (by SIGALRM), failing the test
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     const auto give_up = std::chrono::steady_clock::now() + 60s;
     spindle::listener l = spindle::listen("127.0.0.1:0");
     // A client connects before the descriptors run out; its connection

@@ -226,7 +226,7 @@ TEST(SignalOneWorkerTest, AWaiterDoesNotSpinWhileAnotherSignalIsPendingUnclaimed
   install(SIGUSR2);
   if (read_calls() < 0) GTEST_SKIP() << "no /proc/self/io";
   [[maybe_unused]] signal_sink sink;
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     send_from_another_thread(SIGUSR2);
     std::atomic<bool> started{false};
     int got = 0;

@@ -274,7 +274,7 @@ std::error_code second_call_when_close_begins(udp_socket& s, const std::function
 }
 
 TEST(UdpOneWorkerTest, ARecvFromWaitingForItsTurnWhenCloseBeginsFailsWithOperationCanceledAsConnectionReadsDo) {
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     udp_socket s = udp_socket::bind("127.0.0.1:0");
     const address at = s.local_address();
     udp_socket client = udp_socket::open(AF_INET);
@@ -298,7 +298,7 @@ TEST(UdpOneWorkerTest, ARecvFromWaitingForItsTurnWhenCloseBeginsFailsWithOperati
 }
 
 TEST(UdpOneWorkerTest, ASendToWaitingForItsTurnWhenCloseBeginsFailsWithOperationCanceledAsConnectionWritesDo) {
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     // A Unix-domain datagram socket: its sends block while the receiver's
     // queue is full (a UDP one never does: the loopback drops instead).
     const auto to = address::parse("@spindle-udp-test-" + std::to_string(::getpid()));

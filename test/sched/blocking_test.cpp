@@ -107,7 +107,7 @@ TEST(BlockingOnAPlainThreadTest, BlockingRunsTheCallInlineOnAPlainThread) {
 // worker releases it; had the worker been stuck in the call, that fiber
 // could not run and the call would report the timeout.
 TEST(BlockingOneWorkerTest, WhileOneFiberBlocksTheOtherFibersOfItsWorkerKeepRunning) {
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     thread_event release;
     std::atomic<bool> entered{false};
     int steps = 0;
@@ -191,7 +191,7 @@ TEST_P(BlockingTest, ASaturatedPoolNeitherDeadlocksNorLosesCalls) {
 // Calls queue in order behind a single busy thread; each caller beyond
 // the queue's bound waits for room, and is admitted in order.
 TEST(BlockingQueueTest, CallsBeyondTheQueueWaitForRoomAndRunInOrder) {
-  spindle::options o{.workers = 1};
+  spindle::options o{.workers = 1, .max_spare_workers = 0};
   o.blocking_threads = 1;
   o.blocking_queue = 2;
   spindle::run(o, [] {
@@ -265,7 +265,7 @@ TEST(BlockingThreadsTest, ConcurrentCallsStartThreadsUpToTheBoundOnly) {
 }
 
 TEST(BlockingThreadsTest, IdleThreadsRetireAfterTheIdleTimeout) {
-  spindle::options o{.workers = 1};
+  spindle::options o{.workers = 1, .max_spare_workers = 0};
   o.blocking_idle = 1ms;
   spindle::run(o, [] {
     spindle::blocking([] {});

@@ -347,7 +347,7 @@ TEST(DumpTest, EveryWaitIsNamedWithItsObjectAndItsStack) {
 }
 
 TEST(DumpTest, WithoutBacktracesItListsNoStacks) {
-  run(runtime_options{.workers = 1}, [] {
+  run(runtime_options{.workers = 1, .max_spare_workers = 0}, [] {
     channel<int> ch;
     fiber waiter([&] { (void)ch.recv(); });
     test::wait_until_parked(waiter.get_id(), wait_reason::channel_recv);

@@ -36,6 +36,15 @@ using test::workers_fixture;
 
 class IdleWorkerTest : public workers_fixture {
  protected:
+  // No spare workers: what is tested is that the other base workers take
+  // the work (a spare would take it too, after 20 ms, and hide a failure:
+  // forward_progress_test covers spares).
+  spindle::options opts() const {
+    spindle::options o = workers_fixture::opts();
+    o.max_spare_workers = 0;
+    return o;
+  }
+
   // Runs `wait(hog_running)` in a fiber parked on worker 0, and then a hog
   // pinned to worker 0 that computes until the waiter has returned.
   // `wake(hog_running)` runs on a plain thread meanwhile; both may look at

@@ -92,7 +92,7 @@ TEST(ParkTest, MoreFibersWokenAtOnceThanTheRunQueueHoldsRunInTheOrderTheyWereWok
   // not fit wait, in order, behind those that do; none waits behind fibers
   // woken later (as it would in a queue served only now and then).
   constexpr int count = 1000;
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     std::vector<control_block*> waiters(count, nullptr);
     std::vector<int> order;
     std::vector<fiber> fibers;

@@ -54,7 +54,7 @@ TEST(RuntimeStatsTest, CountsFibersByStateAndReason) {
 }
 
 TEST(RuntimeStatsTest, CountsSwitchesIdleTimeAndTheBlockingPool) {
-  run(options{.workers = 1}, [] {
+  run(options{.workers = 1, .max_spare_workers = 0}, [] {
     const std::uint64_t before = runtime_stats().per_worker[0].switches;
     fiber other([] {
       for (int i = 0; i < 100; ++i) this_fiber::yield();
@@ -73,7 +73,7 @@ TEST(RuntimeStatsTest, CountsSwitchesIdleTimeAndTheBlockingPool) {
 }
 
 TEST(RuntimeStatsTest, CountsDescriptorsInTheNetpoll) {
-  run(options{.workers = 1}, [] {
+  run(options{.workers = 1, .max_spare_workers = 0}, [] {
     listener l = listen("127.0.0.1:0");
     fiber acceptor([&l] {
       try {

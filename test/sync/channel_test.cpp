@@ -465,7 +465,7 @@ TEST(ChannelDestructionTest, TheCallerOfCloseMayDestroyTheChannelBeforeTheFibers
 using spindle::test::explosive;
 
 TEST(ChannelHandOffTest, WhenTheHandOffToAWaitingReceiverThrowsTheSenderGetsItAndTheReceiverWaitsOn) {
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     channel<explosive> ch;
     std::optional<explosive> got;
     fiber receiver([&] { got = ch.recv(); });
@@ -480,7 +480,7 @@ TEST(ChannelHandOffTest, WhenTheHandOffToAWaitingReceiverThrowsTheSenderGetsItAn
 }
 
 TEST(ChannelHandOffTest, WhenTakingFromAWaitingSenderThrowsTheReceiverGetsItAndTheSenderWaitsOn) {
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     channel<explosive> ch;
     bool sent = false;
     fiber sender([&] {
@@ -500,7 +500,7 @@ TEST(ChannelHandOffTest, WhenTakingFromAWaitingSenderThrowsTheReceiverGetsItAndT
 }
 
 TEST(ChannelHandOffTest, WhenRefillingAFullBufferFromAWaitingSenderThrowsNothingIsLost) {
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     channel<explosive> ch(1);
     ch.send(explosive(1));  // full
     fiber sender([&] { ch.send(explosive(2)); });

@@ -276,7 +276,7 @@ TEST(MutexBiasTest, ASiblingFiberOfTheBiasThreadWaitsForTheBiasedHolder) {
   // it once the holder releases.
   biased_locking_on guard;
   SPINDLE_REQUIRE_BIASED_LOCKING(guard);
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     inspectable_mutex mu;
     take_until_biased(mu);
     ASSERT_TRUE(mu.biased());
@@ -304,7 +304,7 @@ TEST(MutexBiasTest, TheTakeThatBiasesTheMutexStillExcludesASiblingFiber) {
   // the same thread must not slip in through the fresh bias.
   biased_locking_on guard;
   SPINDLE_REQUIRE_BIASED_LOCKING(guard);
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     inspectable_mutex mu;
     for (long i = 0; i < bias_threshold; ++i) {
       std::lock_guard lock(mu);

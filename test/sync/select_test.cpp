@@ -160,7 +160,7 @@ TEST(SelectDeathTest, DestroyingAChannelAWaitingSelectIsRegisteredOnAbortsNaming
 }
 
 TEST(SelectHandOffTest, AWaitingSelectWhoseHandOffThrowsInTheSenderWaitsOnForTheNextValue) {
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     channel<explosive> a;
     channel<int> b;
     int which = -1;
@@ -182,7 +182,7 @@ TEST(SelectHandOffTest, AWaitingSelectWhoseHandOffThrowsInTheSenderWaitsOnForThe
 }
 
 TEST(SelectHandOffTest, WhenTakingFromAWaitingSenderThrowsTheSelectGetsItAndTheSenderWaitsOn) {
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     channel<explosive> a;
     bool sent = false;
     fiber sender([&] {

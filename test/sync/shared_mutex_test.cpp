@@ -62,7 +62,7 @@ TEST_P(SharedMutexTest, ReadersShareWritersExcludeEveryone) {
 }
 
 TEST(SharedMutexOrderTest, AWaitingWriterHoldsBackNewReaders) {
-  spindle::run(spindle::options{.workers = 1}, [] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [] {
     spindle::shared_mutex mu;
     mu.lock_shared();
     std::atomic<bool> writer_waiting{false};

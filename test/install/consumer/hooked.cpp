@@ -22,7 +22,7 @@ int main() {
   }
 #endif
   char got = 0;
-  spindle::run(spindle::options{.workers = 1}, [&got] {
+  spindle::run(spindle::options{.workers = 1, .max_spare_workers = 0}, [&got] {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return;
     std::atomic<bool> started{false};
