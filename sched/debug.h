@@ -67,7 +67,7 @@ struct runtime_statistics {
   std::vector<worker_stats> per_worker;
   // Forward progress (runtime_options::max_spare_workers): spare worker
   // threads running now, workers the monitor last saw held by one fiber
-  // (10-20 ms without a switch), and spares started since the runtime
+  // (20-30 ms without a switch), and spares started since the runtime
   // began.
   unsigned spare_workers = 0;
   unsigned held_workers = 0;

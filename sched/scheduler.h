@@ -32,7 +32,7 @@ struct runtime_options {
   // park (in order) until there is room.
   std::size_t blocking_queue = 1024;
   // Forward progress (docs/sched.md, "Held workers"): when a fiber holds
-  // its worker for 10-20 ms without switching (a spin-wait, a long
+  // its worker for 20-30 ms without switching (a spin-wait, a long
   // computation, a blocking call Spindle does not know) while fibers,
   // timers or the network wait, the runtime starts a spare worker thread
   // that takes that work over; the held fiber keeps its thread. A spare
