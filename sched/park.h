@@ -118,6 +118,17 @@ bool park_commit_until(control_block* self, std::chrono::steady_clock::time_poin
 // or a plain thread: the condition under which spinning on a lock can pay.
 bool parallel_workers() noexcept;
 
+// An asymmetric fence, for a fast path that orders itself with plain
+// stores and a slow path that pays for both (the biased mutex, sync/; a
+// one-worker runtime's queues, worker::share()). process_fence_available()
+// is whether membarrier(2)'s private expedited command works here (Linux
+// 4.14 and later, unless a seccomp filter forbids it), registering it the
+// first time (the registration survives fork()). process_wide_fence()
+// makes every running thread of the process execute a full memory fence;
+// only after process_fence_available() said true. Any thread.
+bool process_fence_available() noexcept;
+void process_wide_fence() noexcept;
+
 // run_active() tells whether a spindle::run() runtime is running (one that
 // waits for all its fibers before it returns). Any thread.
 bool run_active() noexcept;

@@ -317,8 +317,7 @@ bool runtime::start_spare() noexcept {
   return true;
 }
 
-bool runtime::spare_may_retire(worker& w) noexcept {
-  (void)w;
+bool runtime::spare_may_retire() noexcept {
   int spares = active_spares_.load(std::memory_order_acquire);
   for (;;) {
     // Holds have ended (fewer held workers than spares), or another worker

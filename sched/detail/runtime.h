@@ -118,10 +118,10 @@ class runtime {
   // false at max_spare_workers, or when a thread or slot cannot be had.
   // The monitor's thread only.
   bool start_spare() noexcept;
-  // Whether the idle spare `w` should retire now: holds have ended (fewer
-  // held workers than spares), or another worker idles too. Counts it out
-  // when so. On w's thread.
-  bool spare_may_retire(worker& w) noexcept;
+  // Whether an idle spare should retire now: holds have ended (fewer held
+  // workers than spares), or another worker idles too. Counts it out when
+  // so. On that spare's thread.
+  bool spare_may_retire() noexcept;
   // Joins spares that have retired (and, with `all`, waits for every spare
   // to retire first: the runtime has stopped). The monitor's thread, or
   // the runtime's end.

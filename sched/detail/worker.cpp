@@ -154,11 +154,19 @@ void on_async(struct ev_loop*, ev_async*, int) {
   // Nothing: the loop drains the inbox after every ev_run.
 }
 
-long membarrier(int cmd) noexcept { return ::syscall(__NR_membarrier, cmd, 0u, 0); }
+// How overdue another worker's earliest deadline must be before a busy
+// worker's poll runs it (run_overdue_timers): a worker that runs its loop
+// polls every max_poll_interval and runs its own in time, so this much
+// late means it is held in a fiber (or is a retired spare). Not less: a
+// fiber woken by another worker's poll moves there.
+constexpr auto overdue_slack = std::chrono::milliseconds(1);
 
-// Whether membarrier(2)'s private expedited command works here (Linux 4.14
-// and later, unless a seccomp filter forbids it): worker::share() needs it.
-// Registered once per process (the registration survives fork()).
+}  // namespace
+
+namespace {
+long membarrier(int cmd) noexcept { return ::syscall(__NR_membarrier, cmd, 0u, 0); }
+}  // namespace
+
 bool process_fence_available() noexcept {
   static const bool available = [] {
     const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
@@ -168,27 +176,18 @@ bool process_fence_available() noexcept {
   return available;
 }
 
-// Every running thread of the process executes a full memory fence.
 void process_wide_fence() noexcept {
   if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
+  // Registered already, so not expected; registering again is the one
+  // remedy, and without the fence its users would lose wakeups or take a
+  // fiber twice: stop loudly instead.
   if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
       membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
     return;
   }
-  // Registered above, so not expected; without the fence two threads could
-  // take the same fiber.
   std::fputs("spindle: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed\n", stderr);
   std::abort();
 }
-
-// How overdue another worker's earliest deadline must be before a busy
-// worker's poll runs it (run_overdue_timers): a worker that runs its loop
-// polls every max_poll_interval and runs its own in time, so this much
-// late means it is held in a fiber (or is a retired spare). Not less: a
-// fiber woken by another worker's poll moves there.
-constexpr auto overdue_slack = std::chrono::milliseconds(1);
-
-}  // namespace
 
 __attribute__((noinline)) worker* this_worker() noexcept {
   worker* w = tls_worker;
@@ -317,7 +316,7 @@ bool worker::try_retire() noexcept {
   // before (we stay) or sees retired_ after and hands it elsewhere.
   lock_holder lock(inbox_mu_);
   if (!inbox_.empty() || !inbox_home_.empty()) return false;
-  if (!rt_.spare_may_retire(*this)) return false;
+  if (!rt_.spare_may_retire()) return false;
   retired_.store(true, std::memory_order_release);
   return true;
 }

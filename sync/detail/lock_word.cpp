@@ -1,28 +1,20 @@
 #include "sync/detail/lock_word.h"
 
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <string_view>
 
 #include "fiber/sanitizers.h"
-#include "sync/detail/misuse.h"
+#include "sched/park.h"
 
 namespace spindle::detail {
 
 namespace {
 
-long membarrier(int cmd) noexcept { return syscall(__NR_membarrier, cmd, 0u, 0); }
-
 // Turns plain releases on where membarrier's private expedited command
-// works (Linux 4.14 and later, unless a seccomp filter forbids it).
+// works (sched/park.h's process_fence_available()).
 [[maybe_unused]] const bool plain_release_setup = [] {
 #if !SPINDLE_TSAN
-  const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
-  if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
-      membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0) {
+  if (process_fence_available()) {
     plain_release_enabled.store(true, std::memory_order_seq_cst);
     biased_locking_enabled.store(biased_locking_wanted(std::getenv("SPINDLE_MUTEX_BIAS")),
                                  std::memory_order_seq_cst);
@@ -30,19 +22,6 @@ long membarrier(int cmd) noexcept { return syscall(__NR_membarrier, cmd, 0u, 0);
 #endif
   return true;
 }();
-
-// Every running thread of the process executes a full memory fence.
-// Registered at start-up (and the registration survives fork()), so it is
-// not expected to fail; if it does, registering again is the one remedy,
-// and without the fence a wakeup could be lost: stop loudly instead.
-void process_wide_fence() noexcept {
-  if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
-  if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
-      membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
-    return;
-  }
-  sync_misuse("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed; spindle::mutex needs it");
-}
 
 // Spinning before parking: attempts, and pauses between them. Go spins
 // 4 x 30 pauses. A waiter that parks turns every later release into a
